@@ -1,0 +1,560 @@
+/* -------------------------------------------------------------------------
+   localcond: fix localcond (see fix_localcond.h and doc/fix_localcond.rst)
+------------------------------------------------------------------------- */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "fix_localcond.h"
+
+#include "python_runtime.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "pair.h"
+#include "update.h"
+#include "utils.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+using namespace LAMMPS_NS;
+using namespace FixConst;
+
+namespace {
+
+double wall_seconds()
+{
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+// A writable memoryview over a C++ buffer (no copy; torch warns about read-only
+// numpy arrays). Empty buffers get a valid pointer.
+PyObject *view(void *data, size_t bytes)
+{
+  static char empty[8];
+  if (bytes == 0) data = empty;
+  return PyMemoryView_FromMemory(static_cast<char *>(data), static_cast<Py_ssize_t>(bytes),
+                                 PyBUF_WRITE);
+}
+
+const double CHARGE_TOLERANCE = 1.0e-5;    // e
+
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
+    Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
+    neighbor_mode(NEIGH_AUTO), use_lammps_list(false), list(nullptr), session(nullptr),
+    lambda(nullptr), group_mean(0.0), group_count(0), n_calls(0), t_edges(0.0), t_python(0.0),
+    t_model(0.0)
+{
+  parse_arguments(narg, arg);
+
+  if (!atom->q_flag)
+    error->all(FLERR,
+               "fix localcond needs per-atom charges to check them against the model's "
+               "species charges; use an atom style with charges (e.g. atom_style charge or full)");
+  if (!atom->tag_enable)
+    error->all(FLERR, "fix localcond needs atom IDs (atom_modify id yes)");
+
+  open_session();
+
+  peratom_flag = 1;
+  size_peratom_cols = 0;
+  peratom_freq = nevery;
+  vector_flag = 1;
+  size_vector = 2;
+  global_freq = nevery;
+  extvector = 0;
+  restart_peratom = 1;
+
+  grow_arrays(atom->nmax);
+  atom->add_callback(Atom::GROW);
+  atom->add_callback(Atom::RESTART);
+  for (int i = 0; i < atom->nlocal; ++i) lambda[i] = 0.0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+FixLocalCond::~FixLocalCond()
+{
+  if (copymode) return;
+  atom->delete_callback(id, Atom::GROW);
+  atom->delete_callback(id, Atom::RESTART);
+  memory->destroy(lambda);
+  if (session && Py_IsInitialized()) {
+    LocalCond::GilLock gil;
+    Py_DECREF(session);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   fix ID group localcond N model.pt types S1 ... Sntypes [neighbors auto|lammps|binning]
+------------------------------------------------------------------------- */
+
+void FixLocalCond::parse_arguments(int narg, char **arg)
+{
+  const int ntypes = atom->ntypes;
+  const std::string usage = "fix ID group-ID localcond N model.pt types S1 ... S" +
+      std::to_string(ntypes) + " [neighbors auto|lammps|binning]";
+  if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
+
+  nevery = utils::inumeric(FLERR, arg[3], false, lmp);
+  if (nevery <= 0)
+    error->all(FLERR, "fix localcond: N (evaluate every N steps) must be a positive integer, got {}",
+               arg[3]);
+  model_file = arg[4];
+  if (strcmp(arg[5], "types") != 0)
+    error->all(FLERR, "fix localcond: expected keyword 'types' after the model file, got '{}'; usage: {}",
+               arg[5], usage);
+
+  auto is_keyword = [](const char *word) { return strcmp(word, "neighbors") == 0; };
+  int iarg = 6;
+  while (iarg < narg && !is_keyword(arg[iarg])) type_species.emplace_back(arg[iarg++]);
+  if ((int) type_species.size() != ntypes) {
+    std::string given;
+    for (const auto &s : type_species) given += " " + s;
+    error->all(FLERR,
+               "fix localcond: 'types' needs exactly one species name (or NULL) per atom type: "
+               "the system has {} atom types but {} names were given:{}",
+               ntypes, type_species.size(), given.empty() ? " (none)" : given);
+  }
+
+  while (iarg < narg) {
+    if (strcmp(arg[iarg], "neighbors") == 0) {
+      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'neighbors' needs a value");
+      const std::string mode = arg[iarg + 1];
+      if (mode == "auto")
+        neighbor_mode = NEIGH_AUTO;
+      else if (mode == "lammps")
+        neighbor_mode = NEIGH_LAMMPS;
+      else if (mode == "binning")
+        neighbor_mode = NEIGH_BINNING;
+      else
+        error->all(FLERR, "fix localcond: neighbors must be auto, lammps or binning, got '{}'", mode);
+      iarg += 2;
+    } else {
+      error->all(FLERR, "fix localcond: unknown keyword '{}'", arg[iarg]);
+    }
+  }
+}
+
+/* ----------------------------------------------------------------------
+   A failure of the Python side. Deterministic failures (seen by every rank)
+   end the run with error->all; otherwise the rank that saw it stops the run.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::python_failure(const std::string &what, bool failed_here)
+{
+  int bad = failed_here ? 1 : 0, nbad = 0;
+  MPI_Allreduce(&bad, &nbad, 1, MPI_INT, MPI_SUM, world);
+  if (nbad == comm->nprocs) error->all(FLERR, "fix localcond: {}", what);
+  if (bad) error->one(FLERR, "fix localcond: {}", what);
+  // Give the failing rank time to report before this one aborts the job.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  error->one(FLERR, "fix localcond: stopped because another MPI rank failed (see its message)");
+}
+
+/* ----------------------------------------------------------------------
+   Start Python, load and validate the model, map types to species.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::open_session()
+{
+  std::string problem = LocalCond::ensure_python();
+  int failed = problem.empty() ? 0 : 1, nfailed = 0;
+  MPI_Allreduce(&failed, &nfailed, 1, MPI_INT, MPI_SUM, world);
+  if (nfailed) python_failure(problem, failed);
+
+  std::string summary;
+  {
+    LocalCond::GilLock gil;
+    PyObject *module = PyImport_ImportModule("localcond.fix_bridge");
+    PyObject *names = module ? PyList_New(0) : nullptr;
+    if (names)
+      for (const auto &s : type_species) {
+        PyObject *item = (s == "NULL") ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(s.c_str());
+        PyList_Append(names, item);
+        Py_DECREF(item);
+      }
+    if (names)
+      session = PyObject_CallMethod(module, "open_session", "sOi", model_file.c_str(), names,
+                                    comm->nprocs);
+    Py_XDECREF(names);
+    Py_XDECREF(module);
+
+    if (session) {
+      PyObject *c = PyObject_GetAttrString(session, "cutoff");
+      PyObject *rf = PyObject_GetAttrString(session, "receptive_field");
+      PyObject *nl = PyObject_GetAttrString(session, "n_layers");
+      PyObject *tn = PyObject_GetAttrString(session, "type_species_index");
+      PyObject *tq = PyObject_GetAttrString(session, "type_charge");
+      PyObject *sm = PyObject_GetAttrString(session, "summary");
+      if (c && rf && nl && tn && tq && sm) {
+        cutoff = PyFloat_AsDouble(c);
+        receptive_field = PyFloat_AsDouble(rf);
+        n_layers = (int) PyLong_AsLong(nl);
+        type_node.assign(atom->ntypes + 1, -1);
+        type_charge.assign(atom->ntypes + 1, 0.0);
+        for (int t = 1; t <= atom->ntypes; ++t) {
+          type_node[t] = (int) PyLong_AsLong(PyList_GetItem(tn, t - 1));
+          type_charge[t] = PyFloat_AsDouble(PyList_GetItem(tq, t - 1));
+        }
+        summary = PyUnicode_AsUTF8(sm);
+      }
+      Py_XDECREF(c);
+      Py_XDECREF(rf);
+      Py_XDECREF(nl);
+      Py_XDECREF(tn);
+      Py_XDECREF(tq);
+      Py_XDECREF(sm);
+    }
+    if (PyErr_Occurred()) {
+      problem = LocalCond::take_python_error();
+      Py_CLEAR(session);
+    }
+  }
+  failed = problem.empty() ? 0 : 1;
+  MPI_Allreduce(&failed, &nfailed, 1, MPI_INT, MPI_SUM, world);
+  if (nfailed) python_failure(problem, failed);
+
+  if (comm->me == 0)
+    utils::logmesg(lmp, "fix localcond {}: Python {}\n{}\n", id, LocalCond::python_origin(), summary);
+}
+
+/* ---------------------------------------------------------------------- */
+
+int FixLocalCond::setmask()
+{
+  return END_OF_STEP;
+}
+
+/* ----------------------------------------------------------------------
+   Use LAMMPS's neighbor list when its pair cutoff covers the model cutoff for
+   every pair of mapped types and no pair is left out of it (bonds with special
+   weights of zero, neigh_modify exclude); bin the atoms ourselves otherwise.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::init()
+{
+  std::string why_not;
+  if (!force->pair)
+    why_not = "there is no pair style";
+  else if (atom->molecular != Atom::ATOMIC)
+    why_not = "the system has bonds, whose special pairs may be missing from the list";
+  else if (neighbor->exclude)
+    why_not = "neigh_modify exclude removes pairs from the list";
+  else if (!force->pair->cutsq)
+    why_not = "the pair style has no per-type cutoffs";
+  else {
+    const double cutsq = cutoff * cutoff;
+    for (int i = 1; i <= atom->ntypes && why_not.empty(); ++i)
+      for (int j = 1; j <= atom->ntypes && why_not.empty(); ++j)
+        if (type_node[i] >= 0 && type_node[j] >= 0 && force->pair->cutsq[i][j] < cutsq)
+          why_not = fmt::format("the pair cutoff between types {} and {} ({:.6g} Å) is shorter than "
+                                "the model cutoff ({:.6g} Å)",
+                                i, j, std::sqrt(force->pair->cutsq[i][j]), cutoff);
+  }
+
+  if (neighbor_mode == NEIGH_LAMMPS && !why_not.empty())
+    error->all(FLERR, "fix localcond: cannot use the LAMMPS neighbor list ('neighbors lammps'): {}",
+               why_not);
+  use_lammps_list = (neighbor_mode != NEIGH_BINNING) && why_not.empty();
+
+  if (use_lammps_list) {
+    int flags = NeighConst::REQ_FULL;
+    if (n_layers > 1) flags |= NeighConst::REQ_GHOST;
+    neighbor->add_request(this, flags);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixLocalCond::init_list(int /*id*/, NeighList *ptr)
+{
+  list = ptr;
+}
+
+/* ----------------------------------------------------------------------
+   Ghost atoms are guaranteed within (ghost cutoff - skin) of the subdomain
+   between reneighborings; the model needs them out to its receptive field.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::check_ghost_cutoff()
+{
+  const double ghost = std::max(neighbor->cutneighmax, comm->cutghostuser);
+  const double skin = neighbor->skin;
+  if (ghost - skin < receptive_field * (1.0 - 1e-12)) {
+    std::string field = n_layers > 1
+        ? fmt::format("{:.6g} Å ({} layers x {:.6g} Å cutoff)", receptive_field, n_layers, cutoff)
+        : fmt::format("{:.6g} Å (its cutoff)", receptive_field);
+    error->all(FLERR,
+               "fix localcond: the model's receptive field is {} but ghost atoms reach only "
+               "{:.6g} Å (ghost cutoff {:.6g} Å minus neighbor skin {:.6g} Å); add "
+               "'comm_modify cutoff {:.6g}' (or larger) before the run",
+               field, ghost - skin, ghost, skin, std::ceil(receptive_field + skin));
+  }
+}
+
+/* ----------------------------------------------------------------------
+   Every atom of a mapped type must carry its species' charge in the model.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::check_charges()
+{
+  const int ntypes = atom->ntypes;
+  std::vector<double> lo(ntypes + 1, INFINITY), hi(ntypes + 1, -INFINITY), glo(ntypes + 1),
+      ghi(ntypes + 1);
+  for (int i = 0; i < atom->nlocal; ++i) {
+    const int t = atom->type[i];
+    lo[t] = std::min(lo[t], atom->q[i]);
+    hi[t] = std::max(hi[t], atom->q[i]);
+  }
+  MPI_Allreduce(lo.data(), glo.data(), ntypes + 1, MPI_DOUBLE, MPI_MIN, world);
+  MPI_Allreduce(hi.data(), ghi.data(), ntypes + 1, MPI_DOUBLE, MPI_MAX, world);
+  for (int t = 1; t <= ntypes; ++t) {
+    if (type_node[t] < 0 || glo[t] > ghi[t]) continue;    // excluded or no atoms
+    const double q = type_charge[t];
+    if (std::fabs(glo[t] - q) > CHARGE_TOLERANCE || std::fabs(ghi[t] - q) > CHARGE_TOLERANCE)
+      error->all(FLERR,
+                 "fix localcond: atoms of type {} (species {}) have charges from {:.6g} to {:.6g} e, "
+                 "but the model's species {} has charge {:.6g} e; fix the charges or the 'types' map",
+                 t, type_species[t - 1], glo[t], ghi[t], type_species[t - 1], q);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixLocalCond::setup(int /*vflag*/)
+{
+  check_ghost_cutoff();
+  check_charges();
+  evaluate();
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixLocalCond::end_of_step()
+{
+  evaluate();
+}
+
+/* ----------------------------------------------------------------------
+   Nodes: local atoms of mapped types in the group (the outputs), then other
+   local atoms of mapped types, then ghost atoms of mapped types.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::collect_nodes(int &n_out, int &n_nodes)
+{
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const int *type = atom->type;
+  const int *amask = atom->mask;
+  double **x = atom->x;
+
+  node_of_atom.assign(nall, -1);
+  atom_of_node.clear();
+  auto add = [&](int i) {
+    node_of_atom[i] = (int) atom_of_node.size();
+    atom_of_node.push_back(i);
+  };
+  for (int i = 0; i < nlocal; ++i)
+    if ((amask[i] & groupbit) && type_node[type[i]] >= 0) add(i);
+  n_out = (int) atom_of_node.size();
+  for (int i = 0; i < nlocal; ++i)
+    if (!(amask[i] & groupbit) && type_node[type[i]] >= 0) add(i);
+  for (int i = nlocal; i < nall; ++i)
+    if (type_node[type[i]] >= 0) add(i);
+  n_nodes = (int) atom_of_node.size();
+
+  node_species.resize(n_nodes);
+  node_ids.resize(n_nodes);
+  node_pos.resize(3 * (size_t) n_nodes);
+  for (int k = 0; k < n_nodes; ++k) {
+    const int i = atom_of_node[k];
+    node_species[k] = type_node[type[i]];
+    node_ids[k] = atom->tag[i];
+    for (int d = 0; d < 3; ++d) node_pos[3 * k + d] = x[i][d];
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixLocalCond::edges_from_list(int n_centers)
+{
+  edges.clear();
+  const double cutsq = cutoff * cutoff;
+  const int nrows = list->inum + (n_layers > 1 ? list->gnum : 0);
+  for (int ii = 0; ii < nrows; ++ii) {
+    const int i = list->ilist[ii];
+    const int ni = node_of_atom[i];
+    if (ni < 0 || ni >= n_centers) continue;
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; ++jj) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const int nj = node_of_atom[j];
+      if (nj < 0) continue;
+      const double dx = node_pos[3 * nj] - node_pos[3 * ni];
+      const double dy = node_pos[3 * nj + 1] - node_pos[3 * ni + 1];
+      const double dz = node_pos[3 * nj + 2] - node_pos[3 * ni + 2];
+      if (dx * dx + dy * dy + dz * dz < cutsq) edges.add(ni, nj, dx, dy, dz);
+    }
+  }
+  edges.finalize();
+}
+
+/* ----------------------------------------------------------------------
+   Build the model inputs, call the Python runtime, store lambda per atom.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::evaluate()
+{
+  const double t0 = wall_seconds();
+  int n_out = 0, n_nodes = 0;
+  collect_nodes(n_out, n_nodes);
+  // a one-layer model only needs edges from its output nodes
+  const int n_centers = (n_layers > 1) ? n_nodes : n_out;
+  if (use_lammps_list)
+    edges_from_list(n_centers);
+  else
+    LocalCond::build_edges_binned(node_pos, n_nodes, n_centers, cutoff, edges);
+  node_out.assign(n_out, 0.0);
+  const double t1 = wall_seconds();
+
+  std::string problem;
+  double model_seconds = 0.0;
+  {
+    LocalCond::GilLock gil;
+    PyObject *result = PyObject_CallMethod(
+        session, "evaluate", "LNNNNiN", (long long) update->ntimestep,
+        view(node_species.data(), node_species.size() * sizeof(int64_t)),
+        view(edges.index.data(), edges.index.size() * sizeof(int64_t)),
+        view(edges.vec.data(), edges.vec.size() * sizeof(double)),
+        view(node_ids.data(), node_ids.size() * sizeof(int64_t)), n_out,
+        view(node_out.data(), node_out.size() * sizeof(double)));
+    if (result) {
+      model_seconds = PyFloat_AsDouble(result);
+      Py_DECREF(result);
+    }
+    if (PyErr_Occurred()) problem = LocalCond::take_python_error();
+  }
+  const double t2 = wall_seconds();
+  if (!problem.empty())
+    error->one(FLERR, "fix localcond: model evaluation failed at step {}: {}", update->ntimestep,
+               problem);
+
+  ++n_calls;
+  t_edges += t1 - t0;
+  t_python += t2 - t1;
+  t_model += model_seconds;
+
+  for (int i = 0; i < atom->nlocal; ++i) lambda[i] = 0.0;
+  double sum = 0.0;
+  for (int k = 0; k < n_out; ++k) {
+    lambda[atom_of_node[k]] = node_out[k];
+    sum += node_out[k];
+  }
+  double local[2] = {sum, (double) n_out}, global[2];
+  MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_SUM, world);
+  group_count = (bigint) global[1];
+  group_mean = group_count > 0 ? global[0] / global[1] : 0.0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixLocalCond::post_run()
+{
+  double mine[3] = {t_edges, t_python - t_model, t_model}, most[3];
+  MPI_Reduce(mine, most, 3, MPI_DOUBLE, MPI_MAX, 0, world);
+  if (comm->me == 0 && n_calls > 0)
+    utils::logmesg(lmp,
+                   "fix localcond {}: {} evaluations; per evaluation (slowest rank): "
+                   "edges {:.4g} ms, C++/Python bridge {:.4g} ms, model {:.4g} ms\n",
+                   id, n_calls, 1e3 * most[0] / n_calls, 1e3 * most[1] / n_calls,
+                   1e3 * most[2] / n_calls);
+  n_calls = 0;
+  t_edges = t_python = t_model = 0.0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+double FixLocalCond::compute_vector(int n)
+{
+  if (n == 0) return group_mean;
+  return (double) group_count;
+}
+
+/* ---------------------------------------------------------------------- */
+
+double FixLocalCond::memory_usage()
+{
+  double bytes = (double) atom->nmax * sizeof(double);
+  bytes += (double) node_of_atom.capacity() * sizeof(int) + atom_of_node.capacity() * sizeof(int);
+  bytes += (double) (node_species.capacity() + node_ids.capacity()) * sizeof(int64_t);
+  bytes += (double) (node_pos.capacity() + node_out.capacity() + edges.vec.capacity()) * sizeof(double);
+  bytes += (double) (edges.index.capacity() + edges.center.capacity() + edges.neighbor.capacity()) *
+      sizeof(int64_t);
+  return bytes;
+}
+
+/* ----------------------------------------------------------------------
+   per-atom storage that migrates with atoms and survives restarts
+------------------------------------------------------------------------- */
+
+void FixLocalCond::grow_arrays(int nmax)
+{
+  memory->grow(lambda, nmax, "localcond:lambda");
+  vector_atom = lambda;
+}
+
+void FixLocalCond::copy_arrays(int i, int j, int /*delflag*/)
+{
+  lambda[j] = lambda[i];
+}
+
+int FixLocalCond::pack_exchange(int i, double *buf)
+{
+  buf[0] = lambda[i];
+  return 1;
+}
+
+int FixLocalCond::unpack_exchange(int nlocal, double *buf)
+{
+  lambda[nlocal] = buf[0];
+  return 1;
+}
+
+int FixLocalCond::pack_restart(int i, double *buf)
+{
+  buf[0] = 2;    // number of values including this count
+  buf[1] = lambda[i];
+  return 2;
+}
+
+void FixLocalCond::unpack_restart(int nlocal, int nth)
+{
+  double **extra = atom->extra;
+  int m = 0;
+  for (int k = 0; k < nth; ++k) m += static_cast<int>(extra[nlocal][m]);
+  lambda[nlocal] = extra[nlocal][m + 1];
+}
+
+int FixLocalCond::size_restart(int /*nlocal*/)
+{
+  return 2;
+}
+
+int FixLocalCond::maxsize_restart()
+{
+  return 2;
+}

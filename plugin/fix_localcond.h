@@ -1,0 +1,85 @@
+/* -*- c++ -*- -------------------------------------------------------------
+   localcond: fix localcond — per-atom local molar conductivity from a
+   TorchScript model evaluated every N steps through the localcond Python
+   runtime. Documentation: doc/fix_localcond.rst.
+------------------------------------------------------------------------- */
+
+#ifndef LMP_FIX_LOCALCOND_H
+#define LMP_FIX_LOCALCOND_H
+
+#include "fix.h"
+
+#include "edge_builder.h"
+
+#include <string>
+#include <vector>
+
+struct _object;
+
+namespace LAMMPS_NS {
+
+class FixLocalCond : public Fix {
+ public:
+  FixLocalCond(class LAMMPS *, int, char **);
+  ~FixLocalCond() override;
+  int setmask() override;
+  void init() override;
+  void init_list(int, class NeighList *) override;
+  void setup(int) override;
+  void end_of_step() override;
+  void post_run() override;
+  double compute_vector(int) override;
+  double memory_usage() override;
+
+  void grow_arrays(int) override;
+  void copy_arrays(int, int, int) override;
+  int pack_exchange(int, double *) override;
+  int unpack_exchange(int, double *) override;
+  int pack_restart(int, double *) override;
+  void unpack_restart(int, int) override;
+  int size_restart(int) override;
+  int maxsize_restart() override;
+
+ private:
+  enum NeighborMode { NEIGH_AUTO, NEIGH_LAMMPS, NEIGH_BINNING };
+
+  std::string model_file;
+  std::vector<std::string> type_species;    // per type 1..ntypes ("NULL" = excluded)
+  std::vector<int> type_node;               // per type: model species index, -1 = excluded
+  std::vector<double> type_charge;          // per type: the model's charge for its species
+  double cutoff, receptive_field;
+  int n_layers;
+  int neighbor_mode;
+  bool use_lammps_list;
+  class NeighList *list;
+
+  _object *session;    // localcond.fix_bridge.FixSession
+
+  double *lambda;    // per-atom local molar conductivity, S cm^2/mol
+  double group_mean;
+  bigint group_count;
+
+  // work buffers reused between evaluations
+  std::vector<int> node_of_atom;
+  std::vector<int> atom_of_node;
+  std::vector<int64_t> node_species, node_ids;
+  std::vector<double> node_pos, node_out;
+  LocalCond::EdgeList edges;
+
+  // timing (seconds, this rank) for the post-run summary
+  long n_calls;
+  double t_edges, t_python, t_model;
+
+  void parse_arguments(int, char **);
+  void open_session();
+  void check_charges();
+  void check_ghost_cutoff();
+  void evaluate();
+  void collect_nodes(int &n_out, int &n_nodes);
+  void edges_from_list(int n_centers);
+  [[noreturn]] void python_failure(const std::string &what, bool on_all_ranks);
+};
+
+}    // namespace LAMMPS_NS
+
+#endif

@@ -1,0 +1,3 @@
+from localcond.cli import main
+
+raise SystemExit(main())

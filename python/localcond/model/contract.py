@@ -1,0 +1,152 @@
+"""The localcond model contract (DESIGN.md §3) and its metadata.
+
+A model file is a TorchScript archive whose ``forward`` is
+
+    forward(species: int64[n_nodes], edge_index: int64[2, n_edges],
+            edge_vec: float[n_edges, 3], n_local: int) -> float[n_local]
+
+with ``edge_index[0]`` the center i, ``edge_index[1]`` the neighbor j and
+``edge_vec = r_j - r_i`` in Å (periodic image or ghost copy of j). The output
+is λ, the local molar conductivity, in S cm² mol⁻¹, for nodes 0 … n_local−1.
+
+The metadata travel inside the archive as the extra file ``localcond.json``
+and can be read with :func:`read_metadata` without torch and without running
+the model. Only :mod:`json` and :mod:`zipfile` are imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from localcond.errors import ModelFileError
+
+CONTRACT_VERSION = 1
+METADATA_FILE = "localcond.json"
+DTYPES = ("float32", "float64")
+UNITS = {"length": "angstrom", "charge": "e", "output": "S cm^2 mol^-1"}
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a caller can check before evaluating a model.
+
+    ``charges`` are in units of e, ``cutoff`` in Å; the receptive field is
+    ``n_layers * cutoff``: an output depends on atoms up to that distance.
+    ``temperature_k`` and ``label_tau_ps`` describe the labels a trained model
+    learned from (None for models that were not trained on labels).
+    """
+
+    species: tuple[str, ...]
+    charges: tuple[float, ...]
+    cutoff: float
+    n_layers: int
+    dtype: str
+    kind: str
+    description: str
+    trained: bool = False
+    temperature_k: float | None = None
+    label_tau_ps: float | None = None
+    training_systems: tuple[str, ...] = ()
+    contract_version: int = CONTRACT_VERSION
+    units: dict[str, str] = field(default_factory=lambda: dict(UNITS))
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ModelFileError("invalid model metadata: " + "; ".join(problems))
+
+    @property
+    def receptive_field(self) -> float:
+        return self.n_layers * self.cutoff
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.contract_version != CONTRACT_VERSION:
+            out.append(
+                f"contract version {self.contract_version} is not supported "
+                f"(this localcond reads version {CONTRACT_VERSION})"
+            )
+        if not self.species:
+            out.append("no species")
+        if len(set(self.species)) != len(self.species):
+            out.append(f"duplicate species names {list(self.species)}")
+        if any(not s or s.upper() == "NULL" or any(c.isspace() for c in s) for s in self.species):
+            out.append(f"species names must be non-empty words other than NULL: {list(self.species)}")
+        if len(self.charges) != len(self.species):
+            out.append(f"{len(self.charges)} charges for {len(self.species)} species")
+        if not all(math.isfinite(q) for q in self.charges):
+            out.append("charges must be finite")
+        if not (math.isfinite(self.cutoff) and self.cutoff > 0):
+            out.append(f"cutoff must be a positive length in Å, got {self.cutoff}")
+        if self.n_layers < 1:
+            out.append(f"n_layers must be >= 1, got {self.n_layers}")
+        if self.dtype not in DTYPES:
+            out.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.units != UNITS:
+            out.append(f"units must be {UNITS}, got {self.units}")
+        return out
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["receptive_field"] = self.receptive_field
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> "ModelMetadata":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{source}: metadata is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ModelFileError(f"{source}: metadata must be a JSON object")
+        data.pop("receptive_field", None)
+        required = ("species", "charges", "cutoff", "n_layers", "dtype", "kind", "description")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelFileError(f"{source}: unknown metadata fields {unknown}")
+        try:
+            return cls(
+                species=tuple(str(s) for s in data.pop("species")),
+                charges=tuple(float(q) for q in data.pop("charges")),
+                cutoff=float(data.pop("cutoff")),
+                n_layers=int(data.pop("n_layers")),
+                training_systems=tuple(data.pop("training_systems", ())),
+                **data,
+            )
+        except ModelFileError as exc:
+            raise ModelFileError(f"{source}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{source}: malformed metadata ({exc})") from None
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read a model file's metadata without loading torch or the model."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file '{path}' does not exist")
+    if not path.is_file():
+        raise ModelFileError(f"model file '{path}' is not a regular file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith("/extra/" + METADATA_FILE)]
+            if not names:
+                raise ModelFileError(
+                    f"model file '{path}' has no localcond metadata (extra/{METADATA_FILE}); "
+                    "export models with localcond.model.export.save_model"
+                )
+            text = archive.read(names[0]).decode("utf-8")
+    except zipfile.BadZipFile:
+        raise ModelFileError(
+            f"model file '{path}' is not a TorchScript model (not a zip archive)"
+        ) from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file '{path}': {exc.strerror or exc}") from None
+    return ModelMetadata.from_json(text, source=f"model file '{path}'")
