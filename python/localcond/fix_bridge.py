@@ -70,8 +70,10 @@ class FixSession:
             values = evaluate(self.model, species_a, edge_index_a, edge_vec_a, n_local)
         except ModelOutputError as exc:
             if exc.bad_nodes:
-                atom_ids = np.frombuffer(ids, dtype=np.int64)[exc.bad_nodes[:5]].tolist()
-                raise ModelOutputError(f"{exc} for atom IDs {atom_ids}") from None
+                atom_ids = np.sort(np.frombuffer(ids, dtype=np.int64)[exc.bad_nodes])
+                shown = ", ".join(str(i) for i in atom_ids[:5])
+                more = ", ..." if len(atom_ids) > 5 else ""
+                raise ModelOutputError(f"{exc} for atom IDs {shown}{more}") from None
             raise
         elapsed = time.perf_counter() - start
         out_a[:] = values

@@ -134,7 +134,7 @@ def write_prediction(
             handle.write("timestep,n_ions,mean_lambda_S_cm2_per_mol\n")
             n_ions = int(prediction.evaluated.sum())
             for step, mean in zip(prediction.timesteps, prediction.frame_mean):
-                handle.write(f"{step},{n_ions},{mean:.10g}\n")
+                handle.write(f"{step},{n_ions},{mean:.17g}\n")
 
     _replace_when_written(npz, write_npz)
     _replace_when_written(csv, write_csv)

@@ -41,7 +41,8 @@ class DumpFrame:
 
     @property
     def volume(self) -> float:
-        return float(abs(np.linalg.det(self.cell)))
+        # LAMMPS cells are triangular (a along x, b in the xy plane): V = lx * ly * lz
+        return float(np.prod(np.diag(self.cell)))
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.columns:

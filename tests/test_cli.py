@@ -1,0 +1,84 @@
+"""The command line: reference-model, info, predict, plugin-path."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from helpers import brute_force_reference
+
+CLI = [sys.executable, "-m", "localcond"]
+
+
+def run(*args, check=True):
+    proc = subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def write_dump(path: Path, frames):
+    with open(path, "w") as handle:
+        for step, L, types, q, x in frames:
+            handle.write(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{len(types)}\n")
+            handle.write("ITEM: BOX BOUNDS pp pp pp\n" + f"0 {L}\n" * 3)
+            handle.write("ITEM: ATOMS id type q x y z\n")
+            for k in range(len(types)):
+                handle.write(f"{k + 1} {types[k]} {q[k]} {float(x[k, 0])!r} {float(x[k, 1])!r} {float(x[k, 2])!r}\n")
+
+
+def test_reference_model_and_predict(tmp_path):
+    run("reference-model", tmp_path / "ref.pt", "--species", "Na:1", "Cl:-1", "--cutoff", 5)
+    info = json.loads(run("info", tmp_path / "ref.pt").stdout)
+    assert info["species"] == ["Na", "Cl"] and info["receptive_field"] == 5.0
+
+    rng = np.random.default_rng(1)
+    types = np.array([1, 2] * 10)
+    q = np.where(types == 1, 1.0, -1.0)
+    frames = [(s, 12.0, types, q, rng.random((20, 3)) * 12.0) for s in (0, 10, 20)]
+    write_dump(tmp_path / "traj.dump", frames)
+    out = run("predict", tmp_path / "ref.pt", tmp_path / "traj.dump", "--types", "Na", "Cl",
+              "--out", tmp_path / "pred")
+    assert "3 frames, 20 ions" in out.stdout
+
+    result = np.load(tmp_path / "pred.npz")
+    np.testing.assert_array_equal(result["timestep"], [0, 10, 20])
+    for k, (_, L, _, charges, x) in enumerate(frames):
+        expected = brute_force_reference(x, charges, np.eye(3) * L, (True,) * 3, 5.0)
+        np.testing.assert_allclose(result["lambda"][k], expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(result["frame_mean"][k], expected.mean(), rtol=1e-10)
+    csv_lines = (tmp_path / "pred_frames.csv").read_text().splitlines()
+    assert csv_lines[1] == "timestep,n_ions,mean_lambda_S_cm2_per_mol"
+    assert float(csv_lines[2].split(",")[2]) == result["frame_mean"][0]
+
+
+def test_predict_errors_are_one_line(tmp_path):
+    run("reference-model", tmp_path / "ref.pt", "--species", "Na:1", "Cl:-1", "--cutoff", 5)
+    types = np.array([1, 2, 3])
+    write_dump(tmp_path / "t.dump", [(0, 10.0, types, np.array([1.0, -1.0, 0.0]), np.eye(3))])
+    proc = run("predict", tmp_path / "ref.pt", tmp_path / "t.dump", "--types", "Na", "Cl", check=False)
+    assert proc.returncode == 2
+    assert "atom types range over 1..3 but 2 species names were given" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    proc = run("predict", tmp_path / "ref.pt", tmp_path / "t.dump", "--types", "Na", "Cl", "NULL",
+               "--out", tmp_path / "ok")
+    assert proc.returncode == 0
+
+    write_dump(tmp_path / "q.dump", [(0, 10.0, types[:2], np.array([0.5, -1.0]), np.eye(3)[:2])])
+    proc = run("predict", tmp_path / "ref.pt", tmp_path / "q.dump", "--types", "Na", "Cl", check=False)
+    assert "have charges from 0.5 to 0.5 e, but the model's species Na has charge 1 e" in proc.stderr
+
+    proc = run("reference-model", tmp_path / "x.pt", "--species", "Na", "--cutoff", 5, check=False)
+    assert proc.returncode == 2 and "expected NAME:CHARGE" in proc.stderr
+
+
+def test_plugin_path_holds_the_plugin():
+    directory = Path(run("plugin-path").stdout.strip())
+    plugin = directory / "localcondplugin.so"
+    assert plugin.is_file()
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True,
+                              text=True, check=True).stdout.split()
+    assert exported[-1] == "lammpsplugin_init" and exported.count("T") == 1
