@@ -1,9 +1,9 @@
 /* -*- c++ -*- -------------------------------------------------------------
    localcond: edge lists in the model contract's layout.
 
-   Nodes are a subset of LAMMPS's local + ghost atoms; an edge (i, j) with
-   vector r_j - r_i joins a center node i to every other node j closer than
-   the model cutoff. Two builders fill the same structure: from a LAMMPS full
+   Nodes are the model's graph nodes (owned atoms, and ghost atoms owned by
+   other ranks); an edge (i, j) with vector r_j - r_i joins a center i to a
+   neighbor j closer than the model cutoff, j possibly a periodic image. Two builders fill the same structure: from a LAMMPS full
    neighbor list (in fix_localcond.cpp) or by binning the nodes here, which
    needs no pair style and supports cutoffs beyond the pair cutoff.
 ------------------------------------------------------------------------- */
@@ -40,10 +40,13 @@ struct EdgeList {
   void finalize();
 };
 
-// Cell-list search over `n_nodes` positions (node k at pos[3k..3k+2]):
-// edges from every center k < n_centers to every other node closer than cutoff.
-void build_edges_binned(const std::vector<double> &pos, int64_t n_nodes, int64_t n_centers,
-                        double cutoff, EdgeList &edges);
+// Cell-list search over points (point k at pos[3k..3k+2], model node
+// point_node[k]): an edge (point_node[i], point_node[j]) with vector
+// pos[j] - pos[i] for every center point i (point_center[i] != 0) and every
+// other point j closer than cutoff. Several points may share a node (periodic
+// images of one atom); an atom's own image is a neighbor like any other.
+void build_edges_binned(const std::vector<double> &pos, const std::vector<int64_t> &point_node,
+                        const std::vector<char> &point_center, double cutoff, EdgeList &edges);
 
 }    // namespace LocalCond
 

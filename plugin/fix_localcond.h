@@ -12,6 +12,7 @@
 #include "edge_builder.h"
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 struct _object;
@@ -60,10 +61,15 @@ class FixLocalCond : public Fix {
   bigint group_count;
 
   // work buffers reused between evaluations
-  std::vector<int> node_of_atom;
-  std::vector<int> atom_of_node;
+  std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped
+  std::vector<char> center_of_atom;    // per local+ghost atom: edges start here
+  std::vector<int> atom_of_node;       // the atom that defines each node
+  std::unordered_map<tagint, int> owned;    // atom ID -> owned atom index
   std::vector<int64_t> node_species, node_ids;
-  std::vector<double> node_pos, node_out;
+  std::vector<double> node_out;
+  std::vector<double> point_pos;    // binning: mapped local+ghost atoms
+  std::vector<int64_t> point_node;
+  std::vector<char> point_center;
   LocalCond::EdgeList edges;
 
   // timing (seconds, this rank) for the post-run summary
@@ -75,8 +81,9 @@ class FixLocalCond : public Fix {
   void check_charges();
   void check_ghost_cutoff();
   void evaluate();
-  void collect_nodes(int &n_out, int &n_nodes);
-  void edges_from_list(int n_centers);
+  void collect_nodes(int &n_out);
+  void edges_from_list();
+  void edges_by_binning();
   [[noreturn]] void python_failure(const std::string &what, bool on_all_ranks);
 };
 

@@ -59,6 +59,9 @@ def save_model(module: torch.nn.Module, metadata: ModelMetadata, path: str | Pat
     os.close(fd)
     try:
         torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: metadata.to_json()})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
