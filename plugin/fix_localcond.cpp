@@ -269,7 +269,8 @@ int FixLocalCond::setmask()
 /* ----------------------------------------------------------------------
    Use LAMMPS's neighbor list when its pair cutoff covers the model cutoff for
    every pair of mapped types and no pair is left out of it (bonds with special
-   weights of zero, neigh_modify exclude); bin the atoms ourselves otherwise.
+   weights of zero, neigh_modify exclude); bin the atoms ourselves otherwise,
+   and by default for multi-layer models.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::init()
@@ -296,6 +297,10 @@ void FixLocalCond::init()
   if (neighbor_mode == NEIGH_LAMMPS && !why_not.empty())
     error->all(FLERR, "fix localcond: cannot use the LAMMPS neighbor list ('neighbors lammps'): {}",
                why_not);
+  // A multi-layer model needs neighbors of ghost atoms: a perpetual ghost
+  // list is rebuilt at every reneighboring for all ghosts out to the receptive
+  // field, which cost more than binning at the evaluation steps (bench/).
+  if (neighbor_mode == NEIGH_AUTO && n_layers > 1) why_not = "multi-layer model";
   use_lammps_list = (neighbor_mode != NEIGH_BINNING) && why_not.empty();
 
   if (use_lammps_list) {
