@@ -64,6 +64,46 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_conductivity(args: argparse.Namespace) -> int:
+    from localcond.labels.conductivity import Settings, accumulate, analyse, write_json
+
+    settings = Settings(
+        timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, tau_ps=args.tau_ps,
+        tau_window_ps=tuple(args.tau_window_ps) if args.tau_window_ps else None,
+        max_lag_ps=args.max_lag_ps, n_blocks=args.blocks, error=args.error,
+        concentration=args.concentration, n_salt=args.n_salt,
+    )
+    if settings.tau_ps and settings.tau_window_ps:
+        raise LocalcondError("give --tau-ps or --tau-window-ps, not both")
+    summary = analyse(accumulate(args.dumps, settings, progress=sys.stderr.isatty()), settings)
+    path = write_json(summary, args.json, args.dumps)
+    lam, ne, ratio = summary["molar_conductivity"], summary["nernst_einstein"], summary["ratio"]
+    tau = summary.get("tau_ps") or summary.get("tau_window_ps")
+
+    def fmt(entry: dict) -> str:
+        err = entry["stderr"]
+        return f"{entry['value']:.4g} +- {err:.2g}" if err is not None else f"{entry['value']:.4g}"
+
+    print(f"Lambda_EH = {fmt(lam)} S cm^2/mol, Lambda_NE = {fmt(ne)} S cm^2/mol, "
+          f"ratio = {fmt(ratio)} (tau = {tau} ps, {summary['error_method']}); wrote {path}")
+    for warning in summary["diffusive_check"]["warnings"]:
+        print(f"localcond conductivity: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_labels(args: argparse.Namespace) -> int:
+    from localcond.labels.per_ion import LabelSettings, label_files
+
+    settings = LabelSettings(
+        timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, tau_ps=args.tau_ps,
+        tau_window_ps=tuple(args.tau_window_ps) if args.tau_window_ps else None,
+        radii=tuple(args.radii or ()), origin_stride=args.origin_stride, n_salt=args.n_salt,
+    )
+    for path in label_files(args.dumps, settings, args.out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="localcond", description="Local molar conductivity of ions (LAMMPS plugin + Python)."
@@ -94,6 +134,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="species name (or NULL) for each atom type, in type order")
     p.add_argument("--out", help="output prefix (default: DUMP without suffix + .localcond)")
     p.set_defaults(func=_cmd_predict)
+
+    def trajectory_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dumps", nargs="+", help="LAMMPS text dumps with id type q xu yu zu (.gz ok)")
+        p.add_argument("--timestep-fs", type=float, required=True, help="MD timestep in fs")
+        p.add_argument("--temperature-k", type=float, required=True,
+                       help="the thermostat's target temperature in K")
+        p.add_argument("--n-salt", type=float, help="number of formula units (overrides --concentration)")
+
+    p = sub.add_parser("conductivity", help="Einstein-Helfand and Nernst-Einstein molar conductivity")
+    trajectory_args(p)
+    p.add_argument("--tau-ps", type=float, help="lag for the ratio form (default: chosen by the "
+                   "diffusive-regime check)")
+    p.add_argument("--tau-window-ps", type=float, nargs=2, metavar=("TAU1", "TAU2"),
+                   help="slope form between two lags")
+    p.add_argument("--max-lag-ps", type=float, default=100.0, help="longest lag examined (default 100)")
+    p.add_argument("--blocks", type=int, default=5, help="blocks of time origins per trajectory (default 5)")
+    p.add_argument("--error", choices=["blocks", "replicas"], default="blocks",
+                   help="standard errors from blocks of origins or from independent replicas (the dumps)")
+    p.add_argument("--concentration", choices=["cations", "anions"], default="cations",
+                   help="c = number of cations (or anions) / (N_A V)")
+    p.add_argument("--json", required=True, help="output summary (JSON)")
+    p.set_defaults(func=_cmd_conductivity)
+
+    p = sub.add_parser("labels", help="per-ion labels lambda_i(t0; tau) as an NPZ dataset per dump")
+    trajectory_args(p)
+    p.add_argument("--tau-ps", type=float, required=True)
+    p.add_argument("--tau-window-ps", type=float, nargs=2, metavar=("TAU1", "TAU2"),
+                   help="also the slope-form labels")
+    p.add_argument("--radii", type=float, nargs="+", help="also labels truncated at these radii (A)")
+    p.add_argument("--origin-stride", type=int, default=1, help="use every k-th frame as an origin")
+    p.add_argument("--out-dir", default=".", help="directory for DUMPNAME.labels.npz")
+    p.set_defaults(func=_cmd_labels)
     return parser
 
 

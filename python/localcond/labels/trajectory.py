@@ -1,0 +1,112 @@
+"""Ion trajectories with unwrapped positions, read from LAMMPS text dumps.
+
+Every frame must hold ``id type q xu yu zu``; atoms are sorted by ID; only
+charged atoms (ions) are kept. The checks that make a trajectory usable for
+transport: the same atoms with the same charges in every frame, frames in
+increasing, equally spaced time, and a constant box volume. Failures raise
+DumpFormatError naming the file and frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from localcond.errors import DumpFormatError
+from localcond.io.lammps_dump import DumpFrame, read_dump
+
+
+@dataclass(frozen=True)
+class IonSet:
+    """The ions of a trajectory (charged atoms, sorted by ID)."""
+
+    ids: np.ndarray
+    types: np.ndarray
+    charges: np.ndarray
+    volume_a3: float
+    cell: np.ndarray
+    pbc: tuple[bool, bool, bool]
+
+    @property
+    def n_ions(self) -> int:
+        return len(self.ids)
+
+    @property
+    def species(self) -> np.ndarray:
+        """The atom types present among the ions, sorted."""
+        return np.unique(self.types)
+
+    def species_index(self) -> np.ndarray:
+        return np.searchsorted(self.species, self.types)
+
+
+@dataclass(frozen=True)
+class IonFrame:
+    index: int
+    timestep: int
+    time_ps: float
+    positions: np.ndarray  # unwrapped, Å, [n_ions, 3]
+    dump: DumpFrame
+
+
+def count_frames(path: str | Path) -> int:
+    """Number of frames, from a quick scan for 'ITEM: TIMESTEP' lines."""
+    from localcond.io.lammps_dump import _open
+
+    with _open(Path(path)) as handle:
+        return sum(1 for line in handle if line.startswith("ITEM: TIMESTEP"))
+
+
+def ion_frames(path: str | Path, timestep_fs: float) -> Iterator[tuple[IonSet, IonFrame]]:
+    """Yield (ions, frame) for every frame of one dump, checking consistency."""
+    if timestep_fs <= 0:
+        raise DumpFormatError(f"the MD timestep must be positive, got {timestep_fs} fs")
+    ions: IonSet | None = None
+    previous_step: int | None = None
+    spacing: int | None = None
+    first_step = 0
+    for frame in read_dump(path):
+        where = f"{frame.path}, frame {frame.index} (step {frame.timestep})"
+        if "q" not in frame.columns:
+            raise DumpFormatError(f"{where}: no 'q' column; dump 'id type q xu yu zu'")
+        positions = frame.positions(unwrapped=True)
+        order = np.argsort(frame.ids, kind="stable")
+        charges = frame.columns["q"][order]
+        charged = charges != 0.0
+        order = order[charged]
+        if ions is None:
+            if not charged.any():
+                raise DumpFormatError(f"{where}: no charged atoms")
+            ions = IonSet(frame.ids[order], frame.types[order], charges[charged],
+                          frame.volume, frame.cell.copy(), frame.pbc)
+            first_step = frame.timestep
+        else:
+            if not np.array_equal(frame.ids[order], ions.ids) or not np.array_equal(
+                frame.types[order], ions.types
+            ):
+                raise DumpFormatError(f"{where}: the ions (IDs or types) differ from frame 0")
+            if not np.array_equal(charges[charged], ions.charges):
+                raise DumpFormatError(f"{where}: ion charges differ from frame 0")
+            if abs(frame.volume - ions.volume_a3) > 1e-9 * ions.volume_a3:
+                raise DumpFormatError(
+                    f"{where}: the box volume changed ({ions.volume_a3:.10g} -> {frame.volume:.10g} A^3); "
+                    "conductivity needs a constant-volume (NVT) trajectory"
+                )
+            assert previous_step is not None
+            if frame.timestep <= previous_step:
+                raise DumpFormatError(
+                    f"{where}: frames out of order (step {frame.timestep} after {previous_step})"
+                )
+            step = frame.timestep - previous_step
+            if spacing is None:
+                spacing = step
+            elif step != spacing:
+                raise DumpFormatError(
+                    f"{where}: frames are not equally spaced ({step} steps after {spacing})"
+                )
+        previous_step = frame.timestep
+        time_ps = (frame.timestep - first_step) * timestep_fs * 1e-3
+        yield ions, IonFrame(frame.index, frame.timestep, time_ps, positions[order], frame)

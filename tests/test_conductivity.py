@@ -1,0 +1,141 @@
+"""Einstein-Helfand and Nernst-Einstein molar conductivity from trajectories."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.constants as sc
+
+from localcond.errors import DumpFormatError, LocalcondError
+from localcond.labels.conductivity import Settings, accumulate, analyse
+from synthetic import bound_pairs, brownian, write_dump
+
+T = 298.0
+D = 0.05  # Å²/ps = 5e-6 cm²/s
+
+
+def analytic_lambda(n_pairs: int, d_a2_per_ps: float) -> float:
+    """Independent ions: Λ = Λ_NE = N_A e² Σ_i q_i² D / (k_B T n_salt), D in m²/s (SI),
+    converted to S cm² mol⁻¹."""
+    d_si = d_a2_per_ps * 1e-20 / 1e-12
+    return sc.N_A * sc.e**2 * (2 * n_pairs) * d_si / (sc.k * T * n_pairs) * 1e4
+
+
+def run(path, **kwargs) -> dict:
+    settings = Settings(timestep_fs=2.0, temperature_k=T, **kwargs)
+    return analyse(accumulate([path] if not isinstance(path, list) else path, settings), settings)
+
+
+def test_unit_conversion_by_hand(tmp_path):
+    """One cation moving +1 Å/ps along x, one anion -1 Å/ps: ΔM = 2τ e·Å, so with
+    V = 1000 Å³, σ = |ΔM|²/(6 V k_B T τ) and c = 1/(N_A V), Λ = σ/c (SI, then ×1e4)."""
+    times = np.arange(6) * 1.0  # ps
+    x = np.zeros((6, 2, 3))
+    x[:, 0, 0] = times
+    x[:, 1, 0] = -times
+    path = write_dump(tmp_path / "hand.dump", (times * 500).astype(int), 10.0, [1, 2], [1.0, -1.0], x)
+    summary = run(path, tau_ps=2.0)
+    tau_s, volume_m3 = 2e-12, 1000 * 1e-30
+    dm2 = (2 * 2.0 * sc.e * 1e-10) ** 2
+    sigma = dm2 / (6 * volume_m3 * sc.k * T * tau_s)
+    expected = sigma / (1 / (sc.N_A * volume_m3)) * 1e4
+    assert summary["molar_conductivity"]["value"] == pytest.approx(expected, rel=1e-12)
+    # self part: |Δr|² = τ² per ion
+    assert summary["nernst_einstein"]["value"] == pytest.approx(expected / 2, rel=1e-12)
+    assert summary["concentration_mol_per_l"] == pytest.approx(1 / sc.N_A / 1e-24, rel=1e-12)
+
+
+def test_brownian_ions_match_the_analytic_value(tmp_path):
+    truth = analytic_lambda(50, D)
+    summary = run(brownian(tmp_path / "b.dump", 50, 400, D, 0.5, seed=1), tau_ps=5.0)
+    for key in ("molar_conductivity", "nernst_einstein"):
+        value, err = summary[key]["value"], summary[key]["stderr"]
+        assert abs(value - truth) < 4 * err, (key, value, err, truth)
+    assert summary["nernst_einstein"]["stderr"] < 0.05 * truth
+    d = summary["diffusion_coefficients"]["1"]
+    assert d["value"] == pytest.approx(D * 1e-4, rel=0.1)  # Å²/ps -> cm²/s
+    assert summary["diffusive_check"]["warnings"] == []
+
+
+def test_error_bars_cover_the_truth_at_the_stated_rate(tmp_path):
+    """Over 24 seeds, |Λ_EH - truth| < stderr in about 63 % of cases (t with 4 degrees of
+    freedom for 5 blocks) and < 2 stderr in about 88 %."""
+    truth = analytic_lambda(20, D)
+    within1 = within2 = 0
+    n = 24
+    for seed in range(n):
+        s = run(brownian(tmp_path / f"s{seed}.dump", 20, 300, D, 0.5, seed=100 + seed), tau_ps=5.0)
+        z = abs(s["molar_conductivity"]["value"] - truth) / s["molar_conductivity"]["stderr"]
+        within1 += z < 1
+        within2 += z < 2
+    assert 0.3 * n <= within1 <= 0.92 * n
+    assert within2 >= 0.65 * n
+
+
+def test_bound_neutral_pairs_do_not_conduct(tmp_path):
+    path = bound_pairs(tmp_path / "p.dump", 40, 400, D, 0.5, seed=3)
+    s = run(path, tau_ps=20.0)
+    ne = s["nernst_einstein"]["value"]
+    assert ne == pytest.approx(analytic_lambda(40, D), rel=0.15)
+    assert abs(s["molar_conductivity"]["value"]) < 0.02 * ne
+    assert s["ratio"]["value"] < 0.02
+
+
+def test_replicas_and_slope_form(tmp_path):
+    paths = [brownian(tmp_path / f"r{k}.dump", 30, 200, D, 0.5, seed=k) for k in range(3)]
+    s = run(paths, tau_window_ps=(2.0, 10.0), error="replicas")
+    assert s["form"] == "slope" and s["n_replicas"] == 3
+    assert "3 independent replicas" in s["error_method"]
+    truth = analytic_lambda(30, D)
+    assert abs(s["molar_conductivity"]["value"] - truth) < 4 * s["molar_conductivity"]["stderr"]
+
+
+def test_cli_writes_the_required_keys(tmp_path):
+    path = brownian(tmp_path / "c.dump", 20, 200, D, 0.5, seed=5)
+    out = tmp_path / "c.json"
+    proc = subprocess.run([sys.executable, "-m", "localcond", "conductivity", str(path),
+                           "--timestep-fs", "2", "--temperature-k", "298", "--json", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    for key in ("molar_conductivity", "nernst_einstein", "ratio", "tau_ps", "n_frames", "n_ions",
+                "concentration_mol_per_l"):
+        assert key in data
+    assert data["molar_conductivity"]["unit"] == "S cm^2 mol^-1"
+    assert data["tau_chosen"].startswith("automatic") and data["n_frames"] == 200
+
+
+def _frames_text(tmp_path):
+    path = brownian(tmp_path / "ok.dump", 3, 6, D, 0.5, seed=0)
+    return path.read_text().split("ITEM: TIMESTEP\n")[1:]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda f: f[:2], "2 frame(s); a conductivity needs"),
+        (lambda f: f[:3] + [f[1]] + f[4:], "frames out of order (step 250 after 500)"),
+        (lambda f: f[:4] + [f[5]], "frames are not equally spaced"),
+        (lambda f: f[:2] + [f[2].replace("0 40.0\n", "0 41.0\n", 1)] + f[3:], "box volume changed"),
+        (lambda f: f[:2] + [f[2].replace("\n1 1 1 ", "\n9 1 1 ")] + f[3:], "the ions (IDs or types) differ"),
+        (lambda f: [x.replace("id type q", "id type charge") for x in f], "no 'q' column"),
+        (lambda f: [x.replace("xu yu zu", "x y z") for x in f], "no position columns (xu yu zu)"),
+        (lambda f: f[:5] + [f[5][: len(f[5]) // 2]], "frame 5"),
+    ],
+)
+def test_bad_trajectories_name_file_and_frame(tmp_path, mutate, message):
+    frames = mutate(_frames_text(tmp_path))
+    bad = tmp_path / "bad.dump"
+    bad.write_text("".join("ITEM: TIMESTEP\n" + f for f in frames))
+    with pytest.raises(DumpFormatError) as info:
+        run(bad, tau_ps=0.5)
+    assert str(bad) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_tau_longer_than_the_trajectory(tmp_path):
+    path = brownian(tmp_path / "short.dump", 3, 10, D, 0.5, seed=0)
+    with pytest.raises(LocalcondError, match="tau 20 ps is not shorter than the trajectory \\(4.5 ps"):
+        run(path, tau_ps=20.0)
