@@ -104,6 +104,14 @@ def _cmd_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from localcond.generate import generate
+
+    results = generate(args.grid, args.data_dir, args.table, only=args.only, jobs=args.jobs)
+    print(f"{len(results)} systems done; table in {args.table}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="localcond", description="Local molar conductivity of ions (LAMMPS plugin + Python)."
@@ -166,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--origin-stride", type=int, default=1, help="use every k-th frame as an origin")
     p.add_argument("--out-dir", default=".", help="directory for DUMPNAME.labels.npz")
     p.set_defaults(func=_cmd_labels)
+
+    p = sub.add_parser("generate", help="simulate a grid of model electrolytes and measure "
+                       "their conductivity (resumable)")
+    p.add_argument("grid", help="grid file (JSON), e.g. training/grid.json")
+    p.add_argument("--data-dir", default="data", help="where trajectories go (default: data/)")
+    p.add_argument("--table", default="training/systems.json",
+                   help="per-system results table to update (default: training/systems.json)")
+    p.add_argument("--only", nargs="+", metavar="SYSTEM", help="run only these systems")
+    p.add_argument("--jobs", type=int, default=1, help="systems run at the same time (default 1)")
+    p.set_defaults(func=_cmd_generate)
     return parser
 
 
