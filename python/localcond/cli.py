@@ -112,6 +112,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_card(args: argparse.Namespace) -> int:
+    from localcond.datacard import write_data_card
+
+    path = write_data_card(args.grid, args.table, args.out, args.plot)
+    print(f"wrote {path}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="localcond", description="Local molar conductivity of ions (LAMMPS plugin + Python)."
@@ -184,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="SYSTEM", help="run only these systems")
     p.add_argument("--jobs", type=int, default=1, help="systems run at the same time (default 1)")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("data-card", help="write the data card (Markdown + plot) of a generated grid")
+    p.add_argument("--grid", default="training/grid.json")
+    p.add_argument("--table", default="training/systems.json")
+    p.add_argument("--out", default="training/DATA_CARD.md")
+    p.add_argument("--plot", default="training/data_card.png")
+    p.set_defaults(func=_cmd_data_card)
     return parser
 
 
