@@ -27,10 +27,10 @@ def tiny_grid(tmp_path):
 
 
 def generate(grid, tmp_path):
+    """Relative --data-dir and --table, as a user types them."""
     return subprocess.run(
-        [sys.executable, "-m", "localcond", "generate", str(grid), "--data-dir",
-         str(tmp_path / "data"), "--table", str(tmp_path / "systems.json")],
-        capture_output=True, text=True, timeout=300)
+        [sys.executable, "-m", "localcond", "generate", str(grid), "--data-dir", "data",
+         "--table", "systems.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
 def test_generate_runs_analyses_and_resumes(tiny_grid, tmp_path):

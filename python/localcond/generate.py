@@ -217,7 +217,8 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     grid = load_grid(grid_path)
-    root = Path(data_dir) / grid.name
+    data_dir = Path(data_dir).resolve()  # LAMMPS runs inside each system's directory
+    root = data_dir / grid.name
     systems = [s for s in grid.systems if not only or s.name in only]
     if only and len(systems) != len(only):
         unknown = sorted(set(only) - {s.name for s in grid.systems})
@@ -240,9 +241,15 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
     started = time.time()
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(_run_one, str(grid_path), str(data_dir), s.name): s for s in todo}
+        failed = []
         for finished, future in enumerate(as_completed(futures), start=1):
             system = futures[future]
-            summary = json.loads(Path(future.result()).read_text())
+            try:
+                summary = json.loads(Path(future.result()).read_text())
+            except LocalcondError as exc:
+                failed.append(system.name)
+                log(f"[{finished}/{len(todo)}] {system.name} FAILED (rerun to retry it): {exc}")
+                continue
             results[system.name] = summary
             _update_table(Path(table), grid, list(results.values()))
             elapsed = time.time() - started
@@ -251,6 +258,9 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
                 f"{summary['molar_conductivity']['value']:.4g} +- {summary['molar_conductivity']['stderr']:.2g} "
                 f"S cm^2/mol, ratio {summary['ratio']['value']:.3f}, T {summary['temperature_mean_k']:.2f} K; "
                 f"{elapsed / 60:.1f} min elapsed, ~{elapsed / finished * remaining / 60:.0f} min left")
+    if failed:
+        raise LocalcondError(f"{len(failed)} system(s) failed: {', '.join(failed)}; the others are "
+                             "kept, and a rerun retries only what is missing")
     return [results[s.name] for s in systems]
 
 
