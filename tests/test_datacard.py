@@ -37,4 +37,5 @@ def test_data_card_checks_and_rows(tmp_path):
     assert "within 1 % of 298 K: 2 of 3" in text
     assert "cost so far: 1.50 core-hours" in text
     assert "| c1.500_e30_r1 | train | 1.500 | 30 | 18.7 | 1e+03 ± 1.5e+02 | 15.0% |" in text
+    assert "| c0.600_e14_r1 | 500 ± 20 | not computed | |" in text
     assert (tmp_path / "card.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

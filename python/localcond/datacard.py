@@ -83,6 +83,21 @@ def render(grid: GridSpec, rows: list[dict], plot_name: str | None) -> str:
             f"{'yes' if r['halves']['agree_within_2_sigma'] else 'NO'} | {r['temperature_mean_k']:.2f} | "
             f"{r['core_seconds'] / 3600:.2f} |"
         )
+    held = [r for r in rows if r["role"] == "heldout"]
+    if held:
+        out += ["", "## Held-out systems: kinisi beside ours", "",
+                "kinisi 2.1 (Bayesian fit of ⟨|ΔM|²⟩ over lags from τ to 3τ, per segment, combined by "
+                "inverse variance; its posterior error is known to be 1.5–2× too small) on the same "
+                "trajectories.", "",
+                "| system | Λ_EH (ours) | Λ (kinisi) | difference / combined error |", "|---|---:|---:|---:|"]
+        for r in held:
+            k = r.get("kinisi")
+            if not k:
+                out.append(f"| {r['system']} | {_pm(r['molar_conductivity'])} | not computed | |")
+                continue
+            ours = r["molar_conductivity"]
+            z = (k["value"] - ours["value"]) / (ours["stderr"] ** 2 + k["stderr"] ** 2) ** 0.5
+            out.append(f"| {r['system']} | {_pm(ours)} | {_pm(k)} | {z:+.1f} |")
     if plot_name:
         out += ["", f"![Lambda and Lambda/Lambda_NE over the grid]({plot_name})"]
     return "\n".join(out) + "\n"

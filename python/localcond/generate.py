@@ -171,6 +171,13 @@ def analyse_system(grid: GridSpec, system: SystemSpec, directory: Path) -> dict:
     halves = [analyse(accumulate(part, settings), settings) for part in (dumps[: n // 2], dumps[n // 2:])]
     (a, ea), (b, eb) = [(h["molar_conductivity"]["value"], h["molar_conductivity"]["stderr"]) for h in halves]
     t_mean = _mean_temperature(directory)
+    kinisi = None
+    if system.role == "heldout":  # an independent estimator beside ours (issue: data card)
+        from localcond.labels.kinisi_check import kinisi_for_replicas
+
+        kinisi = kinisi_for_replicas(dumps, timestep_fs=grid.timestep_fs,
+                                     temperature_k=grid.temperature_k, start_ps=grid.tau_ps,
+                                     max_lag_ps=3 * grid.tau_ps, lag_stride=2)
     wall = sum(json.loads((directory / f"seg{k:03d}.done").read_text())["wall_s"] for k in range(n))
     return {
         "system": system.name, "role": system.role, "grid": grid.name,
@@ -187,7 +194,7 @@ def analyse_system(grid: GridSpec, system: SystemSpec, directory: Path) -> dict:
                    "agree_within_2_sigma": bool(abs(a - b) <= 2 * math.hypot(ea, eb))},
         "temperature_mean_k": t_mean,
         "temperature_relative_deviation": t_mean / grid.temperature_k - 1.0,
-        "core_seconds": wall, "error_method": full["error_method"],
+        "core_seconds": wall, "error_method": full["error_method"], "kinisi": kinisi,
         "localcond_version": __version__,
     }
 
