@@ -20,6 +20,7 @@ def tiny_grid(tmp_path):
         train={"concentrations_mol_per_l": [1.0], "dielectric_constants": [20], "replicas": 1,
                "production_ps": 12.0},
         heldout=[],
+        target_relative_error={}, max_production_ps={},
     )
     path = tmp_path / "grid.json"
     path.write_text(json.dumps(grid))
@@ -58,6 +59,17 @@ def test_generate_runs_analyses_and_resumes(tiny_grid, tmp_path):
     assert "segment 2/2 done" in proc.stdout and "segment 1/2" not in proc.stdout
     assert first_dump.stat().st_mtime_ns == stamp
     assert not list(system.glob("part-*"))
+
+    # An error target the first segments miss: segments are added up to the maximum.
+    grid = json.loads(tiny_grid.read_text())
+    grid.update(target_relative_error={"train": 1e-6}, max_production_ps={"train": 18.0})
+    tiny_grid.write_text(json.dumps(grid))
+    (system / "summary.json").unlink()
+    (tmp_path / "systems.json").unlink()
+    proc = generate(tiny_grid, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "one more segment" in proc.stdout and "segment 3/3 done" in proc.stdout
+    assert json.loads((system / "summary.json").read_text())["production_ps"] == 18.0
 
     # A new machine: no data directory, only the committed table.
     os.rename(tmp_path / "data", tmp_path / "old-data")

@@ -9,7 +9,9 @@ continues from the restart file of segment k−1 and is complete only when its
 marker ``segNNN.done`` exists (LAMMPS finished and its outputs were renamed),
 so a killed generation reruns at most one segment per system. When all
 segments exist, the system is analysed (`localcond conductivity` over the
-segments, halves check, temperature check) and ``summary.json`` is written.
+segments, halves check, temperature check); while the relative error of Λ
+is above the grid's target for its role, one more segment is run (up to the
+role's maximum production), then ``summary.json`` is written.
 Raw trajectories stay in the data directory (not in git); the per-system
 table is written to ``training/systems.json`` (committed), and systems
 recorded there count as done, so a new machine resumes from the table.
@@ -60,6 +62,8 @@ class GridSpec:
     tau_ps: float
     blocks_per_segment: int
     systems: tuple[SystemSpec, ...]
+    target_relative_error: dict[str, float]
+    max_production_ps: dict[str, float]
 
     def steps(self, ps: float) -> int:
         return int(round(ps * 1000.0 / self.timestep_fs))
@@ -104,6 +108,8 @@ def load_grid(path: str | Path) -> GridSpec:
         tau_ps=float(spec["tau_ps"]),
         blocks_per_segment=int(spec.get("blocks_per_segment", 2)),
         systems=tuple(out),
+        target_relative_error={k: float(v) for k, v in spec.get("target_relative_error", {}).items()},
+        max_production_ps={k: float(v) for k, v in spec.get("max_production_ps", {}).items()},
     )
 
 
@@ -115,10 +121,16 @@ def _segment_count(grid: GridSpec, system: SystemSpec) -> int:
     return max(2, math.ceil(system.production_ps / grid.segment_ps - 1e-9))
 
 
-def run_segments(grid: GridSpec, system: SystemSpec, directory: Path, log=print) -> None:
-    """Run the missing segments of one system (each resumable on its own)."""
+def _segments_done(directory: Path) -> int:
+    k = 0
+    while (directory / f"seg{k:03d}.done").exists():
+        k += 1
+    return k
+
+
+def run_segments(grid: GridSpec, system: SystemSpec, directory: Path, n: int, log=print) -> None:
+    """Run the missing segments 0 … n−1 of one system (each resumable on its own)."""
     directory.mkdir(parents=True, exist_ok=True)
-    n = _segment_count(grid, system)
     for k in range(n):
         prefix = f"seg{k:03d}"
         done = directory / f"{prefix}.done"
@@ -162,7 +174,7 @@ def _mean_temperature(directory: Path) -> float:
 
 
 def analyse_system(grid: GridSpec, system: SystemSpec, directory: Path) -> dict:
-    n = _segment_count(grid, system)
+    n = _segments_done(directory)
     dumps = [directory / f"seg{k:03d}.dump" for k in range(n)]
     settings = Settings(timestep_fs=grid.timestep_fs, temperature_k=grid.temperature_k,
                         tau_ps=grid.tau_ps, max_lag_ps=2 * grid.tau_ps,
@@ -212,9 +224,21 @@ def _run_one(grid_path: str, data_dir: str, name: str) -> str:
     system = next(s for s in grid.systems if s.name == name)
     directory = Path(data_dir) / grid.name / system.name
     summary_path = directory / "summary.json"
-    if not summary_path.exists():
-        run_segments(grid, system, directory, log=lambda m: print(m, flush=True))
-        _write_json(summary_path, analyse_system(grid, system, directory))
+    if summary_path.exists():
+        return str(summary_path)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    n = max(_segment_count(grid, system), _segments_done(directory))
+    target = grid.target_relative_error.get(system.role)
+    longest = grid.max_production_ps.get(system.role, system.production_ps)
+    while True:
+        run_segments(grid, system, directory, n, log=log)
+        summary = analyse_system(grid, system, directory)
+        if target is None or summary["relative_error"] <= target or (n + 1) * grid.segment_ps > longest:
+            break
+        log(f"  {system.name}: relative error {summary['relative_error']:.1%} > {target:.1%}: "
+            f"one more segment")
+        n += 1
+    _write_json(summary_path, summary)
     return str(summary_path)
 
 
@@ -238,8 +262,7 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
     for s in systems:
         if (root / s.name / "summary.json").exists():
             results[s.name] = json.loads((root / s.name / "summary.json").read_text())
-        elif s.name in recorded and recorded[s.name].get("production_ps") == _segment_count(
-                grid, s) * grid.segment_ps:
+        elif s.name in recorded:
             results[s.name] = recorded[s.name]
     todo = [s for s in systems if s.name not in results]
     log(f"grid {grid.name}: {len(results)} of {len(systems)} systems done, {len(todo)} to run "
