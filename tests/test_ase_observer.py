@@ -1,0 +1,96 @@
+"""The ASE observer feeds the shared reducers; results equal numpy on the same values."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.lj import LennardJones
+from ase.md.langevin import Langevin
+from ase import units
+
+from helpers import MPIRUN
+from localcond.ase import LocalConductivity
+from localcond.model.export import save_model
+from localcond.model.reference import make_reference_model
+from localcond.observer import ConductivityObserver
+from localcond.reduce.store import load
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 5.0),
+                      tmp_path_factory.mktemp("m") / "ref.pt")
+
+
+def salt(seed=0, n=16, box=11.0):
+    rng = np.random.default_rng(seed)
+    grid = np.array(np.meshgrid(*[np.arange(4)] * 3)).reshape(3, -1).T[:n] * box / 4
+    return Atoms(["Li", "P"] * (n // 2), positions=grid + rng.normal(scale=0.2, size=(n, 3)),
+                 cell=np.eye(3) * box, pbc=True)
+
+
+def test_observer_with_langevin_matches_numpy(model, tmp_path):
+    atoms = salt()
+    calc = LocalConductivity(model, species={"P": "PF6"}, calculator=LennardJones(sigma=2.5, epsilon=0.01, rc=5.0))
+    atoms.calc = calc
+    obs = ConductivityObserver(atoms, calc, tmp_path / "run", histogram=(-3, 3, 12), nlags=3)
+    seen = []
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.02, fixcm=False,
+                   rng=np.random.default_rng(1))
+    dyn.attach(obs, interval=5)
+    dyn.attach(lambda: seen.append(calc.get_property("local_conductivity", atoms).copy()), interval=5)
+    dyn.run(100)
+    obs.write()
+    values = np.array(seen)
+    assert len(values) == obs.calls == 21
+    summary = json.loads((tmp_path / "run.summary.json").read_text())
+    assert summary["lambda_pred"]["value"] == pytest.approx(values.mean(axis=1).mean(), rel=1e-12)
+    assert summary["species"]["Li"]["mean"] == pytest.approx(values[:, ::2].mean(), rel=1e-12)
+    assert summary["lambda_std"] == pytest.approx(values.std(), rel=1e-10)
+    reducers, meta = load(tmp_path / "run.reduce.npz")
+    assert meta["source"] == "ase" and meta["calls"] == 21
+    counts, _ = np.histogram(values[:, 1::2], bins=np.linspace(-3, 3, 13))
+    np.testing.assert_array_equal(reducers["histogram"].counts[1, 1:-1], counts)
+
+
+MPI_SCRIPT = r"""
+import sys
+import numpy as np
+from mpi4py import MPI
+from ase import Atoms
+from localcond.ase import LocalConductivity
+from localcond.observer import ConductivityObserver
+comm = MPI.COMM_WORLD
+rng = np.random.default_rng(comm.rank)
+atoms = Atoms(["Li", "P"] * 4, positions=rng.random((8, 3)) * 9, cell=np.eye(3) * 9, pbc=True)
+calc = LocalConductivity(sys.argv[1], species={"P": "PF6"})
+obs = ConductivityObserver(atoms, calc, sys.argv[2], nlags=2, comm=comm)
+values = []
+for step in range(5):
+    atoms.positions += rng.normal(scale=0.3, size=(8, 3))
+    obs()
+    values.append(calc.get_property("local_conductivity", atoms).copy())
+obs.write()
+all_values = comm.gather(np.array(values), root=0)
+if comm.rank == 0:
+    np.save(sys.argv[2] + ".values.npy", np.array(all_values))
+"""
+
+
+@pytest.mark.mpi
+def test_replicas_under_mpirun_combine(model, tmp_path):
+    script = tmp_path / "obs.py"
+    script.write_text(MPI_SCRIPT)
+    prefix = tmp_path / "mpi"
+    proc = subprocess.run([MPIRUN, "-np", "2", sys.executable, str(script), str(model), str(prefix)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    values = np.load(str(prefix) + ".values.npy")  # [rank, call, atom]
+    summary = json.loads((tmp_path / "mpi.summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["n_values"] == values.size
+    assert summary["lambda_mean_over_all_values"] == pytest.approx(values.mean(), rel=1e-12)
+    reducers, _ = load(tmp_path / "mpi.reduce.npz")
+    assert len(reducers["time_correlation"].ids) == 16  # both replicas' ions, IDs offset by rank
