@@ -79,7 +79,8 @@ std::string tune_malloc()
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), list(nullptr), session(nullptr),
-    lambda(nullptr), group_mean(0.0), group_count(0), n_calls(0), t_edges(0.0), t_python(0.0),
+    lambda(nullptr), group_mean(0.0), group_count(0), running{0.0, 0.0, 0.0}, write_every(0),
+    n_calls(0), t_edges(0.0), t_python(0.0),
     t_model(0.0)
 {
   parse_arguments(narg, arg);
@@ -97,7 +98,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
   size_peratom_cols = 0;
   peratom_freq = nevery;
   vector_flag = 1;
-  size_vector = 2;
+  size_vector = 5;
   global_freq = nevery;
   extvector = 0;
   restart_peratom = 1;
@@ -130,7 +131,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
 {
   const int ntypes = atom->ntypes;
   const std::string usage = "fix ID group-ID localcond N model.pt types S1 ... S" +
-      std::to_string(ntypes) + " [neighbors auto|lammps|binning]";
+      std::to_string(ntypes) + " [neighbors auto|lammps|binning] [file PREFIX] [every M]";
   if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
 
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -142,7 +143,9 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
     error->all(FLERR, "fix localcond: expected keyword 'types' after the model file, got '{}'; usage: {}",
                arg[5], usage);
 
-  auto is_keyword = [](const char *word) { return strcmp(word, "neighbors") == 0; };
+  auto is_keyword = [](const char *word) {
+    return strcmp(word, "neighbors") == 0 || strcmp(word, "file") == 0 || strcmp(word, "every") == 0;
+  };
   int iarg = 6;
   while (iarg < narg && !is_keyword(arg[iarg])) type_species.emplace_back(arg[iarg++]);
   if ((int) type_species.size() != ntypes) {
@@ -167,10 +170,23 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
       else
         error->all(FLERR, "fix localcond: neighbors must be auto, lammps or binning, got '{}'", mode);
       iarg += 2;
+    } else if (strcmp(arg[iarg], "file") == 0) {
+      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'file' needs a prefix");
+      output_prefix = arg[iarg + 1];
+      iarg += 2;
+    } else if (strcmp(arg[iarg], "every") == 0) {
+      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'every' needs a value");
+      write_every = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (write_every <= 0)
+        error->all(FLERR, "fix localcond: 'every' (evaluations between file writes) must be a "
+                   "positive integer, got {}", arg[iarg + 1]);
+      iarg += 2;
     } else {
       error->all(FLERR, "fix localcond: unknown keyword '{}'", arg[iarg]);
     }
   }
+  if (write_every > 0 && output_prefix.empty())
+    error->all(FLERR, "fix localcond: 'every' sets how often the 'file' is written; add 'file PREFIX'");
 }
 
 /* ----------------------------------------------------------------------
@@ -212,8 +228,9 @@ void FixLocalCond::open_session()
         Py_DECREF(item);
       }
     if (names)
-      session = PyObject_CallMethod(module, "open_session", "sOi", model_file.c_str(), names,
-                                    comm->nprocs);
+      session = PyObject_CallMethod(module, "open_session", "sOiiz", model_file.c_str(), names,
+                                    comm->nprocs, (int) MPI_Comm_c2f(world),
+                                    output_prefix.empty() ? nullptr : output_prefix.c_str());
     Py_XDECREF(names);
     Py_XDECREF(module);
 
@@ -535,12 +552,54 @@ void FixLocalCond::evaluate()
   MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_SUM, world);
   group_count = (bigint) global[1];
   group_mean = group_count > 0 ? global[0] / global[1] : 0.0;
+
+  // the reducers (collective: every rank calls)
+  {
+    LocalCond::GilLock gil;
+    PyObject *args = Py_BuildValue("(LdNN)", (long long) update->ntimestep, group_mean,
+                                   view(node_species.data(), n_out * sizeof(int64_t)),
+                                   view(node_out.data(), node_out.size() * sizeof(double)));
+    call_session("reduce", "reducers", args, running, 3);
+  }
+  if (write_every > 0 && n_calls % write_every == 0) {
+    LocalCond::GilLock gil;
+    call_session("write", "writing the reducer files", Py_BuildValue("(L)", (long long) update->ntimestep),
+                 nullptr, 0);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   Call a session method with the GIL held; `args` is stolen. Doubles from a
+   returned tuple go to `out`. A Python error stops the run on this rank.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::call_session(const char *method, const char *what, PyObject *args, double *out,
+                                int nout)
+{
+  std::string problem;
+  PyObject *callable = args ? PyObject_GetAttrString(session, method) : nullptr;
+  PyObject *result = callable ? PyObject_CallObject(callable, args) : nullptr;
+  Py_XDECREF(callable);
+  Py_XDECREF(args);
+  if (result && nout > 0) {
+    for (int k = 0; k < nout && !PyErr_Occurred(); ++k)
+      out[k] = PyFloat_AsDouble(PyTuple_GetItem(result, k));
+  }
+  Py_XDECREF(result);
+  if (PyErr_Occurred() || !result) problem = LocalCond::take_python_error();
+  if (!problem.empty())
+    error->one(FLERR, "fix localcond: {} failed at step {}: {}", what, update->ntimestep, problem);
 }
 
 /* ---------------------------------------------------------------------- */
 
 void FixLocalCond::post_run()
 {
+  if (!output_prefix.empty()) {
+    LocalCond::GilLock gil;
+    call_session("write", "writing the reducer files", Py_BuildValue("(L)", (long long) update->ntimestep),
+                 nullptr, 0);
+  }
   double mine[3] = {t_edges, t_python - t_model, t_model}, most[3];
   MPI_Reduce(mine, most, 3, MPI_DOUBLE, MPI_MAX, 0, world);
   if (comm->me == 0 && n_calls > 0)
@@ -558,7 +617,8 @@ void FixLocalCond::post_run()
 double FixLocalCond::compute_vector(int n)
 {
   if (n == 0) return group_mean;
-  return (double) group_count;
+  if (n == 1) return (double) group_count;
+  return running[n - 2];
 }
 
 /* ---------------------------------------------------------------------- */

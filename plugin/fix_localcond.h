@@ -16,6 +16,7 @@
 #include <vector>
 
 struct _object;
+typedef struct _object PyObject;
 
 namespace LAMMPS_NS {
 
@@ -59,6 +60,9 @@ class FixLocalCond : public Fix {
   double *lambda;    // per-atom local molar conductivity, S cm^2/mol
   double group_mean;
   bigint group_count;
+  double running[3];    // from the reducers: Lambda_pred, its standard error, std of lambda
+  std::string output_prefix;    // reducer files PREFIX.reduce.npz / PREFIX.summary.json
+  int write_every;              // evaluations between writes (0: at the end of each run)
 
   // work buffers reused between evaluations
   std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped
@@ -85,6 +89,7 @@ class FixLocalCond : public Fix {
   void edges_from_list();
   void edges_by_binning();
   [[noreturn]] void python_failure(const std::string &what, bool on_all_ranks);
+  void call_session(const char *method, const char *what, PyObject *args, double *out, int nout);
 };
 
 }    // namespace LAMMPS_NS

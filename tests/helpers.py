@@ -65,6 +65,7 @@ class System:
     atom_style: str = "charge"
     charges: tuple[float, float] = (1.0, -1.0)
     seed: int = 4928
+    deterministic: bool = False  # no Langevin noise, rank-independent velocities
     extra_commands: list[str] = field(default_factory=list)
 
     def input_text(self) -> str:
@@ -95,9 +96,9 @@ class System:
         lines += self.extra_commands
         lines += [
             "group cations type 1",
-            f"velocity all create 600 {self.seed}",
+            f"velocity all create 600 {self.seed}" + (" loop geom" if self.deterministic else ""),
             "fix nve all nve",
-            f"fix lang all langevin 298 298 100 {self.seed}",
+            "" if self.deterministic else f"fix lang all langevin 298 298 100 {self.seed}",
             f"fix lc {self.group} localcond {self.nevery} {self.model} types {self.types} {self.fix_extra}",
             f"dump d all custom {self.nevery} dump.lc id type q x y z f_lc",
             "dump_modify d sort id format float %.17g",

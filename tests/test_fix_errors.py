@@ -94,7 +94,8 @@ CASES = {
         "cannot use the LAMMPS neighbor list ('neighbors lammps'): the pair cutoff between types 1 and 1 (5 Å) is shorter than the model cutoff (6 Å)",
     ),
     "bad neighbors value": (dict(fix_extra="neighbors fast"), "neighbors must be auto, lammps or binning, got 'fast'"),
-    "unknown keyword": (dict(fix_extra="neighbors auto every 5"), "unknown keyword 'every'"),
+    "unknown keyword": (dict(fix_extra="neighbors auto sample 5"), "unknown keyword 'sample'"),
+    "every zero": (dict(fix_extra="file red every 0"), "'every' (evaluations between file writes) must be a positive integer, got 0"),
 }
 
 

@@ -58,6 +58,7 @@ def test_blocking_error_of_ar1_series():
     assert reducer.mean() == pytest.approx(x.mean(), abs=1e-12)
     assert reducer.level_errors()[0] == pytest.approx(x.std(ddof=1) / np.sqrt(n), rel=1e-9)
     assert reducer.stderr() == pytest.approx(truth, rel=0.25)
+    assert np.isnan(BlockingError().stderr())
     assert reducer.level_errors()[0] < 0.4 * truth
 
 

@@ -8,16 +8,23 @@ LAMMPS error.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from localcond import __version__
 from localcond.errors import ModelOutputError
 from localcond.model import reference
+from localcond.reduce.blocking import BlockingError
+from localcond.reduce.moments import RunningMoments
+from localcond.reduce.store import Reducer, allreduce, save
 from localcond.runtime import LoadedModel, evaluate, load_model
 from localcond.species import map_types
 
@@ -43,10 +50,17 @@ def describe(model: LoadedModel, indices: list[int]) -> str:
 
 
 class FixSession:
-    """One ``fix localcond`` instance's model and type map."""
+    """One ``fix localcond`` instance's model, type map and reducers."""
 
-    def __init__(self, model: LoadedModel, type_species: Sequence[str | None]) -> None:
+    def __init__(self, model: LoadedModel, type_species: Sequence[str | None], comm: Any = None,
+                 prefix: str | None = None) -> None:
         self.model = model
+        self.comm = comm
+        self.prefix = prefix
+        self.reducers: dict[str, Reducer] = {
+            "moments": RunningMoments(len(model.metadata.species)),  # per species, local ions
+            "mean_series": BlockingError(),  # the group mean per evaluation (global)
+        }
         md = model.metadata
         self.type_species_index = map_types(md, type_species)
         self.type_charge = [md.charges[i] if i >= 0 else math.nan for i in self.type_species_index]
@@ -79,9 +93,65 @@ class FixSession:
         out_a[:] = values
         return elapsed
 
+    def _global(self) -> dict[str, Reducer]:
+        moments = self.reducers["moments"]
+        merged = allreduce(moments, self.comm) if self.comm is not None else moments.copy()
+        return {"moments": merged, "mean_series": self.reducers["mean_series"].copy()}
 
-def open_session(model_path: str, type_species: Sequence[str | None], nprocs: int) -> FixSession:
-    """Load and validate the model for a fix on one MPI rank."""
+    def reduce(self, step: int, group_mean: float, species: memoryview, lam: memoryview) -> tuple:
+        """Update the reducers with this evaluation (collective over ranks); return
+        (running Λ_pred, its standard error, std of λ) for the fix's global vector."""
+        self.reducers["moments"].update(np.frombuffer(lam, dtype=np.float64),
+                                        np.frombuffer(species, dtype=np.int64))
+        self.reducers["mean_series"].update(group_mean)
+        merged = self._global()
+        series: BlockingError = merged["mean_series"]  # type: ignore[assignment]
+        _, _, variance = merged["moments"].total()  # type: ignore[attr-defined]
+        return series.mean(), series.stderr(), float(np.sqrt(variance))
+
+    def write(self, step: int) -> None:
+        """Write PREFIX.reduce.npz and PREFIX.summary.json (rank 0; collective)."""
+        merged = self._global()
+        if self.prefix is None or (self.comm is not None and self.comm.rank != 0):
+            return
+        moments: RunningMoments = merged["moments"]  # type: ignore[assignment]
+        series: BlockingError = merged["mean_series"]  # type: ignore[assignment]
+        md = self.model.metadata
+        n, mean, variance = moments.total()
+        summary = {
+            "lambda_pred": {"value": series.mean(), "stderr": _finite(series.stderr()),
+                            "unit": "S cm^2 mol^-1",
+                            "definition": "mean over evaluations of the group mean of lambda; error by "
+                                          "blocking of that series"},
+            "lambda_mean_over_all_values": mean, "lambda_std": float(np.sqrt(variance)), "n_values": n,
+            "species": {name: {"mean": float(moments.mean[k]),
+                               "std": float(np.sqrt(moments.variance()[k])),
+                               "count": float(moments.count[k])} for k, name in enumerate(md.species)},
+            "evaluations": int(series.n[0]), "step": int(step), "model": str(self.model.path),
+            "source": "lammps fix localcond", "localcond_version": __version__,
+        }
+        save(Path(self.prefix + ".reduce.npz"), merged,
+             {"source": "lammps", "model": str(self.model.path), "step": int(step)})
+        path = Path(self.prefix + ".summary.json")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+def open_session(model_path: str, type_species: Sequence[str | None], nprocs: int,
+                 comm_handle: int, prefix: str | None) -> FixSession:
+    """Load and validate the model for a fix on one MPI rank; ``comm_handle`` is the
+    Fortran handle of LAMMPS's communicator (reducers run on it, not COMM_WORLD)."""
     if nprocs > 1 and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)  # one thread per MPI rank unless the user says otherwise
-    return FixSession(load_model(model_path), type_species)
+    comm = None
+    if nprocs > 1:
+        from mpi4py import MPI
+
+        comm = MPI.Comm.f2py(comm_handle)
+    return FixSession(load_model(model_path), type_species, comm, prefix)
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undetermined value is null."""
+    return value if np.isfinite(value) else None

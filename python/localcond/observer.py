@@ -79,7 +79,8 @@ class ConductivityObserver:
         md = self.calc.model.metadata
         n, mean, var = moments.total()
         return {
-            "lambda_pred": {"value": series.mean(), "stderr": series.stderr(), "unit": "S cm^2 mol^-1",
+            "lambda_pred": {"value": series.mean(), "stderr": _finite(series.stderr()),
+                            "unit": "S cm^2 mol^-1",
                             "definition": "mean over calls of the mean of lambda over ions; error by "
                                           "blocking of that series (pooled over replicas)"},
             "lambda_mean_over_all_values": mean, "lambda_std": float(np.sqrt(var)), "n_values": n,
@@ -100,3 +101,8 @@ class ConductivityObserver:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, path)
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undetermined value is null."""
+    return value if np.isfinite(value) else None

@@ -5,7 +5,7 @@ Level 0 holds the series itself; level k+1 the averages of consecutive pairs
 of level-k values. The variance of the mean estimated from level k grows with
 k until blocks are longer than the correlation time, then plateaus; we report
 the largest estimate among levels that still have at least ``min_blocks``
-blocks (conservative).
+blocks (conservative); NaN (JSON null) until the series has that many values.
 """
 
 from __future__ import annotations

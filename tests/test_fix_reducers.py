@@ -1,0 +1,59 @@
+"""fix localcond's reducers: global vector and files equal numpy on the dumped
+per-atom values, and the same on 1 and 2 MPI ranks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import System, run_lmp, thermo_rows
+from localcond.io.lammps_dump import read_dump
+from localcond.model.export import save_model
+from localcond.model.reference import make_reference_model
+from localcond.reduce.store import load
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return str(save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 6.0),
+                          tmp_path_factory.mktemp("m") / "ref.pt"))
+
+
+def run(tmp_path, model, nprocs):
+    system = System(model=model, steps=400, nevery=10, box=26.0, n_per_type=40,
+                    fix_extra="file red every 5", deterministic=True)
+    text = system.input_text().replace("thermo_style custom step temp f_lc[1] f_lc[2]",
+                                       "thermo_style custom step f_lc[1] f_lc[3] f_lc[4] f_lc[5]")
+    run_lmp(tmp_path, text, nprocs=nprocs)
+    return (json.loads((tmp_path / "red.summary.json").read_text()),
+            thermo_rows((tmp_path / "log.lammps").read_text()))
+
+
+@pytest.mark.mpi
+def test_reducers_match_numpy_on_one_and_two_ranks(tmp_path, model):
+    results = {}
+    for nprocs in (1, 2):
+        directory = tmp_path / f"np{nprocs}"
+        directory.mkdir()
+        summary, rows = run(directory, model, nprocs)
+        frames = list(read_dump(directory / "dump.lc"))
+        lam = np.array([f.columns["f_lc"] for f in frames])  # [evaluation, atom]
+        types = frames[0].types
+        assert summary["evaluations"] == len(frames) == 41  # >= 32: a blocking error exists
+        assert summary["lambda_pred"]["value"] == pytest.approx(lam.mean(axis=1).mean(), rel=1e-10)
+        assert summary["lambda_std"] == pytest.approx(lam.std(), rel=1e-9)
+        assert summary["species"]["PF6"]["mean"] == pytest.approx(lam[:, types == 2].mean(), rel=1e-10)
+        running = np.cumsum(lam.mean(axis=1)) / np.arange(1, len(frames) + 1)
+        np.testing.assert_allclose([r[2] for r in rows], running, rtol=1e-8)
+        np.testing.assert_allclose(rows[-1][4], lam.std(), rtol=1e-8)
+        assert summary["lambda_pred"]["stderr"] == pytest.approx(rows[-1][3], rel=1e-8)
+        results[nprocs] = load(directory / "red.reduce.npz")[0]
+    for name, reducer in results[1].items():
+        for key, value in reducer.state().items():
+            np.testing.assert_allclose(results[2][name].state()[key], value, rtol=1e-10,
+                                       err_msg=f"{name}/{key}")
+
+
+def test_every_needs_file(tmp_path, model):
+    proc = run_lmp(tmp_path, System(model=model, steps=0, fix_extra="every 5").input_text(), check=False)
+    assert proc.returncode != 0 and "'every' sets how often the 'file' is written" in proc.stdout
