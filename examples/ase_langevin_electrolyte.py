@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> dict:
     dyn.run(args.steps)
     observer.write()
     summary = observer.summary(observer.merged())
-    print(f"{observer.calls} observations; mean lambda {summary['lambda_pred']['value']:.4g} "
-          f"+- {summary['lambda_pred']['stderr']:.2g} S cm^2/mol; T = {atoms.get_temperature():.0f} K; "
-          f"wrote {args.out}.reduce.npz, {args.out}.summary.json")
+    err = summary["lambda_pred"]["stderr"]
+    err_text = f"+- {err:.2g}" if err is not None else "(error needs >= 32 observations)"
+    print(f"{observer.calls} observations; mean lambda {summary['lambda_pred']['value']:.4g} {err_text} "
+          f"S cm^2/mol; T = {atoms.get_temperature():.0f} K; wrote {args.out}.reduce.npz, "
+          f"{args.out}.summary.json")
     return summary
 
 
