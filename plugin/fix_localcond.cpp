@@ -80,6 +80,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), list(nullptr), session(nullptr),
     lambda(nullptr), group_mean(0.0), group_count(0), running{0.0, 0.0, 0.0}, write_every(0),
+    hist_lo(0.0), hist_hi(0.0), hist_bins(0), tcorr_lags(0),
     n_calls(0), t_edges(0.0), t_python(0.0),
     t_model(0.0)
 {
@@ -131,7 +132,8 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
 {
   const int ntypes = atom->ntypes;
   const std::string usage = "fix ID group-ID localcond N model.pt types S1 ... S" +
-      std::to_string(ntypes) + " [neighbors auto|lammps|binning] [file PREFIX] [every M]";
+      std::to_string(ntypes) +
+      " [neighbors auto|lammps|binning] [file PREFIX] [every M] [hist LO HI NBINS] [tcorr NLAGS]";
   if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
 
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -144,7 +146,9 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
                arg[5], usage);
 
   auto is_keyword = [](const char *word) {
-    return strcmp(word, "neighbors") == 0 || strcmp(word, "file") == 0 || strcmp(word, "every") == 0;
+    for (const char *key : {"neighbors", "file", "every", "hist", "tcorr"})
+      if (strcmp(word, key) == 0) return true;
+    return false;
   };
   int iarg = 6;
   while (iarg < narg && !is_keyword(arg[iarg])) type_species.emplace_back(arg[iarg++]);
@@ -180,6 +184,22 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
       if (write_every <= 0)
         error->all(FLERR, "fix localcond: 'every' (evaluations between file writes) must be a "
                    "positive integer, got {}", arg[iarg + 1]);
+      iarg += 2;
+    } else if (strcmp(arg[iarg], "hist") == 0) {
+      if (iarg + 3 >= narg) error->all(FLERR, "fix localcond: keyword 'hist' needs LO HI NBINS");
+      hist_lo = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      hist_hi = utils::numeric(FLERR, arg[iarg + 2], false, lmp);
+      hist_bins = utils::inumeric(FLERR, arg[iarg + 3], false, lmp);
+      if (!(hist_hi > hist_lo))
+        error->all(FLERR, "fix localcond: hist needs HI > LO, got {} {}", arg[iarg + 1], arg[iarg + 2]);
+      if (hist_bins <= 0)
+        error->all(FLERR, "fix localcond: hist needs a positive number of bins, got {}", arg[iarg + 3]);
+      iarg += 4;
+    } else if (strcmp(arg[iarg], "tcorr") == 0) {
+      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'tcorr' needs NLAGS");
+      tcorr_lags = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (tcorr_lags <= 0)
+        error->all(FLERR, "fix localcond: tcorr needs a positive number of lags, got {}", arg[iarg + 1]);
       iarg += 2;
     } else {
       error->all(FLERR, "fix localcond: unknown keyword '{}'", arg[iarg]);
@@ -228,9 +248,10 @@ void FixLocalCond::open_session()
         Py_DECREF(item);
       }
     if (names)
-      session = PyObject_CallMethod(module, "open_session", "sOiiz", model_file.c_str(), names,
+      session = PyObject_CallMethod(module, "open_session", "sOiizddii", model_file.c_str(), names,
                                     comm->nprocs, (int) MPI_Comm_c2f(world),
-                                    output_prefix.empty() ? nullptr : output_prefix.c_str());
+                                    output_prefix.empty() ? nullptr : output_prefix.c_str(),
+                                    hist_lo, hist_hi, hist_bins, tcorr_lags);
     Py_XDECREF(names);
     Py_XDECREF(module);
 
@@ -556,8 +577,9 @@ void FixLocalCond::evaluate()
   // the reducers (collective: every rank calls)
   {
     LocalCond::GilLock gil;
-    PyObject *args = Py_BuildValue("(LdNN)", (long long) update->ntimestep, group_mean,
+    PyObject *args = Py_BuildValue("(LdNNN)", (long long) update->ntimestep, group_mean,
                                    view(node_species.data(), n_out * sizeof(int64_t)),
+                                   view(node_ids.data(), n_out * sizeof(int64_t)),
                                    view(node_out.data(), node_out.size() * sizeof(double)));
     call_session("reduce", "reducers", args, running, 3);
   }

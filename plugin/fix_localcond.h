@@ -63,6 +63,9 @@ class FixLocalCond : public Fix {
   double running[3];    // from the reducers: Lambda_pred, its standard error, std of lambda
   std::string output_prefix;    // reducer files PREFIX.reduce.npz / PREFIX.summary.json
   int write_every;              // evaluations between writes (0: at the end of each run)
+  double hist_lo, hist_hi;      // histogram of lambda (hist_bins = 0: off)
+  int hist_bins;
+  int tcorr_lags;    // time autocorrelation over this many evaluations (0: off)
 
   // work buffers reused between evaluations
   std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped

@@ -23,8 +23,10 @@ from localcond import __version__
 from localcond.errors import ModelOutputError
 from localcond.model import reference
 from localcond.reduce.blocking import BlockingError
+from localcond.reduce.histogram import Histogram
 from localcond.reduce.moments import RunningMoments
 from localcond.reduce.store import Reducer, allreduce, save
+from localcond.reduce.timecorr import TimeCorrelation
 from localcond.runtime import LoadedModel, evaluate, load_model
 from localcond.species import map_types
 
@@ -53,14 +55,20 @@ class FixSession:
     """One ``fix localcond`` instance's model, type map and reducers."""
 
     def __init__(self, model: LoadedModel, type_species: Sequence[str | None], comm: Any = None,
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, histogram: tuple[float, float, int] | None = None,
+                 nlags: int = 0) -> None:
         self.model = model
         self.comm = comm
         self.prefix = prefix
+        n_species = len(model.metadata.species)
         self.reducers: dict[str, Reducer] = {
-            "moments": RunningMoments(len(model.metadata.species)),  # per species, local ions
+            "moments": RunningMoments(n_species),  # per species, local ions
             "mean_series": BlockingError(),  # the group mean per evaluation (global)
         }
+        if histogram is not None:
+            self.reducers["histogram"] = Histogram(*histogram, n_species)
+        if nlags > 0:  # each rank keeps the ions whose ID mod nprocs is its rank
+            self.reducers["time_correlation"] = TimeCorrelation(nlags, n_species)
         md = model.metadata
         self.type_species_index = map_types(md, type_species)
         self.type_charge = [md.charges[i] if i >= 0 else math.nan for i in self.type_species_index]
@@ -93,18 +101,40 @@ class FixSession:
         out_a[:] = values
         return elapsed
 
-    def _global(self) -> dict[str, Reducer]:
-        moments = self.reducers["moments"]
-        merged = allreduce(moments, self.comm) if self.comm is not None else moments.copy()
-        return {"moments": merged, "mean_series": self.reducers["mean_series"].copy()}
+    def _global(self, names: Sequence[str] | None = None) -> dict[str, Reducer]:
+        """Reducers merged over ranks (the mean series is global already)."""
+        out = {}
+        for name in names or self.reducers:
+            reducer = self.reducers[name]
+            if name == "mean_series" or self.comm is None:
+                out[name] = reducer.copy()
+            else:
+                out[name] = allreduce(reducer, self.comm)
+        return out
 
-    def reduce(self, step: int, group_mean: float, species: memoryview, lam: memoryview) -> tuple:
+    def _to_owners(self, ids: np.ndarray, species: np.ndarray, lam: np.ndarray) -> tuple:
+        """Send each ion's (ID, species, λ) to the rank that owns its ID (ID mod nprocs)."""
+        if self.comm is None:
+            return ids, species, lam
+        owner = ids % self.comm.size
+        outgoing = [(ids[owner == r], species[owner == r], lam[owner == r]) for r in range(self.comm.size)]
+        incoming = self.comm.alltoall(outgoing)
+        return tuple(np.concatenate([part[k] for part in incoming]) for k in range(3))
+
+    def reduce(self, step: int, group_mean: float, species: memoryview, ids: memoryview,
+               lam: memoryview) -> tuple:
         """Update the reducers with this evaluation (collective over ranks); return
         (running Λ_pred, its standard error, std of λ) for the fix's global vector."""
-        self.reducers["moments"].update(np.frombuffer(lam, dtype=np.float64),
-                                        np.frombuffer(species, dtype=np.int64))
+        species_a = np.frombuffer(species, dtype=np.int64)
+        lam_a = np.frombuffer(lam, dtype=np.float64)[: species_a.size]
+        self.reducers["moments"].update(lam_a, species_a)
         self.reducers["mean_series"].update(group_mean)
-        merged = self._global()
+        if "histogram" in self.reducers:
+            self.reducers["histogram"].update(lam_a, species_a)
+        if "time_correlation" in self.reducers:
+            owned = self._to_owners(np.frombuffer(ids, dtype=np.int64), species_a, lam_a)
+            self.reducers["time_correlation"].update(*owned)
+        merged = self._global(["moments", "mean_series"])
         series: BlockingError = merged["mean_series"]  # type: ignore[assignment]
         _, _, variance = merged["moments"].total()  # type: ignore[attr-defined]
         return series.mean(), series.stderr(), float(np.sqrt(variance))
@@ -139,7 +169,8 @@ class FixSession:
 
 
 def open_session(model_path: str, type_species: Sequence[str | None], nprocs: int,
-                 comm_handle: int, prefix: str | None) -> FixSession:
+                 comm_handle: int, prefix: str | None, hist_lo: float, hist_hi: float,
+                 hist_bins: int, nlags: int) -> FixSession:
     """Load and validate the model for a fix on one MPI rank; ``comm_handle`` is the
     Fortran handle of LAMMPS's communicator (reducers run on it, not COMM_WORLD)."""
     if nprocs > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -149,7 +180,8 @@ def open_session(model_path: str, type_species: Sequence[str | None], nprocs: in
         from mpi4py import MPI
 
         comm = MPI.Comm.f2py(comm_handle)
-    return FixSession(load_model(model_path), type_species, comm, prefix)
+    histogram = (hist_lo, hist_hi, hist_bins) if hist_bins > 0 else None
+    return FixSession(load_model(model_path), type_species, comm, prefix, histogram, nlags)
 
 
 def _finite(value: float) -> float | None:
