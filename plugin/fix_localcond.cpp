@@ -80,7 +80,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), list(nullptr), session(nullptr),
     lambda(nullptr), group_mean(0.0), group_count(0), running{0.0, 0.0, 0.0}, write_every(0),
-    hist_lo(0.0), hist_hi(0.0), hist_bins(0), tcorr_lags(0),
+    hist_lo(0.0), hist_hi(0.0), hist_bins(0), tcorr_lags(0), corr_rmax(0.0), corr_bins(0),
     n_calls(0), t_edges(0.0), t_python(0.0),
     t_model(0.0)
 {
@@ -103,6 +103,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
   global_freq = nevery;
   extvector = 0;
   restart_peratom = 1;
+  comm_forward = 1;    // lambda of ghost atoms, for the spatial correlation
 
   grow_arrays(atom->nmax);
   atom->add_callback(Atom::GROW);
@@ -133,7 +134,8 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
   const int ntypes = atom->ntypes;
   const std::string usage = "fix ID group-ID localcond N model.pt types S1 ... S" +
       std::to_string(ntypes) +
-      " [neighbors auto|lammps|binning] [file PREFIX] [every M] [hist LO HI NBINS] [tcorr NLAGS]";
+      " [neighbors auto|lammps|binning] [file PREFIX] [every M] [hist LO HI NBINS] [tcorr NLAGS]"
+      " [corr RMAX NBINS]";
   if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
 
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -146,7 +148,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
                arg[5], usage);
 
   auto is_keyword = [](const char *word) {
-    for (const char *key : {"neighbors", "file", "every", "hist", "tcorr"})
+    for (const char *key : {"neighbors", "file", "every", "hist", "tcorr", "corr"})
       if (strcmp(word, key) == 0) return true;
     return false;
   };
@@ -195,6 +197,15 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
       if (hist_bins <= 0)
         error->all(FLERR, "fix localcond: hist needs a positive number of bins, got {}", arg[iarg + 3]);
       iarg += 4;
+    } else if (strcmp(arg[iarg], "corr") == 0) {
+      if (iarg + 2 >= narg) error->all(FLERR, "fix localcond: keyword 'corr' needs RMAX NBINS");
+      corr_rmax = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      corr_bins = utils::inumeric(FLERR, arg[iarg + 2], false, lmp);
+      if (corr_rmax <= 0.0)
+        error->all(FLERR, "fix localcond: corr needs RMAX > 0, got {}", arg[iarg + 1]);
+      if (corr_bins <= 0)
+        error->all(FLERR, "fix localcond: corr needs a positive number of bins, got {}", arg[iarg + 2]);
+      iarg += 3;
     } else if (strcmp(arg[iarg], "tcorr") == 0) {
       if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'tcorr' needs NLAGS");
       tcorr_lags = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
@@ -248,10 +259,10 @@ void FixLocalCond::open_session()
         Py_DECREF(item);
       }
     if (names)
-      session = PyObject_CallMethod(module, "open_session", "sOiizddii", model_file.c_str(), names,
+      session = PyObject_CallMethod(module, "open_session", "sOiizddiidi", model_file.c_str(), names,
                                     comm->nprocs, (int) MPI_Comm_c2f(world),
                                     output_prefix.empty() ? nullptr : output_prefix.c_str(),
-                                    hist_lo, hist_hi, hist_bins, tcorr_lags);
+                                    hist_lo, hist_hi, hist_bins, tcorr_lags, corr_rmax, corr_bins);
     Py_XDECREF(names);
     Py_XDECREF(module);
 
@@ -374,6 +385,12 @@ void FixLocalCond::check_ghost_cutoff()
                "'comm_modify cutoff {:.6g}' (or larger) before the run",
                field, ghost - skin, ghost, skin, std::ceil(receptive_field + skin));
   }
+  if (corr_bins > 0 && ghost - skin < corr_rmax * (1.0 - 1e-12))
+    error->all(FLERR,
+               "fix localcond: corr RMAX {:.6g} Å exceeds the ghost atom reach {:.6g} Å (ghost "
+               "cutoff {:.6g} Å minus neighbor skin {:.6g} Å); use a smaller RMAX or add "
+               "'comm_modify cutoff {:.6g}'",
+               corr_rmax, ghost - skin, ghost, skin, std::ceil(corr_rmax + skin));
 }
 
 /* ----------------------------------------------------------------------
@@ -521,6 +538,57 @@ void FixLocalCond::edges_by_binning()
 }
 
 /* ----------------------------------------------------------------------
+   Ordered pairs (i owned and evaluated here, j any atom of the group with a
+   mapped type, ghosts included) closer than corr RMAX, with their lambda.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::correlation_pairs(int n_out)
+{
+  double **x = atom->x;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  std::vector<double> pos;
+  std::vector<int64_t> index;
+  std::vector<char> center;
+  std::vector<int> atom_of_point;
+  for (int i = 0; i < nall; ++i) {
+    if (!(atom->mask[i] & groupbit) || type_node[atom->type[i]] < 0) continue;
+    pos.insert(pos.end(), {x[i][0], x[i][1], x[i][2]});
+    index.push_back((int64_t) atom_of_point.size());
+    center.push_back(i < nlocal && node_of_atom[i] >= 0 && node_of_atom[i] < n_out);
+    atom_of_point.push_back(i);
+  }
+  LocalCond::EdgeList pairs;
+  LocalCond::build_edges_binned(pos, index, center, corr_rmax, pairs);
+  const int64_t n = pairs.size();
+  pair_li.resize(n);
+  pair_lj.resize(n);
+  pair_si.resize(n);
+  pair_sj.resize(n);
+  pair_r.resize(n);
+  for (int64_t e = 0; e < n; ++e) {
+    const int i = atom_of_point[pairs.center[e]], j = atom_of_point[pairs.neighbor[e]];
+    pair_li[e] = lambda[i];
+    pair_lj[e] = lambda[j];
+    pair_si[e] = type_node[atom->type[i]];
+    pair_sj[e] = type_node[atom->type[j]];
+    const double *d = &pairs.vec[3 * e];
+    pair_r[e] = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+  }
+}
+
+int FixLocalCond::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  for (int k = 0; k < n; ++k) buf[k] = lambda[list[k]];
+  return n;
+}
+
+void FixLocalCond::unpack_forward_comm(int n, int first, double *buf)
+{
+  for (int k = 0; k < n; ++k) lambda[first + k] = buf[k];
+}
+
+/* ----------------------------------------------------------------------
    Build the model inputs, call the Python runtime, store lambda per atom.
 ------------------------------------------------------------------------- */
 
@@ -575,6 +643,18 @@ void FixLocalCond::evaluate()
   group_mean = group_count > 0 ? global[0] / global[1] : 0.0;
 
   // the reducers (collective: every rank calls)
+  if (corr_bins > 0) {
+    comm->forward_comm(this);
+    correlation_pairs(n_out);
+    LocalCond::GilLock gil;
+    PyObject *args = Py_BuildValue(
+        "(NNNNN)", view(pair_li.data(), pair_li.size() * sizeof(double)),
+        view(pair_lj.data(), pair_lj.size() * sizeof(double)),
+        view(pair_si.data(), pair_si.size() * sizeof(int64_t)),
+        view(pair_sj.data(), pair_sj.size() * sizeof(int64_t)),
+        view(pair_r.data(), pair_r.size() * sizeof(double)));
+    call_session("pairs", "the spatial correlation", args, nullptr, 0);
+  }
   {
     LocalCond::GilLock gil;
     PyObject *args = Py_BuildValue("(LdNNN)", (long long) update->ntimestep, group_mean,

@@ -36,6 +36,8 @@ class FixLocalCond : public Fix {
   void grow_arrays(int) override;
   void copy_arrays(int, int, int) override;
   int pack_exchange(int, double *) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
   int unpack_exchange(int, double *) override;
   int pack_restart(int, double *) override;
   void unpack_restart(int, int) override;
@@ -66,6 +68,10 @@ class FixLocalCond : public Fix {
   double hist_lo, hist_hi;      // histogram of lambda (hist_bins = 0: off)
   int hist_bins;
   int tcorr_lags;    // time autocorrelation over this many evaluations (0: off)
+  double corr_rmax;    // spatial correlation of lambda up to this distance (corr_bins = 0: off)
+  int corr_bins;
+  std::vector<double> pair_li, pair_lj, pair_r;    // pairs for the spatial correlation
+  std::vector<int64_t> pair_si, pair_sj;
 
   // work buffers reused between evaluations
   std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped
@@ -91,6 +97,7 @@ class FixLocalCond : public Fix {
   void collect_nodes(int &n_out);
   void edges_from_list();
   void edges_by_binning();
+  void correlation_pairs(int n_out);
   [[noreturn]] void python_failure(const std::string &what, bool on_all_ranks);
   void call_session(const char *method, const char *what, PyObject *args, double *out, int nout);
 };

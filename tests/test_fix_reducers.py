@@ -21,7 +21,7 @@ def model(tmp_path_factory):
 
 def run(tmp_path, model, nprocs):
     system = System(model=model, steps=400, nevery=10, box=26.0, n_per_type=40,
-                    fix_extra="file red every 5 hist -3 3 12 tcorr 4", deterministic=True)
+                    fix_extra="file red every 5 hist -3 3 12 tcorr 4 corr 6 6", deterministic=True)
     text = system.input_text().replace("thermo_style custom step temp f_lc[1] f_lc[2]",
                                        "thermo_style custom step f_lc[1] f_lc[3] f_lc[4] f_lc[5]")
     run_lmp(tmp_path, text, nprocs=nprocs)
@@ -57,6 +57,19 @@ def test_reducers_match_numpy_on_one_and_two_ranks(tmp_path, model):
             d = lam[:, types == t] - mu[s]
             for k in range(4):
                 assert corr[s, k] == pytest.approx((d[: len(d) - k] * d[k:]).mean(), rel=1e-9)
+        # spatial correlation by brute force over all ordered pairs (minimum image)
+        sums = np.zeros((4, 2, 2, 6))
+        for frame in frames:
+            x, f = frame.positions(), frame.columns["f_lc"]
+            s_idx = frame.types - 1
+            d = x[None, :, :] - x[:, None, :]
+            d -= 26.0 * np.round(d / 26.0)
+            r = np.linalg.norm(d, axis=2)
+            i, j = np.nonzero((r < 6.0) & ~np.eye(len(x), dtype=bool))
+            b = (r[i, j] / 6.0 * 6).astype(int)
+            for k, w in enumerate((np.ones(len(i)), f[i], f[j], f[i] * f[j])):
+                np.add.at(sums[k], (s_idx[i], s_idx[j], b), w)
+        np.testing.assert_allclose(reducers["pair_correlation"].sums, sums, rtol=1e-9, atol=1e-12)
         results[nprocs] = reducers
     # create_atoms numbers atoms differently on 1 and 2 ranks, so the per-ID
     # histories differ; every accumulated sum must agree.
@@ -66,6 +79,12 @@ def test_reducers_match_numpy_on_one_and_two_ranks(tmp_path, model):
                 continue
             np.testing.assert_allclose(results[2][name].state()[key], value, rtol=1e-10,
                                        err_msg=f"{name}/{key}")
+
+
+def test_corr_beyond_ghost_reach_is_refused(tmp_path, model):
+    proc = run_lmp(tmp_path, System(model=model, steps=0, fix_extra="corr 9 10").input_text(), check=False)
+    assert proc.returncode != 0
+    assert "corr RMAX 9 Å exceeds the ghost atom reach 8 Å" in proc.stdout
 
 
 def test_every_needs_file(tmp_path, model):

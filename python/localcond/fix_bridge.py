@@ -24,6 +24,7 @@ from localcond.errors import ModelOutputError
 from localcond.model import reference
 from localcond.reduce.blocking import BlockingError
 from localcond.reduce.histogram import Histogram
+from localcond.reduce.spatial import PairCorrelation
 from localcond.reduce.moments import RunningMoments
 from localcond.reduce.store import Reducer, allreduce, save
 from localcond.reduce.timecorr import TimeCorrelation
@@ -56,7 +57,7 @@ class FixSession:
 
     def __init__(self, model: LoadedModel, type_species: Sequence[str | None], comm: Any = None,
                  prefix: str | None = None, histogram: tuple[float, float, int] | None = None,
-                 nlags: int = 0) -> None:
+                 nlags: int = 0, correlation: tuple[float, int] | None = None) -> None:
         self.model = model
         self.comm = comm
         self.prefix = prefix
@@ -69,6 +70,8 @@ class FixSession:
             self.reducers["histogram"] = Histogram(*histogram, n_species)
         if nlags > 0:  # each rank keeps the ions whose ID mod nprocs is its rank
             self.reducers["time_correlation"] = TimeCorrelation(nlags, n_species)
+        if correlation is not None:
+            self.reducers["pair_correlation"] = PairCorrelation(*correlation, n_species)
         md = model.metadata
         self.type_species_index = map_types(md, type_species)
         self.type_charge = [md.charges[i] if i >= 0 else math.nan for i in self.type_species_index]
@@ -76,6 +79,14 @@ class FixSession:
         self.receptive_field = float(md.receptive_field)
         self.n_layers = int(md.n_layers)
         self.summary = describe(model, self.type_species_index)
+
+    def pairs(self, lam_i: memoryview, lam_j: memoryview, species_i: memoryview,
+              species_j: memoryview, r: memoryview) -> None:
+        """Ordered pairs (i owned by this rank) for the spatial correlation of λ."""
+        self.reducers["pair_correlation"].update(
+            np.frombuffer(lam_i, dtype=np.float64), np.frombuffer(lam_j, dtype=np.float64),
+            np.frombuffer(species_i, dtype=np.int64), np.frombuffer(species_j, dtype=np.int64),
+            np.frombuffer(r, dtype=np.float64))
 
     def evaluate(
         self, step: int, species: memoryview, edge_index: memoryview, edge_vec: memoryview,
@@ -170,7 +181,7 @@ class FixSession:
 
 def open_session(model_path: str, type_species: Sequence[str | None], nprocs: int,
                  comm_handle: int, prefix: str | None, hist_lo: float, hist_hi: float,
-                 hist_bins: int, nlags: int) -> FixSession:
+                 hist_bins: int, nlags: int, corr_rmax: float, corr_bins: int) -> FixSession:
     """Load and validate the model for a fix on one MPI rank; ``comm_handle`` is the
     Fortran handle of LAMMPS's communicator (reducers run on it, not COMM_WORLD)."""
     if nprocs > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -181,7 +192,8 @@ def open_session(model_path: str, type_species: Sequence[str | None], nprocs: in
 
         comm = MPI.Comm.f2py(comm_handle)
     histogram = (hist_lo, hist_hi, hist_bins) if hist_bins > 0 else None
-    return FixSession(load_model(model_path), type_species, comm, prefix, histogram, nlags)
+    correlation = (corr_rmax, corr_bins) if corr_bins > 0 else None
+    return FixSession(load_model(model_path), type_species, comm, prefix, histogram, nlags, correlation)
 
 
 def _finite(value: float) -> float | None:
