@@ -13,6 +13,7 @@
 #include "comm.h"
 #include "error.h"
 #include "force.h"
+#include "group.h"
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
@@ -103,6 +104,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
   global_freq = nevery;
   extvector = 0;
   restart_peratom = 1;
+  restart_global = 1;    // the reducers' state
   comm_forward = 1;    // lambda of ghost atoms, for the spatial correlation
 
   grow_arrays(atom->nmax);
@@ -259,10 +261,11 @@ void FixLocalCond::open_session()
         Py_DECREF(item);
       }
     if (names)
-      session = PyObject_CallMethod(module, "open_session", "sOiizddiidi", model_file.c_str(), names,
+      session = PyObject_CallMethod(module, "open_session", "sOiizddiidis", model_file.c_str(), names,
                                     comm->nprocs, (int) MPI_Comm_c2f(world),
                                     output_prefix.empty() ? nullptr : output_prefix.c_str(),
-                                    hist_lo, hist_hi, hist_bins, tcorr_lags, corr_rmax, corr_bins);
+                                    hist_lo, hist_hi, hist_bins, tcorr_lags, corr_rmax, corr_bins,
+                                    group->names[igroup]);
     Py_XDECREF(names);
     Py_XDECREF(module);
 
@@ -648,7 +651,7 @@ void FixLocalCond::evaluate()
     correlation_pairs(n_out);
     LocalCond::GilLock gil;
     PyObject *args = Py_BuildValue(
-        "(NNNNN)", view(pair_li.data(), pair_li.size() * sizeof(double)),
+        "(LNNNNN)", (long long) update->ntimestep, view(pair_li.data(), pair_li.size() * sizeof(double)),
         view(pair_lj.data(), pair_lj.size() * sizeof(double)),
         view(pair_si.data(), pair_si.size() * sizeof(int64_t)),
         view(pair_sj.data(), pair_sj.size() * sizeof(int64_t)),
@@ -737,6 +740,49 @@ double FixLocalCond::memory_usage()
   bytes += (double) (edges.index.capacity() + edges.center.capacity() + edges.neighbor.capacity()) *
       sizeof(int64_t);
   return bytes;
+}
+
+/* ----------------------------------------------------------------------
+   The reducers' state in restart files: all ranks merge it (collective),
+   rank 0 writes [int size][int64 nbytes][nbytes of NPZ]. On read_restart,
+   every rank gets the buffer and keeps its share.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::write_restart(FILE *fp)
+{
+  std::string problem;
+  std::string bytes;
+  {
+    LocalCond::GilLock gil;
+    PyObject *result = PyObject_CallMethod(session, "state_bytes", nullptr);
+    if (result && PyBytes_Check(result))
+      bytes.assign(PyBytes_AsString(result), PyBytes_Size(result));
+    Py_XDECREF(result);
+    if (PyErr_Occurred() || !result) problem = LocalCond::take_python_error();
+  }
+  if (!problem.empty()) error->one(FLERR, "fix localcond: saving the reducers failed: {}", problem);
+  if (comm->me == 0) {
+    const int64_t nbytes = (int64_t) bytes.size();
+    const int size = (int) (sizeof(int64_t) + bytes.size());
+    fwrite(&size, sizeof(int), 1, fp);
+    fwrite(&nbytes, sizeof(int64_t), 1, fp);
+    fwrite(bytes.data(), 1, bytes.size(), fp);
+  }
+}
+
+void FixLocalCond::restart(char *buf)
+{
+  int64_t nbytes;
+  memcpy(&nbytes, buf, sizeof(int64_t));
+  std::string problem;
+  {
+    LocalCond::GilLock gil;
+    PyObject *result = PyObject_CallMethod(session, "restore", "y#",
+                                           buf + sizeof(int64_t), (Py_ssize_t) nbytes);
+    Py_XDECREF(result);
+    if (PyErr_Occurred() || !result) problem = LocalCond::take_python_error();
+  }
+  if (!problem.empty()) error->all(FLERR, "fix localcond: cannot continue from the restart file: {}", problem);
 }
 
 /* ----------------------------------------------------------------------

@@ -31,6 +31,8 @@ class FixLocalCond : public Fix {
   void end_of_step() override;
   void post_run() override;
   double compute_vector(int) override;
+  void write_restart(FILE *) override;
+  void restart(char *) override;
   double memory_usage() override;
 
   void grow_arrays(int) override;

@@ -90,3 +90,45 @@ def test_corr_beyond_ghost_reach_is_refused(tmp_path, model):
 def test_every_needs_file(tmp_path, model):
     proc = run_lmp(tmp_path, System(model=model, steps=0, fix_extra="every 5").input_text(), check=False)
     assert proc.returncode != 0 and "'every' sets how often the 'file' is written" in proc.stdout
+
+
+def test_split_run_with_restart_equals_one_run(tmp_path, model):
+    """100 + 100 steps through write_restart/read_restart give the reducer files of
+    200 steps in one run (deterministic NVE; each step counted once)."""
+    fix = f"fix lc all localcond 5 {model} types Li PF6 file red hist -3 3 12 tcorr 3 corr 6 6"
+
+    def system(steps):
+        return System(model=model, steps=steps, nevery=5, box=26.0, n_per_type=40,
+                      fix_extra="file red hist -3 3 12 tcorr 3 corr 6 6", deterministic=True)
+
+    whole = tmp_path / "whole"
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    for d in (whole, first, second):
+        d.mkdir()
+    run_lmp(whole, system(200).input_text())
+    run_lmp(first, system(100).input_text() + "write_restart state.restart\n")
+    run_lmp(second, "\n".join([
+        f"read_restart {first / 'state.restart'}", "pair_style lj/cut/coul/cut 8.0",
+        "pair_coeff * * 0.1 2.5", "dielectric 10", "fix nve all nve", fix, "run 100"]) + "\n")
+    a, _ = load(whole / "red.reduce.npz")
+    b, _ = load(second / "red.reduce.npz")
+    assert a["mean_series"].n[0] == b["mean_series"].n[0] == 41
+    for name in a:
+        for key, value in a[name].state().items():
+            np.testing.assert_allclose(b[name].state()[key], value, rtol=1e-7, atol=1e-10,
+                                       err_msg=f"{name}/{key}")
+
+
+def test_restart_with_another_group_is_refused(tmp_path, model):
+    first = tmp_path / "first"
+    first.mkdir()
+    run_lmp(first, System(model=model, steps=10, fix_extra="file red").input_text()
+            + "write_restart state.restart\n")
+    text = "\n".join([f"read_restart {first / 'state.restart'}", "pair_style lj/cut/coul/cut 8.0",
+                      "pair_coeff * * 0.1 2.5", "group cations type 1",
+                      f"fix lc cations localcond 10 {model} types Li PF6 file red", "run 0"]) + "\n"
+    proc = run_lmp(tmp_path, text, check=False)
+    assert proc.returncode != 0
+    assert "cannot continue from the restart file" in proc.stdout
+    assert "different group ('all' instead of 'cations')" in proc.stdout

@@ -8,6 +8,7 @@ LAMMPS error.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -57,7 +58,8 @@ class FixSession:
 
     def __init__(self, model: LoadedModel, type_species: Sequence[str | None], comm: Any = None,
                  prefix: str | None = None, histogram: tuple[float, float, int] | None = None,
-                 nlags: int = 0, correlation: tuple[float, int] | None = None) -> None:
+                 nlags: int = 0, correlation: tuple[float, int] | None = None,
+                 group: str = "all") -> None:
         self.model = model
         self.comm = comm
         self.prefix = prefix
@@ -73,6 +75,11 @@ class FixSession:
         if correlation is not None:
             self.reducers["pair_correlation"] = PairCorrelation(*correlation, n_species)
         md = model.metadata
+        self.identity = {"model": json.loads(md.to_json()), "group": group,
+                         "types": [s or "NULL" for s in type_species],
+                         "histogram": list(histogram) if histogram else None, "nlags": nlags,
+                         "correlation": list(correlation) if correlation else None}
+        self.last_step: int | None = None
         self.type_species_index = map_types(md, type_species)
         self.type_charge = [md.charges[i] if i >= 0 else math.nan for i in self.type_species_index]
         self.cutoff = float(md.cutoff)
@@ -80,9 +87,12 @@ class FixSession:
         self.n_layers = int(md.n_layers)
         self.summary = describe(model, self.type_species_index)
 
-    def pairs(self, lam_i: memoryview, lam_j: memoryview, species_i: memoryview,
+    def pairs(self, step: int, lam_i: memoryview, lam_j: memoryview, species_i: memoryview,
               species_j: memoryview, r: memoryview) -> None:
-        """Ordered pairs (i owned by this rank) for the spatial correlation of λ."""
+        """Ordered pairs (i owned by this rank) for the spatial correlation of λ
+        (called before :meth:`reduce` of the same step)."""
+        if step == self.last_step:
+            return
         self.reducers["pair_correlation"].update(
             np.frombuffer(lam_i, dtype=np.float64), np.frombuffer(lam_j, dtype=np.float64),
             np.frombuffer(species_i, dtype=np.int64), np.frombuffer(species_j, dtype=np.int64),
@@ -136,6 +146,11 @@ class FixSession:
                lam: memoryview) -> tuple:
         """Update the reducers with this evaluation (collective over ranks); return
         (running Λ_pred, its standard error, std of λ) for the fix's global vector."""
+        if step == self.last_step:
+            # the setup of a run (or a restart) re-evaluates the step the previous
+            # run ended on: count each step once
+            return self._running()
+        self.last_step = step
         species_a = np.frombuffer(species, dtype=np.int64)
         lam_a = np.frombuffer(lam, dtype=np.float64)[: species_a.size]
         self.reducers["moments"].update(lam_a, species_a)
@@ -145,10 +160,51 @@ class FixSession:
         if "time_correlation" in self.reducers:
             owned = self._to_owners(np.frombuffer(ids, dtype=np.int64), species_a, lam_a)
             self.reducers["time_correlation"].update(*owned)
+        return self._running()
+
+    def _running(self) -> tuple:
         merged = self._global(["moments", "mean_series"])
         series: BlockingError = merged["mean_series"]  # type: ignore[assignment]
         _, _, variance = merged["moments"].total()  # type: ignore[attr-defined]
         return series.mean(), series.stderr(), float(np.sqrt(variance))
+
+    def state_bytes(self) -> bytes:
+        """All reducers merged over ranks, as NPZ bytes (collective) for a restart file."""
+        merged = self._global()
+        buffer = io.BytesIO()
+        arrays = {f"{name}/{key}": np.asarray(v) for name, r in merged.items()
+                  for key, v in r.state().items()}
+        np.savez(buffer, __identity__=json.dumps(self.identity),
+                 __last_step__=np.array(-1 if self.last_step is None else self.last_step),
+                 __kinds__=json.dumps({n: r.kind for n, r in merged.items()}), **arrays)
+        return buffer.getvalue()
+
+    def restore(self, data: bytes) -> None:
+        """Continue from a restart file's reducers: the global series on every rank,
+        additive sums on rank 0 only, ion histories on the ranks that own the IDs."""
+        stored = np.load(io.BytesIO(data), allow_pickle=False)
+        identity = json.loads(str(stored["__identity__"]))
+        for key in ("model", "group", "types", "histogram", "nlags", "correlation"):
+            if identity[key] != self.identity[key]:
+                raise ValueError(
+                    f"the restart file's fix localcond had a different {key} "
+                    f"({identity[key]!r} instead of {self.identity[key]!r}); "
+                    "use a new fix ID to start fresh statistics")
+        last = int(stored["__last_step__"])
+        self.last_step = None if last < 0 else last
+        rank = self.comm.rank if self.comm is not None else 0
+        size = self.comm.size if self.comm is not None else 1
+        for name, kind in json.loads(str(stored["__kinds__"])).items():
+            state = {k[len(name) + 1:]: stored[k] for k in stored.files if k.startswith(name + "/")}
+            reducer = Reducer.registry[kind].from_state(state)
+            if name != "mean_series" and rank != 0:
+                reducer = _emptied(reducer)
+            if isinstance(reducer, TimeCorrelation) or name == "time_correlation":
+                full = Reducer.registry[kind].from_state(state)
+                mine = full.ids % size == rank
+                reducer.ids, reducer.species = full.ids[mine], full.species[mine]
+                reducer.history, reducer.filled = full.history[mine], full.filled[mine]
+            self.reducers[name] = reducer
 
     def write(self, step: int) -> None:
         """Write PREFIX.reduce.npz and PREFIX.summary.json (rank 0; collective)."""
@@ -181,7 +237,8 @@ class FixSession:
 
 def open_session(model_path: str, type_species: Sequence[str | None], nprocs: int,
                  comm_handle: int, prefix: str | None, hist_lo: float, hist_hi: float,
-                 hist_bins: int, nlags: int, corr_rmax: float, corr_bins: int) -> FixSession:
+                 hist_bins: int, nlags: int, corr_rmax: float, corr_bins: int,
+                 group: str) -> FixSession:
     """Load and validate the model for a fix on one MPI rank; ``comm_handle`` is the
     Fortran handle of LAMMPS's communicator (reducers run on it, not COMM_WORLD)."""
     if nprocs > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -193,7 +250,23 @@ def open_session(model_path: str, type_species: Sequence[str | None], nprocs: in
         comm = MPI.Comm.f2py(comm_handle)
     histogram = (hist_lo, hist_hi, hist_bins) if hist_bins > 0 else None
     correlation = (corr_rmax, corr_bins) if corr_bins > 0 else None
-    return FixSession(load_model(model_path), type_species, comm, prefix, histogram, nlags, correlation)
+    return FixSession(load_model(model_path), type_species, comm, prefix, histogram, nlags,
+                      correlation, group)
+
+
+def _emptied(reducer: Reducer) -> Reducer:
+    """The same reducer with its additive sums zeroed (histories handled by the caller)."""
+    state = {k: np.array(v, copy=True) for k, v in reducer.state().items()}
+    for key in ("count", "mean", "m2", "counts", "sums"):
+        if key in state:
+            state[key][...] = 0.0
+    out = type(reducer).from_state(state)
+    if isinstance(out, TimeCorrelation):
+        out.ids = out.ids[:0]
+        out.species = out.species[:0]
+        out.history = out.history[:0]
+        out.filled = out.filled[:0]
+    return out
 
 
 def _finite(value: float) -> float | None:
