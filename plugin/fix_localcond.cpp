@@ -13,6 +13,7 @@
 #include "comm.h"
 #include "error.h"
 #include "force.h"
+#include "domain.h"
 #include "group.h"
 #include "memory.h"
 #include "neigh_list.h"
@@ -81,7 +82,8 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), list(nullptr), session(nullptr),
     lambda(nullptr), group_mean(0.0), group_count(0), running{0.0, 0.0, 0.0}, write_every(0),
-    hist_lo(0.0), hist_hi(0.0), hist_bins(0), tcorr_lags(0), corr_rmax(0.0), corr_bins(0),
+    live_eh{NAN, NAN, NAN, NAN}, hist_lo(0.0), hist_hi(0.0), hist_bins(0), tcorr_lags(0),
+    eh_lags(0), eh_block(0), eh_temperature(0.0), corr_rmax(0.0), corr_bins(0),
     n_calls(0), t_edges(0.0), t_python(0.0),
     t_model(0.0)
 {
@@ -93,6 +95,9 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
                "species charges; use an atom style with charges (e.g. atom_style charge or full)");
   if (!atom->tag_enable)
     error->all(FLERR, "fix localcond needs atom IDs (atom_modify id yes)");
+  if (strcmp(update->unit_style, "real") != 0 && strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "fix localcond needs lengths in Angstrom: units real or metal, not '{}'",
+               update->unit_style);
 
   open_session();
 
@@ -100,7 +105,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
   size_peratom_cols = 0;
   peratom_freq = nevery;
   vector_flag = 1;
-  size_vector = 5;
+  size_vector = 9;
   global_freq = nevery;
   extvector = 0;
   restart_peratom = 1;
@@ -137,7 +142,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
   const std::string usage = "fix ID group-ID localcond N model.pt types S1 ... S" +
       std::to_string(ntypes) +
       " [neighbors auto|lammps|binning] [file PREFIX] [every M] [hist LO HI NBINS] [tcorr NLAGS]"
-      " [corr RMAX NBINS]";
+      " [corr RMAX NBINS] [eh NLAGS BLOCK TEMP]";
   if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
 
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -150,7 +155,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
                arg[5], usage);
 
   auto is_keyword = [](const char *word) {
-    for (const char *key : {"neighbors", "file", "every", "hist", "tcorr", "corr"})
+    for (const char *key : {"neighbors", "file", "every", "hist", "tcorr", "corr", "eh"})
       if (strcmp(word, key) == 0) return true;
     return false;
   };
@@ -208,6 +213,17 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
       if (corr_bins <= 0)
         error->all(FLERR, "fix localcond: corr needs a positive number of bins, got {}", arg[iarg + 2]);
       iarg += 3;
+    } else if (strcmp(arg[iarg], "eh") == 0) {
+      if (iarg + 3 >= narg) error->all(FLERR, "fix localcond: keyword 'eh' needs NLAGS BLOCK TEMP");
+      eh_lags = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      eh_block = utils::inumeric(FLERR, arg[iarg + 2], false, lmp);
+      eh_temperature = utils::numeric(FLERR, arg[iarg + 3], false, lmp);
+      if (eh_lags <= 0 || eh_block <= 0)
+        error->all(FLERR, "fix localcond: eh needs positive NLAGS and BLOCK, got {} {}", arg[iarg + 1],
+                   arg[iarg + 2]);
+      if (eh_temperature <= 0.0)
+        error->all(FLERR, "fix localcond: eh needs the target temperature in K > 0, got {}", arg[iarg + 3]);
+      iarg += 4;
     } else if (strcmp(arg[iarg], "tcorr") == 0) {
       if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'tcorr' needs NLAGS");
       tcorr_lags = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
@@ -261,11 +277,11 @@ void FixLocalCond::open_session()
         Py_DECREF(item);
       }
     if (names)
-      session = PyObject_CallMethod(module, "open_session", "sOiizddiidis", model_file.c_str(), names,
-                                    comm->nprocs, (int) MPI_Comm_c2f(world),
+      session = PyObject_CallMethod(module, "open_session", "sOiizddiidisiid", model_file.c_str(),
+                                    names, comm->nprocs, (int) MPI_Comm_c2f(world),
                                     output_prefix.empty() ? nullptr : output_prefix.c_str(),
                                     hist_lo, hist_hi, hist_bins, tcorr_lags, corr_rmax, corr_bins,
-                                    group->names[igroup]);
+                                    group->names[igroup], eh_lags, eh_block, eh_temperature);
     Py_XDECREF(names);
     Py_XDECREF(module);
 
@@ -666,6 +682,25 @@ void FixLocalCond::evaluate()
                                    view(node_out.data(), node_out.size() * sizeof(double)));
     call_session("reduce", "reducers", args, running, 3);
   }
+  if (eh_lags > 0) {
+    eh_pos.resize(3 * (size_t) n_out);
+    eh_charge.resize(n_out);
+    for (int k = 0; k < n_out; ++k) {
+      const int i = atom_of_node[k];
+      domain->unmap(atom->x[i], atom->image[i], &eh_pos[3 * k]);
+      eh_charge[k] = atom->q[i];
+    }
+    // time between evaluations in ps (update->dt is in the unit style's time unit)
+    const double interval_ps = nevery * update->dt / force->femtosecond / 1000.0;
+    LocalCond::GilLock gil;
+    PyObject *args = Py_BuildValue(
+        "(LdNNNN)", (long long) update->ntimestep, interval_ps,
+        view(node_ids.data(), n_out * sizeof(int64_t)),
+        view(node_species.data(), n_out * sizeof(int64_t)),
+        view(eh_charge.data(), eh_charge.size() * sizeof(double)),
+        view(eh_pos.data(), eh_pos.size() * sizeof(double)));
+    call_session("displacements", "the live Einstein-Helfand conductivity", args, live_eh, 4);
+  }
   if (write_every > 0 && n_calls % write_every == 0) {
     LocalCond::GilLock gil;
     call_session("write", "writing the reducer files", Py_BuildValue("(L)", (long long) update->ntimestep),
@@ -723,7 +758,8 @@ double FixLocalCond::compute_vector(int n)
 {
   if (n == 0) return group_mean;
   if (n == 1) return (double) group_count;
-  return running[n - 2];
+  if (n <= 4) return running[n - 2];
+  return live_eh[n - 5];
 }
 
 /* ---------------------------------------------------------------------- */

@@ -65,11 +65,15 @@ class FixLocalCond : public Fix {
   double group_mean;
   bigint group_count;
   double running[3];    // from the reducers: Lambda_pred, its standard error, std of lambda
+  double live_eh[4];    // Lambda_EH at the longest lag, its error, species-1 shares of Lambda_EH and Lambda_pred
   std::string output_prefix;    // reducer files PREFIX.reduce.npz / PREFIX.summary.json
   int write_every;              // evaluations between writes (0: at the end of each run)
   double hist_lo, hist_hi;      // histogram of lambda (hist_bins = 0: off)
   int hist_bins;
   int tcorr_lags;    // time autocorrelation over this many evaluations (0: off)
+  int eh_lags, eh_block;    // live Einstein-Helfand: lags (evaluations), origins per block (0: off)
+  double eh_temperature;   // K, the thermostat's target
+  std::vector<double> eh_pos, eh_charge;
   double corr_rmax;    // spatial correlation of lambda up to this distance (corr_bins = 0: off)
   int corr_bins;
   std::vector<double> pair_li, pair_lj, pair_r;    // pairs for the spatial correlation

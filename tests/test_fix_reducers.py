@@ -96,11 +96,11 @@ def test_every_needs_file(tmp_path, model):
 def test_split_run_with_restart_equals_one_run(tmp_path, model):
     """100 + 100 steps through write_restart/read_restart give the reducer files of
     200 steps in one run (deterministic NVE; each step counted once)."""
-    fix = f"fix lc all localcond 5 {model} types Li PF6 file red hist -3 3 12 tcorr 3 corr 6 6"
+    fix = f"fix lc all localcond 5 {model} types Li PF6 file red hist -3 3 12 tcorr 3 corr 6 6 eh 4 5 298"
 
     def system(steps):
         return System(model=model, steps=steps, nevery=5, box=26.0, n_per_type=40,
-                      fix_extra="file red hist -3 3 12 tcorr 3 corr 6 6", deterministic=True)
+                      fix_extra="file red hist -3 3 12 tcorr 3 corr 6 6 eh 4 5 298", deterministic=True)
 
     whole = tmp_path / "whole"
     first = tmp_path / "first"
@@ -133,3 +133,30 @@ def test_restart_with_another_group_is_refused(tmp_path, model):
     assert proc.returncode != 0
     assert "cannot continue from the restart file" in proc.stdout
     assert "different group ('all' instead of 'cations')" in proc.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_live_einstein_helfand_equals_offline_conductivity(tmp_path, model, nprocs):
+    from localcond.labels.conductivity import Settings, accumulate, analyse
+
+    system = System(model=model, steps=300, nevery=10, box=26.0, n_per_type=40,
+                    fix_extra="file red eh 6 5 298", deterministic=True)
+    text = system.input_text().replace("id type q x y z f_lc", "id type q xu yu zu f_lc")
+    text = text.replace("thermo_style custom step temp f_lc[1] f_lc[2]",
+                        "thermo_style custom step f_lc[6] f_lc[7] f_lc[8] f_lc[9]")
+    run_lmp(tmp_path, text, nprocs=nprocs)
+    live = json.loads((tmp_path / "red.summary.json").read_text())["einstein_helfand"]
+    rows = thermo_rows((tmp_path / "log.lammps").read_text())
+    for lag in range(1, 7):
+        tau = lag * 10 * 2.0 / 1000  # ps
+        settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_ps=tau, max_lag_ps=tau)
+        offline = analyse(accumulate([tmp_path / "dump.lc"], settings), settings)
+        assert live["tau_ps"][lag - 1] == pytest.approx(tau, rel=1e-12)
+        assert live["molar_conductivity"][lag - 1] == pytest.approx(
+            offline["molar_conductivity"]["value"], rel=1e-9)
+        assert live["nernst_einstein"][lag - 1] == pytest.approx(offline["nernst_einstein"]["value"], rel=1e-9)
+        assert live["species_share"]["Li"][lag - 1] == pytest.approx(
+            offline["species_share_of_conductivity"]["1"]["value"], rel=1e-8)
+    assert rows[-1][1] == pytest.approx(live["molar_conductivity"][-1], rel=1e-8)
+    assert rows[-1][3] == pytest.approx(live["species_share"]["Li"][-1], rel=1e-8)

@@ -70,7 +70,7 @@ def save(path: str | Path, reducers: dict[str, Reducer], metadata: dict[str, Any
 
 def load(path: str | Path) -> tuple[dict[str, Reducer], dict[str, Any]]:
     # importing the reducer modules registers their kinds
-    from localcond.reduce import blocking, histogram, moments, spatial, timecorr  # noqa: F401
+    from localcond.reduce import blocking, eh_live, histogram, moments, spatial, timecorr  # noqa: F401
 
     path = Path(path)
     try:
