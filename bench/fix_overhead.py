@@ -66,6 +66,9 @@ def make_input(mode: str, every: int, steps: int) -> str:
         lines.append("comm_modify cutoff 32.0")
     if mode == "fix":
         lines.append(f"fix lc all localcond {every} ${{model}} types Li PF6")
+    if mode == "fix+reducers":
+        lines.append(f"fix lc all localcond {every} ${{model}} types Li PF6 file bench "
+                     "hist -2000 2000 100 tcorr 20 corr 12 24 eh 50 100 298")
     lines.append("thermo 1000")
     # untimed warm-up: TorchScript optimises a model during its first calls
     lines.append("run 300")
@@ -88,11 +91,13 @@ def run_case(workdir: Path, model: Path, npairs: int, mode: str, every: int, ste
     result = {"loop_s": loops[-1]}
     summaries = list(re.finditer(
         r"(\d+) evaluations; per evaluation \(slowest rank\): edges ([0-9.eE+-]+) ms, "
-        r"C\+\+/Python bridge ([0-9.eE+-]+) ms, model ([0-9.eE+-]+) ms", log))
+        r"C\+\+/Python bridge ([0-9.eE+-]+) ms, model ([0-9.eE+-]+) ms, reducers ([0-9.eE+-]+) ms",
+        log))
     if summaries:
         m = summaries[-1]  # the timed run
         result.update(evaluations=int(m.group(1)), edges_ms=float(m.group(2)),
-                      bridge_ms=float(m.group(3)), model_ms=float(m.group(4)))
+                      bridge_ms=float(m.group(3)), model_ms=float(m.group(4)),
+                      reducers_ms=float(m.group(5)))
     return result
 
 
@@ -113,7 +118,7 @@ def main() -> None:
         model = save_model(*make_untrained_model(["Li", "PF6"], [1.0, -1.0], cutoff=10.0,
                                                  n_layers=3, n_features=64, dtype="float32"),
                            workdir / "mpnn-untrained.pt")
-        cases = [("plain", 0), ("ghost32", 0), ("fix", 10), ("fix", 100)]
+        cases = [("plain", 0), ("ghost32", 0), ("fix", 10), ("fix", 100), ("fix+reducers", 100)]
         for npairs in args.sizes:
             for mode, every in cases:
                 runs = []
@@ -123,7 +128,7 @@ def main() -> None:
                 entry = {"ions": 2 * npairs, "mode": mode, "every": every or None,
                          "loop_s_median": statistics.median(r["loop_s"] for r in runs),
                          "runs": runs}
-                for key in ("edges_ms", "bridge_ms", "model_ms"):
+                for key in ("edges_ms", "bridge_ms", "model_ms", "reducers_ms"):
                     if key in runs[0]:
                         entry[key + "_median"] = statistics.median(r[key] for r in runs)
                 results.append(entry)
@@ -142,7 +147,8 @@ def main() -> None:
                   "Langevin, 2 fs; 1 MPI rank, OMP_NUM_THREADS=1",
         "modes": {"plain": "no fix, default ghost cutoff",
                   "ghost32": "no fix, comm_modify cutoff 32 (what the 3-layer model needs)",
-                  "fix": "fix localcond every N steps, comm_modify cutoff 32"},
+                  "fix": "fix localcond every N steps, comm_modify cutoff 32",
+                  "fix+reducers": "the same with every reducer on (file, hist, tcorr 20, corr 12 A, eh 50 lags)"},
         "steps": args.steps, "repeats": args.repeats, "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +159,7 @@ def main() -> None:
         extra = ""
         if "model_ms_median" in e:
             extra = (f"  per call: edges {e['edges_ms_median']:.2f} ms, bridge {e['bridge_ms_median']:.3f} ms, "
-                     f"model {e['model_ms_median']:.2f} ms")
+                     f"model {e['model_ms_median']:.2f} ms, reducers {e['reducers_ms_median']:.2f} ms")
         print(f"{e['ions']:5d} ions {e['mode']:7s} N={e['every']}: loop {e['loop_s_median']:.2f} s, "
               f"overhead {100 * e['overhead_vs_plain']:+.1f} %{extra}")
     print(f"wrote {args.out}")

@@ -85,7 +85,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     live_eh{NAN, NAN, NAN, NAN}, hist_lo(0.0), hist_hi(0.0), hist_bins(0), tcorr_lags(0),
     eh_lags(0), eh_block(0), eh_temperature(0.0), corr_rmax(0.0), corr_bins(0),
     n_calls(0), t_edges(0.0), t_python(0.0),
-    t_model(0.0)
+    t_model(0.0), t_reduce(0.0)
 {
   parse_arguments(narg, arg);
 
@@ -656,6 +656,7 @@ void FixLocalCond::evaluate()
     lambda[atom_of_node[k]] = node_out[k];
     sum += node_out[k];
   }
+  const double t3 = wall_seconds();
   double local[2] = {sum, (double) n_out}, global[2];
   MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_SUM, world);
   group_count = (bigint) global[1];
@@ -701,6 +702,7 @@ void FixLocalCond::evaluate()
         view(eh_pos.data(), eh_pos.size() * sizeof(double)));
     call_session("displacements", "the live Einstein-Helfand conductivity", args, live_eh, 4);
   }
+  t_reduce += wall_seconds() - t3;
   if (write_every > 0 && n_calls % write_every == 0) {
     LocalCond::GilLock gil;
     call_session("write", "writing the reducer files", Py_BuildValue("(L)", (long long) update->ntimestep),
@@ -740,16 +742,17 @@ void FixLocalCond::post_run()
     call_session("write", "writing the reducer files", Py_BuildValue("(L)", (long long) update->ntimestep),
                  nullptr, 0);
   }
-  double mine[3] = {t_edges, t_python - t_model, t_model}, most[3];
-  MPI_Reduce(mine, most, 3, MPI_DOUBLE, MPI_MAX, 0, world);
+  double mine[4] = {t_edges, t_python - t_model, t_model, t_reduce}, most[4];
+  MPI_Reduce(mine, most, 4, MPI_DOUBLE, MPI_MAX, 0, world);
   if (comm->me == 0 && n_calls > 0)
     utils::logmesg(lmp,
                    "fix localcond {}: {} evaluations; per evaluation (slowest rank): "
-                   "edges {:.4g} ms, C++/Python bridge {:.4g} ms, model {:.4g} ms\n",
+                   "edges {:.4g} ms, C++/Python bridge {:.4g} ms, model {:.4g} ms, "
+                   "reducers {:.4g} ms\n",
                    id, n_calls, 1e3 * most[0] / n_calls, 1e3 * most[1] / n_calls,
-                   1e3 * most[2] / n_calls);
+                   1e3 * most[2] / n_calls, 1e3 * most[3] / n_calls);
   n_calls = 0;
-  t_edges = t_python = t_model = 0.0;
+  t_edges = t_python = t_model = t_reduce = 0.0;
 }
 
 /* ---------------------------------------------------------------------- */

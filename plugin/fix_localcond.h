@@ -93,7 +93,7 @@ class FixLocalCond : public Fix {
 
   // timing (seconds, this rank) for the post-run summary
   long n_calls;
-  double t_edges, t_python, t_model;
+  double t_edges, t_python, t_model, t_reduce;
 
   void parse_arguments(int, char **);
   void open_session();

@@ -27,7 +27,8 @@ class Histogram(Reducer):
         index = np.floor((values - self.lo) / (self.hi - self.lo) * self.bins).astype(int) + 1
         index = np.clip(index, 0, self.bins + 1)
         index[values == self.hi] = self.bins  # the last bin is closed on the right
-        np.add.at(self.counts, (np.asarray(groups, dtype=int), index), 1.0)
+        flat = np.ravel_multi_index((np.asarray(groups, dtype=int), index), self.counts.shape)
+        self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
 
     def merge(self, other: "Histogram") -> None:
         if (self.lo, self.hi, self.bins) != (other.lo, other.hi, other.bins) or \

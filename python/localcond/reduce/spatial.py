@@ -35,8 +35,10 @@ class PairCorrelation(Reducer):
         b = (r[keep] / self.rmax * self.bins).astype(int)
         si, sj = np.asarray(species_i)[keep], np.asarray(species_j)[keep]
         li, lj = np.asarray(lam_i, dtype=float)[keep], np.asarray(lam_j, dtype=float)[keep]
-        for k, w in enumerate((np.ones_like(li), li, lj, li * lj)):
-            np.add.at(self.sums[k], (si, sj, b), w)
+        flat = np.ravel_multi_index((si, sj, b), self.sums.shape[1:])
+        size = int(np.prod(self.sums.shape[1:]))
+        for k, w in enumerate((None, li, lj, li * lj)):  # bincount: far faster than np.add.at
+            self.sums[k] += np.bincount(flat, weights=w, minlength=size).reshape(self.sums.shape[1:])
 
     def merge(self, other: "PairCorrelation") -> None:
         if (self.rmax, self.bins) != (other.rmax, other.bins) or self.sums.shape != other.sums.shape:

@@ -55,8 +55,11 @@ class TimeCorrelation(Reducer):
         now = lam[:, None]
         s = np.broadcast_to(species[:, None], past.shape)
         k = np.broadcast_to(np.arange(self.nlags)[None, :], past.shape)
-        for idx, w in enumerate((np.ones_like(past), past, np.broadcast_to(now, past.shape), past * now)):
-            np.add.at(self.sums[idx], (s[valid], k[valid]), w[valid])
+        flat = np.ravel_multi_index((s[valid], k[valid]), self.sums.shape[1:])
+        size = int(np.prod(self.sums.shape[1:]))
+        for idx, w in enumerate((None, past, np.broadcast_to(now, past.shape), past * now)):
+            weights = None if w is None else w[valid]
+            self.sums[idx] += np.bincount(flat, weights=weights, minlength=size).reshape(self.sums.shape[1:])
 
     def merge(self, other: "TimeCorrelation") -> None:
         """Combine two reducers that track disjoint sets of ions (e.g. two ranks)."""
