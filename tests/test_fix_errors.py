@@ -95,6 +95,12 @@ CASES = {
     ),
     "bad neighbors value": (dict(fix_extra="neighbors fast"), "neighbors must be auto, lammps or binning, got 'fast'"),
     "unknown keyword": (dict(fix_extra="neighbors auto sample 5"), "unknown keyword 'sample'"),
+    "hist zero bins": (dict(fix_extra="hist -1 1 0"), "hist needs a positive number of bins, got 0"),
+    "hist empty range": (dict(fix_extra="hist 1 1 10"), "hist needs HI > LO, got 1 1"),
+    "tcorr zero lags": (dict(fix_extra="tcorr 0"), "tcorr needs a positive number of lags, got 0"),
+    "corr zero bins": (dict(fix_extra="corr 5 0"), "corr needs a positive number of bins, got 0"),
+    "eh negative lags": (dict(fix_extra="eh -2 10 298"), "eh needs positive NLAGS and BLOCK, got -2 10"),
+    "eh without temperature": (dict(fix_extra="eh 10 10 0"), "eh needs the target temperature in K > 0"),
     "every zero": (dict(fix_extra="file red every 0"), "'every' (evaluations between file writes) must be a positive integer, got 0"),
 }
 
@@ -119,6 +125,13 @@ def test_bad_input_gives_clear_error(tmp_path, files, case):
     for message in [messages] if isinstance(messages, str) else messages:
         assert message.format(**files) in output, output[-3000:]
     assert "Segmentation fault" not in output and "Traceback" not in output
+
+
+def test_units_must_be_angstrom(tmp_path, files):
+    text = input_for(files, {}).replace("units real", "units lj")
+    proc = run_lmp(tmp_path, text, check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "fix localcond needs lengths in Angstrom: units real or metal, not 'lj'" in proc.stdout
 
 
 def test_error_reaches_python_driver(tmp_path, files, monkeypatch):
