@@ -105,6 +105,7 @@ def render(grid: GridSpec, rows: list[dict], plot_name: str | None) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -126,8 +127,12 @@ def plot(rows: list[dict], path: Path) -> None:
                         label="held out")
         ax.set_xlabel("concentration (mol/L)")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes[0].set_ylabel("Λ_EH (S cm²/mol)")
     axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes[0].yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes[1].set_ylabel("Λ_EH / Λ_NE")
     axes[1].axhline(1.0, color="grey", lw=0.5)
     axes[0].legend(fontsize=8)
