@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     results = [study(s, args.radii, args.origin_stride, args.grid) for s in args.systems]
     tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps({"command": "python training/truncation_study.py " + " ".join(
-        str(s) for s in args.systems), "systems": results}, indent=2) + "\n")
+    command = "python training/truncation_study.py " + " ".join(sys.argv[1:])
+    tmp.write_text(json.dumps({"command": command, "systems": results}, indent=2) + "\n")
     os.replace(tmp, args.out)
     for r in results:
         for row in r["rows"]:
