@@ -168,7 +168,11 @@ def write_data_card(grid_path: str | Path, table: str | Path, out: str | Path,
         plot_name = os.path.relpath(plot_path, out.parent)
     study = Path(table).with_name("truncation_study.json")
     truncation = json.loads(study.read_text()) if study.exists() else None
+    notes = Path(table).with_name("data_card_notes.md")
+    text = render(grid, rows, plot_name, truncation)
+    if notes.exists():
+        text += "\n" + notes.read_text()
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render(grid, rows, plot_name, truncation))
+    tmp.write_text(text)
     os.replace(tmp, out)
     return out
