@@ -29,6 +29,7 @@ from localcond.reduce.histogram import Histogram
 from localcond.reduce.spatial import PairCorrelation
 from localcond.reduce.moments import RunningMoments
 from localcond.reduce.store import Reducer, allreduce, save
+from localcond.reduce.summary import finite, lambda_summary
 from localcond.reduce.timecorr import TimeCorrelation
 from localcond.runtime import LoadedModel, evaluate, load_model
 from localcond.species import map_types
@@ -242,9 +243,9 @@ class FixSession:
         species = self.model.metadata.species
         return {
             "temperature_k": self.eh_temperature, "n_salt": self.n_salt, "unit": "S cm^2 mol^-1",
-            "tau_ps": c["tau_ps"].tolist(), "molar_conductivity": [_finite(v) for v in c["lambda_eh"]],
-            "stderr": [_finite(v) for v in c["stderr"]], "nernst_einstein": [_finite(v) for v in c["lambda_ne"]],
-            "species_share": {name: [_finite(v) for v in c["share"][:, k]] for k, name in enumerate(species)},
+            "tau_ps": c["tau_ps"].tolist(), "molar_conductivity": [finite(v) for v in c["lambda_eh"]],
+            "stderr": [finite(v) for v in c["stderr"]], "nernst_einstein": [finite(v) for v in c["lambda_ne"]],
+            "species_share": {name: [finite(v) for v in c["share"][:, k]] for k, name in enumerate(species)},
             "definition": "Lambda = N_A e^2 <|dM|^2> / (6 kB T tau n_salt), origins at every evaluation; "
                           "errors from blocks of origins; share_s = <dM_s . dM> / <|dM|^2>",
         }
@@ -307,17 +308,10 @@ class FixSession:
             return
         moments: RunningMoments = merged["moments"]  # type: ignore[assignment]
         series: BlockingError = merged["mean_series"]  # type: ignore[assignment]
-        md = self.model.metadata
-        n, mean, variance = moments.total()
         summary = {
-            "lambda_pred": {"value": series.mean(), "stderr": _finite(series.stderr()),
-                            "unit": "S cm^2 mol^-1",
-                            "definition": "mean over evaluations of the group mean of lambda; error by "
-                                          "blocking of that series"},
-            "lambda_mean_over_all_values": mean, "lambda_std": float(np.sqrt(variance)), "n_values": n,
-            "species": {name: {"mean": float(moments.mean[k]),
-                               "std": float(np.sqrt(moments.variance()[k])),
-                               "count": float(moments.count[k])} for k, name in enumerate(md.species)},
+            **lambda_summary(moments, series, self.model.metadata.species,
+                             "mean over evaluations of the group mean of lambda; error by blocking "
+                             "of that series"),
             **({"einstein_helfand": self._eh_summary(merged["einstein_helfand"])}  # type: ignore[arg-type]
                if "einstein_helfand" in merged else {}),
             "evaluations": int(series.n[0]), "step": int(step), "model": str(self.model.path),
@@ -365,7 +359,3 @@ def _emptied(reducer: Reducer) -> Reducer:
         out.filled = out.filled[:0]
     return out
 
-
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: an undetermined value is null."""
-    return value if np.isfinite(value) else None

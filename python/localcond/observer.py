@@ -29,6 +29,7 @@ from localcond.reduce.blocking import BlockingError
 from localcond.reduce.histogram import Histogram
 from localcond.reduce.moments import RunningMoments
 from localcond.reduce.store import Reducer, allreduce, save
+from localcond.reduce.summary import lambda_summary
 from localcond.reduce.timecorr import TimeCorrelation
 
 
@@ -76,16 +77,10 @@ class ConductivityObserver:
     def summary(self, reducers: dict[str, Reducer]) -> dict:
         moments: RunningMoments = reducers["moments"]  # type: ignore[assignment]
         series: BlockingError = reducers["mean_series"]  # type: ignore[assignment]
-        md = self.calc.model.metadata
-        n, mean, var = moments.total()
         return {
-            "lambda_pred": {"value": series.mean(), "stderr": _finite(series.stderr()),
-                            "unit": "S cm^2 mol^-1",
-                            "definition": "mean over calls of the mean of lambda over ions; error by "
-                                          "blocking of that series (pooled over replicas)"},
-            "lambda_mean_over_all_values": mean, "lambda_std": float(np.sqrt(var)), "n_values": n,
-            "species": {name: {"mean": float(moments.mean[k]), "std": float(np.sqrt(moments.variance()[k])),
-                               "count": float(moments.count[k])} for k, name in enumerate(md.species)},
+            **lambda_summary(moments, series, self.calc.model.metadata.species,
+                             "mean over calls of the mean of lambda over ions; error by blocking "
+                             "of that series (pooled over replicas)"),
             "calls": self.calls, "replicas": self.comm.size if self.comm is not None else 1,
             "model": str(self.calc.model.path), "localcond_version": __version__,
         }
@@ -102,7 +97,3 @@ class ConductivityObserver:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, path)
 
-
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: an undetermined value is null."""
-    return value if np.isfinite(value) else None
