@@ -73,8 +73,6 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
         max_lag_ps=args.max_lag_ps, n_blocks=args.blocks, error=args.error,
         concentration=args.concentration, n_salt=args.n_salt,
     )
-    if settings.tau_ps and settings.tau_window_ps:
-        raise LocalcondError("give --tau-ps or --tau-window-ps, not both")
     summary = analyse(accumulate(args.dumps, settings, progress=sys.stderr.isatty()), settings)
     path = write_json(summary, args.json, args.dumps)
     lam, ne, ratio = summary["molar_conductivity"], summary["nernst_einstein"], summary["ratio"]
@@ -84,8 +82,13 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
         err = entry["stderr"]
         return f"{entry['value']:.4g} +- {err:.2g}" if err is not None else f"{entry['value']:.4g}"
 
-    print(f"Lambda_EH = {fmt(lam)} S cm^2/mol, Lambda_NE = {fmt(ne)} S cm^2/mol, "
-          f"ratio = {fmt(ratio)} (tau = {tau} ps, {summary['error_method']}); wrote {path}")
+    systematic = ""
+    if "tau_systematic" in lam:
+        systematic = (f" (statistical) +- {lam['tau_systematic']:.2g} (tau-systematic) = "
+                      f"+- {lam['total_error']:.2g} total")
+    print(f"Lambda_EH = {fmt(lam)}{systematic} S cm^2/mol, Lambda_NE = {fmt(ne)} S cm^2/mol, "
+          f"ratio = {fmt(ratio)} ({summary['form']} form, tau = {tau} ps, {summary['tau_chosen']}; "
+          f"{summary['error_method']}); wrote {path}")
     for warning in summary["diffusive_check"]["warnings"]:
         print(f"localcond conductivity: warning: {warning}", file=sys.stderr)
     return 0
@@ -107,7 +110,8 @@ def _cmd_labels(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from localcond.generate import generate
 
-    results = generate(args.grid, args.data_dir, args.table, only=args.only, jobs=args.jobs)
+    results = generate(args.grid, args.data_dir, args.table, args.progress_dir, args.records_dir,
+                       only=args.only, jobs=args.jobs)
     print(f"{len(results)} systems done; table in {args.table}")
     return 0
 
@@ -160,11 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("conductivity", help="Einstein-Helfand and Nernst-Einstein molar conductivity")
     trajectory_args(p)
-    p.add_argument("--tau-ps", type=float, help="lag for the ratio form (default: chosen by the "
-                   "diffusive-regime check)")
-    p.add_argument("--tau-window-ps", type=float, nargs=2, metavar=("TAU1", "TAU2"),
-                   help="slope form between two lags")
-    p.add_argument("--max-lag-ps", type=float, default=100.0, help="longest lag examined (default 100)")
+    tau = p.add_mutually_exclusive_group()
+    tau.add_argument("--tau-ps", type=float, help="ratio form at this lag (default: the slope form "
+                     "over the window chosen by the diffusive-window rule)")
+    tau.add_argument("--tau-window-ps", type=float, nargs=2, metavar=("TAU1", "TAU2"),
+                     help="slope form between two lags given by you (default: chosen by the rule)")
+    p.add_argument("--max-lag-ps", type=float, help="longest lag examined (default: the length of "
+                   "one block of time origins)")
     p.add_argument("--blocks", type=int, default=5, help="blocks of time origins per trajectory (default 5)")
     p.add_argument("--error", choices=["blocks", "replicas"], default="blocks",
                    help="standard errors from blocks of origins or from independent replicas (the dumps)")
@@ -189,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data", help="where trajectories go (default: data/)")
     p.add_argument("--table", default="training/systems.json",
                    help="per-system results table to update (default: training/systems.json)")
+    p.add_argument("--progress-dir", default="training/progress",
+                   help="committed per-segment state that a new machine resumes from "
+                   "(default: training/progress/)")
+    p.add_argument("--records-dir", default="training/data",
+                   help="compact training records, one per finished system (default: training/data/)")
     p.add_argument("--only", nargs="+", metavar="SYSTEM", help="run only these systems")
     p.add_argument("--jobs", type=int, default=1, help="systems run at the same time (default 1)")
     p.set_defaults(func=_cmd_generate)

@@ -1,41 +1,73 @@
 """``localcond generate``: simulate a grid of model electrolytes with LAMMPS and
-measure each system's conductivity — resumable, nothing half-written used.
+measure each system's conductivity in its diffusive window — resumable on a
+new machine from committed state, with run lengths fixed before looking.
 
 A grid file (JSON, e.g. ``training/grid.json``) fixes the model electrolyte
-(``lammps_inputs/electrolyte/in.electrolyte``), the run lengths and the
-systems (concentration in mol/L × relative permittivity × replica, training
-or held-out). Each system's production is split into segments; segment k
-continues from the restart file of segment k−1 and is complete only when its
-marker ``segNNN.done`` exists (LAMMPS finished and its outputs were renamed),
-so a killed generation reruns at most one segment per system. When all
-segments exist, the system is analysed (`localcond conductivity` over the
-segments, halves check, temperature check); while the relative error of Λ
-is above the grid's target for its role, one more segment is run (up to the
-role's maximum production), then ``summary.json`` is written.
-Raw trajectories stay in the data directory (not in git); the per-system
-table is written to ``training/systems.json`` (committed), and systems
-recorded there count as done, so a new machine resumes from the table.
+(``lammps_inputs/electrolyte/in.electrolyte``), the protocol and the systems
+(concentration in mol/L × relative permittivity × replica, training or
+held-out). Per system:
+
+1. **Pilot** (segment 0: minimisation, equilibration, then one segment of
+   ``segment_ps``). Its data fix, once and for all, the slope-form window
+   [τ1, τ2] (the rule of :mod:`localcond.labels.windows`) and the
+   production length: the number of segments that
+   brings the pilot's relative statistical error of Λ at that window down to
+   the role's target, ``ceil((err_pilot / target)² · pilot / segment)``,
+   clamped to [``min_production_segments``, role maximum]. Two-stage rule:
+   the pilot's data are **not** used in any reported number, so the choice of
+   length cannot bias Λ or its error (no optional stopping).
+2. **Production** (segments 1 … n): each segment continues from the
+   previous one's restart file and is analysed as soon as it finishes:
+   displacement statistics over origins inside the segment, and per-ion
+   labels at origins every ``stride`` (see :mod:`localcond.dataset`).
+3. **Analysis** of the production segments only: Λ in the slope form at the
+   planned window with block errors (blocks of origins inside segments), the
+   τ-systematic (change to the next longer window) and the diffusive check
+   (the window rule re-applied to production data: the planned window must
+   show no significant trend against longer ones), halves, temperature,
+   kinisi beside held-out systems; then the compact training record
+   ``training/data/<grid>/<system>.npz`` and its manifest line.
+
+State that must survive a new machine lives in the committed progress
+directory ``training/progress/<grid>/<system>/``: ``plan.json``, one
+``segNNN.npz`` per analysed segment (statistics + labels) and the restart
+file of the last one. A segment counts only once its ``.npz`` exists;
+trajectories (``data/``) are scratch. Seeds are hashes of grid, system and
+segment (:func:`seed`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from localcond import __version__
+from localcond.dataset import (
+    accumulate_segment,
+    label_origins,
+    load_segment,
+    update_manifest,
+    write_record,
+)
 from localcond.errors import LocalcondError
-from localcond.labels.conductivity import Settings, accumulate, analyse
+from localcond.labels.conductivity import Accumulated, Settings, analyse
+from localcond.labels.einstein_helfand import BlockSums, log_spaced_lags
+from localcond.labels.trajectory import IonSet
+from localcond.labels.windows import Z_CHECK, frames_to_ps, window_lags
 
 ROOT = Path(__file__).resolve().parents[2]
 COULOMB_BJERRUM_A = 560.6  # e²/(4π ε0 k_B T) in Å at 298 K, divided by ε below
+SPECIES = ["cation", "anion"]  # atom types 1 and 2 of the model electrolyte
 
 
 @dataclass(frozen=True)
@@ -45,8 +77,6 @@ class SystemSpec:
     conc: float
     eps: float
     replica: int
-    seed: int
-    production_ps: float
 
 
 @dataclass(frozen=True)
@@ -59,18 +89,34 @@ class GridSpec:
     dump_every: int
     equilibration_ps: float
     segment_ps: float
-    tau_ps: float
     blocks_per_segment: int
-    systems: tuple[SystemSpec, ...]
-    target_relative_error: dict[str, float]
+    longest_lag_ps: float
+    min_production_segments: int
+    target_statistical_error: dict[str, float]
+    target_total_error: dict[str, float]
     max_production_ps: dict[str, float]
+    label_radii_a: tuple[float, ...]
+    label_max_origins: int
+    label_min_stride_ps: float
+    systems: tuple[SystemSpec, ...]
 
     def steps(self, ps: float) -> int:
         return int(round(ps * 1000.0 / self.timestep_fs))
 
+    @property
+    def frame_ps(self) -> float:
+        return self.dump_every * self.timestep_fs / 1000.0
+
 
 def system_name(conc: float, eps: float, replica: int) -> str:
     return f"c{conc:.3f}_e{eps:g}_r{replica}"
+
+
+def seed(grid: str, system: str, segment: int) -> int:
+    """LAMMPS seed of one segment: a hash of grid, system and segment, in [1, 2^29].
+    The input derives two more seeds from it (+7919, +104729), all below 2^31."""
+    digest = hashlib.sha256(f"{grid}/{system}/{segment}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (1 << 29) + 1
 
 
 def load_grid(path: str | Path) -> GridSpec:
@@ -79,72 +125,94 @@ def load_grid(path: str | Path) -> GridSpec:
         spec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise LocalcondError(f"cannot read grid file {path}: {exc}") from None
-    systems = []
-    train = spec["train"]
-    for replica in range(1, int(train.get("replicas", 1)) + 1):
-        for conc in train["concentrations_mol_per_l"]:
-            for eps in train["dielectric_constants"]:
-                systems.append((conc, eps, replica, "train", train["production_ps"]))
-    for item in spec.get("heldout", []):
-        systems.append((item["conc"], item["eps"], item.get("replica", 1), "heldout",
-                        item["production_ps"]))
-    out = []
-    for index, (conc, eps, replica, role, production) in enumerate(systems):
-        name = system_name(conc, eps, replica)
-        seed = 1000 * replica + int(round(conc * 1000)) % 997 + int(round(eps * 10)) % 89 + 1
-        out.append(SystemSpec(name, role, float(conc), float(eps), int(replica), seed, float(production)))
-    names = [s.name for s in out]
+    try:
+        systems = []
+        train = spec["train"]
+        for replica in range(1, int(train.get("replicas", 1)) + 1):
+            for conc in train["concentrations_mol_per_l"]:
+                for eps in train["dielectric_constants"]:
+                    systems.append(SystemSpec(system_name(conc, eps, replica), "train", float(conc),
+                                              float(eps), replica))
+        for item in spec.get("heldout", []):
+            replica = int(item.get("replica", 1))
+            systems.append(SystemSpec(system_name(item["conc"], item["eps"], replica), "heldout",
+                                      float(item["conc"]), float(item["eps"]), replica))
+        labels = spec.get("labels", {})
+        grid = GridSpec(
+            name=spec["name"],
+            input_file=(path.parent / spec["input"]).resolve(),
+            npairs=int(spec["npairs"]),
+            temperature_k=float(spec["temperature_k"]),
+            timestep_fs=float(spec["timestep_fs"]),
+            dump_every=int(spec["dump_every"]),
+            equilibration_ps=float(spec["equilibration_ps"]),
+            segment_ps=float(spec["segment_ps"]),
+            blocks_per_segment=int(spec.get("blocks_per_segment", 5)),
+            longest_lag_ps=float(spec.get("longest_lag_ps", spec["segment_ps"] / 5)),
+            min_production_segments=int(spec.get("min_production_segments", 2)),
+            target_statistical_error={k: float(v) for k, v in spec["target_statistical_error"].items()},
+            target_total_error={k: float(v) for k, v in spec.get("target_total_error", {}).items()},
+            max_production_ps={k: float(v) for k, v in spec["max_production_ps"].items()},
+            label_radii_a=tuple(float(r) for r in labels.get("radii_A", ())),
+            label_max_origins=int(labels.get("max_origins", 100)),
+            label_min_stride_ps=float(labels.get("min_stride_ps", 20.0)),
+            systems=tuple(systems),
+        )
+    except KeyError as exc:
+        raise LocalcondError(f"grid file {path}: missing key {exc}") from None
+    names = [s.name for s in grid.systems]
     if len(set(names)) != len(names):
         raise LocalcondError(f"grid {path}: duplicate systems")
-    return GridSpec(
-        name=spec["name"],
-        input_file=(path.parent / spec["input"]).resolve(),
-        npairs=int(spec["npairs"]),
-        temperature_k=float(spec["temperature_k"]),
-        timestep_fs=float(spec["timestep_fs"]),
-        dump_every=int(spec["dump_every"]),
-        equilibration_ps=float(spec["equilibration_ps"]),
-        segment_ps=float(spec["segment_ps"]),
-        tau_ps=float(spec["tau_ps"]),
-        blocks_per_segment=int(spec.get("blocks_per_segment", 2)),
-        systems=tuple(out),
-        target_relative_error={k: float(v) for k, v in spec.get("target_relative_error", {}).items()},
-        max_production_ps={k: float(v) for k, v in spec.get("max_production_ps", {}).items()},
-    )
+    if grid.longest_lag_ps > grid.segment_ps / grid.blocks_per_segment + 1e-9:
+        raise LocalcondError(f"grid {path}: longest_lag_ps must not exceed one block of origins "
+                             f"({grid.segment_ps / grid.blocks_per_segment:g} ps)")
+    return grid
 
 
 def _lmp() -> str:
     return str(Path(sys.executable).parent / "lmp")
 
 
-def _segment_count(grid: GridSpec, system: SystemSpec) -> int:
-    return max(2, math.ceil(system.production_ps / grid.segment_ps - 1e-9))
+class SystemRun:
+    """One system's directories: scratch trajectories and committed progress."""
 
+    def __init__(self, grid: GridSpec, system: SystemSpec, data_dir: Path, progress_dir: Path,
+                 records_dir: Path, log=print) -> None:
+        self.grid, self.system, self.log = grid, system, log
+        self.scratch = data_dir / grid.name / system.name
+        self.progress = progress_dir / grid.name / system.name
+        self.records = records_dir / grid.name
+        self.lags = log_spaced_lags(int(grid.longest_lag_ps / grid.frame_ps),
+                                    extra=window_lags(grid.frame_ps, grid.longest_lag_ps))
 
-def _segments_done(directory: Path) -> int:
-    k = 0
-    while (directory / f"seg{k:03d}.done").exists():
-        k += 1
-    return k
+    def segment_file(self, k: int) -> Path:
+        return self.progress / f"seg{k:03d}.npz"
 
+    def done(self) -> int:
+        k = 0
+        while self.segment_file(k).exists():
+            k += 1
+        return k
 
-def run_segments(grid: GridSpec, system: SystemSpec, directory: Path, n: int, log=print) -> None:
-    """Run the missing segments 0 … n−1 of one system (each resumable on its own)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for k in range(n):
+    # --- one LAMMPS segment -------------------------------------------------
+    def run_segment(self, k: int, label_plan: dict | None) -> None:
+        grid, system = self.grid, self.system
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.progress.mkdir(parents=True, exist_ok=True)
         prefix = f"seg{k:03d}"
-        done = directory / f"{prefix}.done"
-        if done.exists():
-            continue
-        for leftover in directory.glob(f"{prefix}.*"):
+        for leftover in self.scratch.glob(f"part-{prefix}.*"):
             leftover.unlink()
-        for leftover in directory.glob(f"part-{prefix}.*"):
-            leftover.unlink()
-        restart = "none" if k == 0 else str(directory / f"seg{k - 1:03d}.restart")
+        restart = "none"
+        if k > 0:
+            restart_path = self.progress / f"seg{k - 1:03d}.restart"
+            if not restart_path.exists():
+                raise LocalcondError(f"{system.name}: {restart_path} is missing; cannot continue "
+                                     f"segment {k}")
+            restart = str(restart_path)
         args = [
             _lmp(), "-in", str(grid.input_file), "-log", f"part-{prefix}.log", "-screen", "none",
             "-var", "conc", repr(system.conc), "-var", "eps", repr(system.eps),
-            "-var", "npairs", str(grid.npairs), "-var", "seed", str(system.seed + 31 * k),
+            "-var", "npairs", str(grid.npairs), "-var", "seed", str(seed(grid.name, system.name, k)),
             "-var", "dt", repr(grid.timestep_fs), "-var", "temp", repr(grid.temperature_k),
             "-var", "equil", str(grid.steps(grid.equilibration_ps) if k == 0 else 0),
             "-var", "prod", str(grid.steps(grid.segment_ps)), "-var", "every", str(grid.dump_every),
@@ -153,62 +221,281 @@ def run_segments(grid: GridSpec, system: SystemSpec, directory: Path, n: int, lo
         ]
         start = time.time()
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        proc = subprocess.run(args, cwd=directory, capture_output=True, text=True, env=env)
+        proc = subprocess.run(args, cwd=self.scratch, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            tail = (directory / f"part-{prefix}.log").read_text()[-2000:] if (
-                directory / f"part-{prefix}.log").exists() else proc.stdout[-2000:]
+            log_file = self.scratch / f"part-{prefix}.log"
+            tail = log_file.read_text()[-2000:] if log_file.exists() else proc.stdout[-2000:]
             raise LocalcondError(f"{system.name} segment {k}: LAMMPS failed:\n{tail}\n{proc.stderr[-1000:]}")
-        for suffix in ("dump", "restart", "temperature", "log"):
-            os.replace(directory / f"part-{prefix}.{suffix}", directory / f"{prefix}.{suffix}")
         wall = time.time() - start
-        done.write_text(json.dumps({"wall_s": wall, "args": args[1:]}) + "\n")
-        log(f"  {system.name}: segment {k + 1}/{n} done in {wall:.0f} s")
+        for suffix in ("dump", "restart", "temperature", "log"):
+            os.replace(self.scratch / f"part-{prefix}.{suffix}", self.scratch / f"{prefix}.{suffix}")
+        self._analyse_segment(k, wall, label_plan)
+        self.log(f"  {system.name}: segment {k} done ({wall:.0f} s LAMMPS)")
+
+    def _analyse_segment(self, k: int, wall: float, label_plan: dict | None) -> None:
+        grid = self.grid
+        dump = self.scratch / f"seg{k:03d}.dump"
+        segment = load_segment(dump, grid.timestep_fs)
+        if abs(segment.frame_ps - grid.frame_ps) > 1e-9:
+            raise LocalcondError(f"{dump}: frame spacing {segment.frame_ps} ps, grid says {grid.frame_ps}")
+        sums = accumulate_segment(segment, self.lags, grid.blocks_per_segment)
+        arrays: dict[str, np.ndarray] = {}
+        if label_plan is not None:
+            labels = label_origins(segment, tuple(label_plan["window_frames"]), grid.label_radii_a,
+                                   label_plan["stride_frames"], grid.temperature_k,
+                                   first_origin=label_plan["stride_frames"] // 2)
+            arrays = {f"labels__{key}": value for key, value in labels.items()}
+        temperature = _mean_temperature(self.scratch / f"seg{k:03d}.temperature")
+        ions = segment.ions
+        meta = {"segment": k, "seed": seed(grid.name, self.system.name, k), "wall_s": wall,
+                "n_frames": int(len(segment.positions)), "frame_ps": segment.frame_ps,
+                "temperature_mean_k": temperature, "localcond_version": __version__}
+        if self.system.role == "heldout" and label_plan is not None:
+            meta["kinisi"] = _kinisi_segment(dump, grid, label_plan)
+        # The restart first (named for this segment), then the marker: a crash in
+        # between leaves an unused restart, never a marker without its restart.
+        shutil.copyfile(self.scratch / f"seg{k:03d}.restart", self.progress / f"seg{k:03d}.restart.tmp")
+        os.replace(self.progress / f"seg{k:03d}.restart.tmp", self.progress / f"seg{k:03d}.restart")
+        target = self.segment_file(k)
+        tmp = target.with_name(target.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(
+                handle, lags=self.lags, count=sums.count, m2=sums.m2, self_sq=sums.self_sq,
+                self_q2=sums.self_q2, cross=sums.cross, id=ions.ids, type=ions.types,
+                charge=ions.charges, cell=ions.cell, pbc=np.array(ions.pbc),
+                box_origin=segment.box_origin, volume=ions.volume_a3, meta=json.dumps(meta), **arrays)
+        os.replace(tmp, target)
+        for old in self.progress.glob("seg*.restart"):
+            if old.name != f"seg{k:03d}.restart":
+                old.unlink()
+
+    # --- stored segments ----------------------------------------------------
+    def load(self, k: int) -> dict:
+        with np.load(self.segment_file(k), allow_pickle=False) as data:
+            out = {key: data[key] for key in data.files}
+        out["meta"] = json.loads(str(out["meta"]))
+        return out
+
+    def accumulated(self, segments: list[dict]) -> Accumulated:
+        first = segments[0]
+        ions = IonSet(first["id"], first["type"], first["charge"], float(first["volume"]),
+                      first["cell"], tuple(bool(b) for b in first["pbc"]))
+        sums = [BlockSums(s["count"], s["m2"], s["self_sq"], s["self_q2"], s["cross"]) for s in segments]
+        return Accumulated(ions, self.grid.frame_ps, [s["meta"]["n_frames"] for s in segments],
+                           first["lags"], sums)
+
+    def settings(self, window_ps: tuple[float, float] | None = None) -> Settings:
+        return Settings(timestep_fs=self.grid.timestep_fs, temperature_k=self.grid.temperature_k,
+                        tau_window_ps=window_ps, max_lag_ps=self.grid.longest_lag_ps,
+                        n_blocks=self.grid.blocks_per_segment)
+
+    # --- the plan from the pilot -------------------------------------------
+    def plan(self) -> dict:
+        path = self.progress / "plan.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        grid, role = self.grid, self.system.role
+        pilot = self.load(0)
+        settings = self.settings()
+        acc = self.accumulated([pilot])
+        from localcond.labels.conductivity import longest_supported_ps, n_salt_of
+        from localcond.labels.units import molar_conductivity_prefactor
+        from localcond.labels.windows import choose_window
+
+        prefactor = molar_conductivity_prefactor(grid.temperature_k, n_salt_of(acc.ions, settings)[0])
+        sums = BlockSums.stack(acc.sums)
+        choice = choose_window(acc.lags, acc.frame_ps, sums.total().means().m2[0], sums.means().m2,
+                               prefactor, longest_supported_ps(settings, grid.segment_ps))
+        if choice is None:
+            raise LocalcondError(f"{self.system.name}: the pilot supports fewer than two windows")
+        window_ps = tuple(frames_to_ps(choice.window_frames, grid.frame_ps))
+        summary = analyse(acc, self.settings(window_ps))
+        lam = summary["molar_conductivity"]
+        rel = lam["stderr"] / abs(lam["value"])
+        target = grid.target_statistical_error[role]
+        wanted = math.ceil((rel / target) ** 2)  # pilot and production segments are equally long
+        longest = int(grid.max_production_ps[role] // grid.segment_ps)
+        n = min(max(wanted, grid.min_production_segments), longest)
+        production_ps = n * grid.segment_ps
+        stride_ps = max(grid.label_min_stride_ps, production_ps / grid.label_max_origins)
+        stride_frames = int(math.ceil(stride_ps / grid.frame_ps))
+        plan = {
+            "system": self.system.name, "role": role,
+            "rule": ("two-stage: the pilot segment (not used in any reported number) fixes the window "
+                     "(the window rule) and the production length "
+                     f"ceil((pilot relative error / {target:g})^2) segments of {grid.segment_ps:g} ps, "
+                     f"clamped to [{grid.min_production_segments}, {longest}]"),
+            "window_ps": list(window_ps), "window_frames": list(choice.window_frames),
+            "pilot": {"lambda": lam["value"], "stderr": lam["stderr"], "relative_error": rel,
+                      "window_passed": choice.passed, "windows": choice.table},
+            "production_segments": n, "wanted_segments": wanted,
+            "expected_relative_error": rel * math.sqrt(1.0 / max(n, 1)),
+            "stride_frames": stride_frames, "stride_ps": stride_frames * grid.frame_ps,
+            "label_radii_A": list(grid.label_radii_a),
+        }
+        if wanted > longest:
+            plan["warning"] = (f"the pilot asks for {wanted} production segments, more than the "
+                               f"{longest} affordable: the statistical target will be missed")
+        tmp = path.with_name("plan.json.tmp")
+        tmp.write_text(json.dumps(plan, indent=2) + "\n")
+        os.replace(tmp, path)
+        self.log(f"  {self.system.name}: plan: window {window_ps[0]:g}-{window_ps[1]:g} ps, "
+                 f"pilot error {rel:.1%}, {n} production segments ({production_ps / 1000:g} ns)")
+        return plan
+
+    # --- the whole system ---------------------------------------------------
+    def run(self) -> dict:
+        if self.done() == 0:
+            self.run_segment(0, None)
+        plan = self.plan()
+        for k in range(self.done(), plan["production_segments"] + 1):
+            self.run_segment(k, plan)
+        return self.finish(plan)
+
+    def finish(self, plan: dict) -> dict:
+        grid, system = self.grid, self.system
+        n = plan["production_segments"]
+        segments = [self.load(k) for k in range(1, n + 1)]
+        window = tuple(plan["window_ps"])
+        full = analyse(self.accumulated(segments), self.settings(window))
+        check = analyse(self.accumulated(segments), self.settings())  # the rule on production data
+        row = next((r for r in check.get("windows", []) if r["tau_window_ps"] == list(window)), None)
+        passed = bool(row and row["largest_z_to_longer"] is not None
+                      and row["largest_z_to_longer"] <= Z_CHECK)
+        systematic, next_window = _systematic(check.get("windows", []), window)
+        lam = dict(full["molar_conductivity"])
+        stat = lam["stderr"]
+        lam["tau_systematic"] = systematic
+        lam["total_error"] = math.hypot(stat, systematic)
+        warnings = list(full["diffusive_check"]["warnings"])
+        if not passed:
+            warnings.append(
+                f"diffusive check failed: in production the planned window {window[0]:g}-{window[1]:g} ps "
+                f"differs from a longer window by more than {Z_CHECK:g} standard errors (largest z "
+                f"{row['largest_z_to_longer'] if row else float('nan'):.2f})")
+        half = n // 2
+        halves = [analyse(self.accumulated(part), self.settings(window))["molar_conductivity"]
+                  for part in (segments[:half], segments[half:])]
+        (a, ea), (b, eb) = [(h["value"], h["stderr"]) for h in halves]
+        temperature = float(np.mean([s["meta"]["temperature_mean_k"] for s in segments]))
+        kinisi = None
+        if system.role == "heldout":
+            from localcond.labels.kinisi_check import combine_segments
+
+            kinisi = combine_segments([s["meta"]["kinisi"] for s in segments])
+        record_path, record_info = self.write_record(plan, segments, full, lam)
+        wall = sum(self.load(k)["meta"]["wall_s"] for k in range(0, n + 1))
+        target_total = grid.target_total_error.get(system.role)
+        rel_total = lam["total_error"] / abs(lam["value"])
+        summary = {
+            "system": system.name, "role": system.role, "grid": grid.name,
+            "concentration_nominal_mol_per_l": system.conc, "dielectric_constant": system.eps,
+            "bjerrum_length_A": COULOMB_BJERRUM_A * (298.0 / grid.temperature_k) / system.eps,
+            "replica": system.replica,
+            "seeds": [seed(grid.name, system.name, k) for k in range(n + 1)],
+            "pilot_ps": grid.segment_ps, "production_ps": n * grid.segment_ps,
+            "run_length_rule": plan["rule"], "plan": {k: v for k, v in plan.items() if k != "pilot"},
+            "pilot": plan["pilot"],
+            "molar_conductivity": lam, "nernst_einstein": full["nernst_einstein"],
+            "ratio": full["ratio"], "relative_error": stat / abs(lam["value"]),
+            "relative_total_error": rel_total,
+            "meets_target": bool(target_total is None or rel_total <= target_total),
+            "tau_window_ps": list(window), "next_window_ps": next_window,
+            "diffusion_coefficients": full["diffusion_coefficients"],
+            "species_share_of_conductivity": full["species_share_of_conductivity"],
+            "concentration_mol_per_l": full["concentration_mol_per_l"],
+            "diffusive_check_passed": passed,
+            "diffusive_warnings": warnings,
+            "windows": check.get("windows", []),
+            "curves": {**check["curves"], "logslope_dM2": check["diffusive_check"]["logslope_dM2"],
+                       "logslope_msd": check["diffusive_check"]["logslope_msd"]},
+            "halves": {"first": {"value": a, "stderr": ea}, "second": {"value": b, "stderr": eb},
+                       "agree_within_2_sigma": bool(abs(a - b) <= 2 * math.hypot(ea, eb)),
+                       "second_minus_first": b - a},
+            "temperature_mean_k": temperature,
+            "temperature_relative_deviation": temperature / grid.temperature_k - 1.0,
+            "core_seconds": wall, "error_method": full["error_method"], "kinisi": kinisi,
+            "record": record_info,
+            "localcond_version": __version__,
+        }
+        return summary
+
+    def write_record(self, plan: dict, segments: list[dict], full: dict, lam: dict) -> tuple[Path, dict]:
+        grid = self.grid
+        keys = sorted(k for k in segments[0] if k.startswith("labels__"))
+        arrays = {k.removeprefix("labels__"): np.concatenate([s[k] for s in segments]) for k in keys}
+        arrays["segment"] = np.concatenate([np.full(len(s["labels__collective"]), s["meta"]["segment"])
+                                            for s in segments])
+        first = segments[0]
+        ions = IonSet(first["id"], first["type"], first["charge"], float(first["volume"]),
+                      first["cell"], tuple(bool(b) for b in first["pbc"]))
+        names = [SPECIES[int(t) - 1] for t in ions.species]
+        metadata = {
+            "grid": grid.name, "system": self.system.name, "role": self.system.role,
+            "concentration_mol_per_l": full["concentration_mol_per_l"],
+            "dielectric_constant": self.system.eps, "temperature_k": grid.temperature_k,
+            "n_salt": full["n_salt"], "tau_window_ps": plan["window_ps"],
+            "origin_stride_ps": plan["stride_ps"], "label_radii_A": plan["label_radii_A"],
+            "labels": {"form": "slope", "exact": "label_exact",
+                       **{f"truncated_R{r:g}": f"label_truncated_R{r:g}" for r in plan["label_radii_A"]}},
+            "species_names": names, "species_charges": [float(ions.charges[ions.types == t][0])
+                                                        for t in ions.species],
+            "molar_conductivity": lam,
+            "command": f"localcond generate {grid.name} (grid file training/grid.json)",
+            "commit": _git_commit(),
+        }
+        path = self.records / f"{self.system.name}.npz"
+        write_record(path, ions, names, first["box_origin"], arrays, metadata)
+        update_manifest(path.parent, path, {"system": self.system.name, "role": self.system.role,
+                                            "command": metadata["command"], "commit": metadata["commit"]})
+        from localcond.dataset import lambda_of_origins
+
+        same = lambda_of_origins(arrays["collective"], metadata)
+        info = {"path": f"{grid.name}/{path.name}", "n_origins": int(len(arrays["collective"])),
+                "stride_ps": plan["stride_ps"], "lambda_same_origins": same,
+                "bytes": path.stat().st_size}
+        return path, info
 
 
-def _mean_temperature(directory: Path) -> float:
-    values = []
-    for path in sorted(directory.glob("seg*.temperature")):
-        rows = [line.split() for line in path.read_text().splitlines() if not line.startswith("#")]
-        values += [float(r[1]) for r in rows if len(r) == 2]
-    return float(np.mean(values))
+def _systematic(windows: list[dict], window: tuple[float, float]) -> tuple[float, list[float] | None]:
+    """|Λ(window) − Λ(next disjoint longer window)| from a window table."""
+    rows = {tuple(r["tau_window_ps"]): r for r in windows}
+    mine = rows.get(tuple(window))
+    if mine is None:
+        return float("nan"), None
+    longer = [r for r in windows if r["tau_window_ps"][0] >= window[1] - 1e-9]
+    if not longer:
+        longer = [r for r in windows if r["tau_window_ps"][0] > window[0]]
+    if not longer:
+        return float("nan"), None
+    nxt = longer[0]
+    return abs(mine["value"] - nxt["value"]), nxt["tau_window_ps"]
 
 
-def analyse_system(grid: GridSpec, system: SystemSpec, directory: Path) -> dict:
-    n = _segments_done(directory)
-    dumps = [directory / f"seg{k:03d}.dump" for k in range(n)]
-    settings = Settings(timestep_fs=grid.timestep_fs, temperature_k=grid.temperature_k,
-                        tau_ps=grid.tau_ps, max_lag_ps=2 * grid.tau_ps,
-                        n_blocks=grid.blocks_per_segment)
-    full = analyse(accumulate(dumps, settings), settings)
-    halves = [analyse(accumulate(part, settings), settings) for part in (dumps[: n // 2], dumps[n // 2:])]
-    (a, ea), (b, eb) = [(h["molar_conductivity"]["value"], h["molar_conductivity"]["stderr"]) for h in halves]
-    t_mean = _mean_temperature(directory)
-    kinisi = None
-    if system.role == "heldout":  # an independent estimator beside ours (issue: data card)
-        from localcond.labels.kinisi_check import kinisi_for_replicas
+def _mean_temperature(path: Path) -> float:
+    rows = [line.split() for line in path.read_text().splitlines() if not line.startswith("#")]
+    return float(np.mean([float(r[1]) for r in rows if len(r) == 2]))
 
-        kinisi = kinisi_for_replicas(dumps, timestep_fs=grid.timestep_fs,
-                                     temperature_k=grid.temperature_k, start_ps=grid.tau_ps,
-                                     max_lag_ps=3 * grid.tau_ps, lag_stride=2)
-    wall = sum(json.loads((directory / f"seg{k:03d}.done").read_text())["wall_s"] for k in range(n))
-    return {
-        "system": system.name, "role": system.role, "grid": grid.name,
-        "concentration_nominal_mol_per_l": system.conc, "dielectric_constant": system.eps,
-        "bjerrum_length_A": COULOMB_BJERRUM_A * (298.0 / grid.temperature_k) / system.eps,
-        "replica": system.replica, "seed": system.seed, "production_ps": n * grid.segment_ps,
-        "molar_conductivity": full["molar_conductivity"], "nernst_einstein": full["nernst_einstein"],
-        "ratio": full["ratio"], "relative_error": full["molar_conductivity"]["stderr"] / abs(full["molar_conductivity"]["value"]),
-        "tau_ps": full["tau_ps"], "diffusion_coefficients": full["diffusion_coefficients"],
-        "species_share_of_conductivity": full["species_share_of_conductivity"],
-        "concentration_mol_per_l": full["concentration_mol_per_l"],
-        "diffusive_warnings": full["diffusive_check"]["warnings"],
-        "halves": {"first": {"value": a, "stderr": ea}, "second": {"value": b, "stderr": eb},
-                   "agree_within_2_sigma": bool(abs(a - b) <= 2 * math.hypot(ea, eb))},
-        "temperature_mean_k": t_mean,
-        "temperature_relative_deviation": t_mean / grid.temperature_k - 1.0,
-        "core_seconds": wall, "error_method": full["error_method"], "kinisi": kinisi,
-        "localcond_version": __version__,
-    }
+
+def _kinisi_segment(dump: Path, grid: GridSpec, plan: dict) -> dict | None:
+    """kinisi's fit of one segment over the planned window (None when kinisi is absent)."""
+    from localcond.labels.kinisi_check import kinisi_molar_conductivity
+
+    t1, t2 = plan["window_ps"]
+    try:
+        return kinisi_molar_conductivity(dump, timestep_fs=grid.timestep_fs,
+                                         temperature_k=grid.temperature_k, start_ps=t1,
+                                         max_lag_ps=max(t2, 3 * t1), lag_stride=2)
+    except LocalcondError as exc:
+        return {"error": str(exc)}
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _write_json(path: Path, data) -> None:
@@ -218,76 +505,58 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def _run_one(grid_path: str, data_dir: str, name: str) -> str:
-    """Run and analyse one system (in a worker process); returns its summary path."""
+def _run_one(grid_path: str, dirs: tuple[Path, Path, Path], name: str) -> dict:
+    """Run and analyse one system (in a worker process); returns its summary."""
     grid = load_grid(grid_path)
     system = next(s for s in grid.systems if s.name == name)
-    directory = Path(data_dir) / grid.name / system.name
-    summary_path = directory / "summary.json"
-    if summary_path.exists():
-        return str(summary_path)
     log = lambda m: print(m, flush=True)  # noqa: E731
-    n = max(_segment_count(grid, system), _segments_done(directory))
-    target = grid.target_relative_error.get(system.role)
-    longest = grid.max_production_ps.get(system.role, system.production_ps)
-    while True:
-        run_segments(grid, system, directory, n, log=log)
-        summary = analyse_system(grid, system, directory)
-        if target is None or summary["relative_error"] <= target or (n + 1) * grid.segment_ps > longest:
-            break
-        log(f"  {system.name}: relative error {summary['relative_error']:.1%} > {target:.1%}: "
-            f"one more segment")
-        n += 1
-    _write_json(summary_path, summary)
-    return str(summary_path)
+    return SystemRun(grid, system, *dirs, log=log).run()
 
 
 def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
-             only: list[str] | None = None, jobs: int = 1, log=print) -> list[dict]:
-    """Run every missing system of the grid (``jobs`` at a time) and update the table."""
+             progress_dir: str | Path, records_dir: str | Path, only: list[str] | None = None,
+             jobs: int = 1, log=print) -> list[dict]:
+    """Run every missing system of the grid (``jobs`` at a time) and update the table.
+
+    ``data_dir``: scratch trajectories; ``progress_dir``: committed per-segment state;
+    ``records_dir``: committed training records (both get a ``<grid>/`` level)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     grid = load_grid(grid_path)
-    data_dir = Path(data_dir).resolve()  # LAMMPS runs inside each system's directory
-    root = data_dir / grid.name
+    # LAMMPS runs inside each system's directory: absolute paths
+    dirs = (Path(data_dir).resolve(), Path(progress_dir).resolve(), Path(records_dir).resolve())
     systems = [s for s in grid.systems if not only or s.name in only]
     if only and len(systems) != len(only):
         unknown = sorted(set(only) - {s.name for s in grid.systems})
         raise LocalcondError(f"unknown systems {unknown}; the grid has {[s.name for s in grid.systems]}")
-    _write_json(root / "grid.json", {**asdict(grid), "input_file": str(grid.input_file),
-                                    "systems": [asdict(s) for s in grid.systems]})
-    # Done: analysed here, or recorded in the (committed) table by an earlier session.
     recorded = _recorded(Path(table), grid)
-    results = {}
-    for s in systems:
-        if (root / s.name / "summary.json").exists():
-            results[s.name] = json.loads((root / s.name / "summary.json").read_text())
-        elif s.name in recorded:
-            results[s.name] = recorded[s.name]
+    results = {s.name: recorded[s.name] for s in systems if s.name in recorded}
     todo = [s for s in systems if s.name not in results]
+    started_segments = {s.name: SystemRun(grid, s, *dirs).done() for s in todo}
     log(f"grid {grid.name}: {len(results)} of {len(systems)} systems done, {len(todo)} to run "
-        f"({sum(s.production_ps for s in todo) / 1000:g} ns of production), {jobs} at a time")
-    _update_table(Path(table), grid, list(results.values()))
+        f"({sum(1 for s in todo if started_segments[s.name])} resuming from committed progress), "
+        f"{jobs} at a time")
     started = time.time()
+    failed = []
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_run_one, str(grid_path), str(data_dir), s.name): s for s in todo}
-        failed = []
+        futures = {pool.submit(_run_one, str(grid_path), dirs, s.name): s for s in todo}
         for finished, future in enumerate(as_completed(futures), start=1):
             system = futures[future]
             try:
-                summary = json.loads(Path(future.result()).read_text())
+                summary = future.result()
             except LocalcondError as exc:
                 failed.append(system.name)
                 log(f"[{finished}/{len(todo)}] {system.name} FAILED (rerun to retry it): {exc}")
                 continue
             results[system.name] = summary
-            _update_table(Path(table), grid, list(results.values()))
+            _update_table(Path(table), grid, [summary])
             elapsed = time.time() - started
-            remaining = len(todo) - finished
-            log(f"[{finished}/{len(todo)}] {system.name}: Lambda = "
-                f"{summary['molar_conductivity']['value']:.4g} +- {summary['molar_conductivity']['stderr']:.2g} "
-                f"S cm^2/mol, ratio {summary['ratio']['value']:.3f}, T {summary['temperature_mean_k']:.2f} K; "
-                f"{elapsed / 60:.1f} min elapsed, ~{elapsed / finished * remaining / 60:.0f} min left")
+            lam = summary["molar_conductivity"]
+            log(f"[{finished}/{len(todo)}] {system.name}: Lambda = {lam['value']:.4g} +- "
+                f"{lam['stderr']:.2g} (stat) +- {lam['tau_systematic']:.2g} (tau) S cm^2/mol at "
+                f"{summary['tau_window_ps'][0]:g}-{summary['tau_window_ps'][1]:g} ps, diffusive check "
+                f"{'passed' if summary['diffusive_check_passed'] else 'FAILED'}, ratio "
+                f"{summary['ratio']['value']:.3f}; {elapsed / 60:.1f} min elapsed")
     if failed:
         raise LocalcondError(f"{len(failed)} system(s) failed: {', '.join(failed)}; the others are "
                              "kept, and a rerun retries only what is missing")
@@ -306,6 +575,6 @@ def _update_table(table: Path, grid: GridSpec, results: list[dict]) -> None:
     by_name.update({r["system"]: r for r in results})
     order = {s.name: i for i, s in enumerate(grid.systems)}
     rows = sorted(by_name.values(), key=lambda r: order.get(r["system"], 1 << 30))
-    _write_json(table, {"grid": grid.name, "command": "localcond generate training/grid.json",
+    _write_json(table, {"grid": grid.name, "command": "localcond generate training/grid.json --jobs 2",
                         "systems": rows})
 

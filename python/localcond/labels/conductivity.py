@@ -2,6 +2,11 @@
 conductivities of LAMMPS trajectories, with block or replica errors and a
 diffusive-regime check.
 
+By default the slope-form window [τ1, τ2] is chosen from the data by the rule
+of :mod:`localcond.labels.windows` (Λ must stop changing with the window, up to
+the longest lag the run supports); the τ-systematic (change to the next longer
+window) is reported beside the statistical error and folded into the total.
+
 Conventions (DESIGN.md §1): Λ = ⟨|ΔM|²⟩ / (6 V k_B T τ c) with T the
 thermostat's target temperature and c the salt concentration, by default
 c = N_cations / (N_A V) (``cations``; ``anions`` or an explicit number of
@@ -31,6 +36,7 @@ from localcond.labels.einstein_helfand import (
     log_spaced_lags,
 )
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
+from localcond.labels.windows import RULE, choose_window, frames_to_ps, window_lags
 from localcond.labels.units import (
     concentration_mol_per_l,
     diffusion_cm2_per_s,
@@ -47,7 +53,7 @@ class Settings:
     temperature_k: float
     tau_ps: float | None = None
     tau_window_ps: tuple[float, float] | None = None
-    max_lag_ps: float = 100.0
+    max_lag_ps: float | None = None  # default: the length of one block of origins
     n_blocks: int = 5
     error: str = "blocks"  # or "replicas"
     concentration: str = "cations"  # or "anions"
@@ -93,9 +99,10 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
     for tau, lag in zip(wanted, tau_lags):
         if lag < 1 or abs(lag * frame_ps - tau) > 1e-6 * max(tau, frame_ps):
             raise LocalcondError(f"tau {tau:g} ps is not a multiple of the frame spacing {frame_ps:g} ps")
-    max_lag = min(int(settings.max_lag_ps / frame_ps), (shortest - 1) // 2)
+    longest = longest_supported_ps(settings, (shortest - 1) * frame_ps)
+    max_lag = min(int(longest / frame_ps + 1e-9), (shortest - 1) // 2)
     max_lag = max(max_lag, max(tau_lags, default=1), 1)
-    lags = log_spaced_lags(max_lag, extra=tau_lags)
+    lags = log_spaced_lags(max_lag, extra=tau_lags + window_lags(frame_ps, longest))
 
     result: Accumulated | None = None
     for path, n_frames in zip(paths, counts):
@@ -125,6 +132,14 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
         print(file=sys.stderr)
     assert result is not None
     return result
+
+
+def longest_supported_ps(settings: Settings, shortest_ps: float) -> float:
+    """The longest lag the run supports: one block of time origins (the shortest
+    trajectory over its blocks; a whole trajectory with replica errors), or the
+    user's --max-lag-ps if shorter."""
+    per_block = shortest_ps / (1 if settings.error == "replicas" else max(settings.n_blocks, 1))
+    return min(per_block, settings.max_lag_ps) if settings.max_lag_ps else per_block
 
 
 def _check_same_system(a: IonSet, b: IonSet, path: Path) -> None:
@@ -179,8 +194,20 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
     slope_msd = _log_slopes(lags_ps, msd)
 
     warnings: list[str] = []
-    if settings.tau_window_ps:
-        t1, t2 = settings.tau_window_ps
+    choice = None
+    window = settings.tau_window_ps
+    if not settings.tau_ps and not window:
+        longest = longest_supported_ps(settings, min(acc.n_frames) * acc.frame_ps - acc.frame_ps)
+        choice = choose_window(acc.lags, acc.frame_ps, pooled.m2[0], blocks.m2, prefactor, longest)
+        if choice is not None:
+            window = tuple(frames_to_ps(choice.window_frames, acc.frame_ps))
+            if not choice.passed:
+                warnings.append(
+                    "no diffusive window: the slope-form Lambda still changes significantly with "
+                    f"the window up to the longest lag the run supports ({longest:g} ps); "
+                    f"reporting [{window[0]:g}, {window[1]:g}] ps: run longer")
+    if window:
+        t1, t2 = window
         j1 = int(np.flatnonzero(acc.lags == round(t1 / acc.frame_ps))[0])
         j2 = int(np.flatnonzero(acc.lags == round(t2 / acc.frame_ps))[0])
         dt = lags_ps[j2] - lags_ps[j1]
@@ -189,12 +216,14 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
             return (a[:, j2] - a[:, j1]) / dt
 
         check = [j1, j2]
-        tau_desc = {"tau_window_ps": [float(t1), float(t2)], "form": "slope"}
+        tau_desc = {"tau_window_ps": [float(t1), float(t2)], "form": "slope",
+                    "tau_chosen": ("given" if settings.tau_window_ps else
+                                   "automatic (window rule)")}
         j_tau = j2
     else:
         if settings.tau_ps:
             j_tau = int(np.flatnonzero(acc.lags == round(settings.tau_ps / acc.frame_ps))[0])
-        else:
+        else:  # too short a run for two candidate windows
             j_tau = _choose_tau(slope_m2, slope_msd, warnings)
 
         def per_block(a: np.ndarray) -> np.ndarray:
@@ -207,7 +236,7 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
     for j in check:
         if j == 0 or not np.isfinite(slope_m2[j]):
             continue
-        if abs(slope_m2[j] - 1.0) > DIFFUSIVE_SLOPE_TOLERANCE:
+        if choice is None and abs(slope_m2[j] - 1.0) > DIFFUSIVE_SLOPE_TOLERANCE:
             warnings.append(f"log-slope of <|dM|^2> at {lags_ps[j]:g} ps is {slope_m2[j]:.2f}, not ~1: "
                             "tau may not be in the diffusive regime")
         for s, t in enumerate(species):
@@ -242,8 +271,24 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
         return out
 
     total_frames = sum(acc.n_frames)
+    lam = entry(eh, UNIT) | {"method": "Einstein-Helfand"}
+    window_desc: dict = {"window_rule": None}
+    if choice is not None:
+        stat = lam["stderr"] if lam["stderr"] is not None else float("nan")
+        lam["tau_systematic"] = choice.systematic
+        lam["total_error"] = float(np.hypot(stat, choice.systematic))
+        window_desc = {
+            "window_rule": RULE, "window_check_passed": choice.passed,
+            "windows": choice.table,
+            "tau_systematic": {"value": choice.systematic, "unit": UNIT,
+                               "next_window_ps": frames_to_ps(choice.next_window_frames, acc.frame_ps)},
+        }
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_curve = prefactor * blocks.m2 / lags_ps[None, :]
+        ratio_value = prefactor * pooled.m2[0] / lags_ps
+    ratio_err = np.array([block_estimate(ratio_curve[:, j])[1] for j in range(len(lags_ps))])
     return {
-        "molar_conductivity": entry(eh, UNIT) | {"method": "Einstein-Helfand"},
+        "molar_conductivity": lam,
         "nernst_einstein": entry(ne, UNIT),
         "ratio": entry(ratio),
         **tau_desc,
@@ -271,6 +316,13 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
             "logslope_msd": {str(t): [None if not np.isfinite(v) else float(v) for v in slope_msd[:, s]]
                              for s, t in enumerate(species)},
             "warnings": warnings,
+        },
+        **window_desc,
+        "curves": {
+            "lags_ps": lags_ps.tolist(),
+            "lambda_ratio_form": [float(v) for v in ratio_value],
+            "lambda_ratio_form_stderr": [None if not np.isfinite(v) else float(v) for v in ratio_err],
+            "unit": UNIT,
         },
         "localcond_version": __version__,
     }
