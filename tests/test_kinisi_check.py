@@ -31,3 +31,26 @@ def test_kinisi_sees_bound_pairs_as_non_conducting(tmp_path):
     ne = analyse(accumulate([path], settings), settings)["nernst_einstein"]["value"]
     theirs = kinisi_molar_conductivity(path, 2.0, 298.0, start_ps=20.0, max_lag_ps=60.0, lag_stride=2)
     assert abs(theirs["value"]) < 0.05 * ne, (theirs, ne)
+
+
+def test_segment_fits_combine_without_the_inverse_variance_bias():
+    """Fits whose posterior error grows with their value (σ = 0.2 × value): weighting by
+    1/σ² favours low fits and is biased low by several %; the plain mean is unbiased and
+    its error is the scatter / √n."""
+    import numpy as np
+
+    from localcond.labels.kinisi_check import combine_segments
+
+    rng = np.random.default_rng(1)
+    plain, weighted = [], []
+    for _ in range(400):
+        values = rng.normal(100.0, 20.0, size=8)
+        parts = [{"value": v, "stderr": 0.2 * v, "unit": "S cm^2 mol^-1"} for v in values]
+        combined = combine_segments(parts + [None, {"error": "kinisi failed"}])
+        assert combined["n_parts"] == 8 and combined["n_failed"] == 2
+        assert combined["stderr"] == pytest.approx(values.std(ddof=1) / np.sqrt(8))
+        plain.append(combined["value"])
+        w = 1 / (0.2 * values) ** 2
+        weighted.append((w * values).sum() / w.sum())
+    assert abs(np.mean(plain) - 100.0) < 1.0
+    assert np.mean(weighted) < 96.0

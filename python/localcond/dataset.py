@@ -240,3 +240,62 @@ def check_directory(directory: str | Path) -> list[dict]:
             raise LocalcondError(f"{path}: sha256 {digest} differs from the manifest's {entry['sha256']}")
         rows.append({"record": name, **check_record(path)})
     return rows
+
+
+def build_from_dumps(dumps: list[str | Path], species_names: dict[int, str], timestep_fs: float,
+                     temperature_k: float, out: str | Path, window_ps: tuple[float, float] | None = None,
+                     radii: tuple[float, ...] = (), stride_ps: float | None = None, max_origins: int = 100,
+                     n_blocks: int = 5, log=print) -> tuple[Path, dict]:
+    """A training record from any LAMMPS dumps (``id type q xu yu zu``, one constant-volume
+    trajectory each, e.g. consecutive segments or replicas of one system).
+
+    Λ and its error budget come from :func:`localcond.labels.conductivity.analyse` over all
+    dumps (window by the rule unless given); labels at origins every ``stride_ps`` (default:
+    spread so that about ``max_origins`` are stored) inside each dump."""
+    from localcond.labels.conductivity import Settings, accumulate, analyse
+
+    settings = Settings(timestep_fs=timestep_fs, temperature_k=temperature_k, tau_window_ps=window_ps,
+                        n_blocks=n_blocks)
+    acc = accumulate(dumps, settings)
+    summary = analyse(acc, settings)
+    if summary["form"] != "slope":
+        raise LocalcondError("the trajectories are too short for two candidate windows; give "
+                             "--window-ps T1 T2 or longer runs")
+    t1, t2 = summary["tau_window_ps"]
+    f1, f2 = int(round(t1 / acc.frame_ps)), int(round(t2 / acc.frame_ps))
+    total_ps = sum((n - 1) * acc.frame_ps for n in acc.n_frames)
+    stride = stride_ps or max(acc.frame_ps, total_ps / max_origins)
+    stride_frames = max(1, int(round(stride / acc.frame_ps)))
+    missing = sorted(int(t) for t in acc.ions.species if int(t) not in species_names)
+    if missing:
+        raise LocalcondError(f"no species name for ion type(s) {missing}: give --types with one name "
+                             "per atom type")
+    parts = []
+    first: Segment | None = None
+    for k, path in enumerate(dumps):
+        segment = load_segment(path, timestep_fs)
+        first = first or segment
+        labels = label_origins(segment, (f1, f2), radii, stride_frames, temperature_k,
+                               first_origin=stride_frames // 2)
+        labels["segment"] = np.full(len(labels["collective"]), k)
+        parts.append(labels)
+        log(f"localcond dataset: {path}: {len(labels['collective'])} origins")
+    assert first is not None
+    arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    names = [species_names[int(t)] for t in first.ions.species]
+    lam = summary["molar_conductivity"]
+    metadata = {
+        "system": Path(out).stem, "concentration_mol_per_l": summary["concentration_mol_per_l"],
+        "temperature_k": temperature_k, "n_salt": summary["n_salt"], "tau_window_ps": [t1, t2],
+        "origin_stride_ps": stride_frames * acc.frame_ps, "label_radii_A": list(radii),
+        "labels": {"form": "slope", "exact": "label_exact",
+                   **{f"truncated_R{r:g}": f"label_truncated_R{r:g}" for r in radii}},
+        "species_names": names,
+        "species_charges": [float(first.ions.charges[first.ions.types == t][0]) for t in first.ions.species],
+        "molar_conductivity": lam, "nernst_einstein": summary["nernst_einstein"],
+        "window_check_passed": summary.get("window_check_passed"),
+        "diffusive_warnings": summary["diffusive_check"]["warnings"],
+        "dumps": [str(Path(p).resolve()) for p in dumps],
+    }
+    path = write_record(out, first.ions, names, first.box_origin, arrays, metadata)
+    return path, metadata

@@ -120,7 +120,11 @@ def choose_window(lags: np.ndarray, frame_ps: float, pooled_m2: np.ndarray, bloc
         worst = 0.0
         for c in range(a + 1, len(starts)):
             err = diff_error(a, c)
-            z = abs(pooled[a] - pooled[c]) / err if err > 0 else float("inf")
+            gap = abs(pooled[a] - pooled[c])
+            if err > 0:
+                z = gap / err
+            else:  # identical in every block: no trend unless the pooled values differ
+                z = 0.0 if gap <= 1e-12 * max(abs(pooled[a]), abs(pooled[c])) else float("inf")
             worst = max(worst, z)
         longer = a + 1 < len(starts)
         passes = longer and worst <= z_trend
