@@ -25,7 +25,7 @@ def tiny_grid(tmp_path):
         max_production_ps={"train": 60.0, "heldout": 60.0},
         labels={"radii_A": [6.0, 10.0], "max_origins": 20, "min_stride_ps": 1.0},
         train={"concentrations_mol_per_l": [1.0], "dielectric_constants": [20], "replicas": 1},
-        heldout=[],
+        heldout=[], reference_window_ps=[1.0, 4.0],
     )
     path = tmp_path / "grid.json"
     path.write_text(json.dumps(grid))
@@ -50,6 +50,7 @@ def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
     plan = json.loads((a / "progress/tiny/c1.000_e20_r1/plan.json").read_text())
     # The pilot fixed window and length; the clamp to the maximum is said.
     assert row["tau_window_ps"] == plan["window_ps"]
+    assert row["reference_window"]["tau_window_ps"] == [1.0, 4.0] and row["reference_window"]["value"] > 0
     n = plan["production_segments"]
     assert n == min(max(int(np.ceil((plan["pilot"]["relative_error"] / 0.07) ** 2)), 2), 3)
     assert row["production_ps"] == 20.0 * n and row["pilot_ps"] == 20.0

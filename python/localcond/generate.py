@@ -25,7 +25,9 @@ held-out). Per system:
    τ-systematic (change to the next longer window) and the diffusive check
    (the window rule re-applied to production data: the planned window must
    show no significant trend against longer ones), halves, temperature,
-   kinisi beside held-out systems; then the compact training record
+   the slope of ⟨|ΔM|²⟩ over the fixed reference window (100–400 ps) as an
+   independent cross-check, kinisi beside held-out and low-ε systems; then
+   the compact training record
    ``training/data/<grid>/<system>.npz`` and its manifest line.
 
 State that must survive a new machine lives in the committed progress
@@ -98,6 +100,8 @@ class GridSpec:
     label_radii_a: tuple[float, ...]
     label_max_origins: int
     label_min_stride_ps: float
+    reference_window_ps: tuple[float, float]
+    kinisi_max_dielectric: float  # kinisi also beside training systems with ε at most this
     systems: tuple[SystemSpec, ...]
 
     def steps(self, ps: float) -> int:
@@ -156,6 +160,8 @@ def load_grid(path: str | Path) -> GridSpec:
             label_radii_a=tuple(float(r) for r in labels.get("radii_A", ())),
             label_max_origins=int(labels.get("max_origins", 100)),
             label_min_stride_ps=float(labels.get("min_stride_ps", 20.0)),
+            reference_window_ps=tuple(float(t) for t in spec.get("reference_window_ps", (100.0, 400.0))),
+            kinisi_max_dielectric=float(spec.get("kinisi_max_dielectric", 0.0)),
             systems=tuple(systems),
         )
     except KeyError as exc:
@@ -182,8 +188,13 @@ class SystemRun:
         self.scratch = data_dir / grid.name / system.name
         self.progress = progress_dir / grid.name / system.name
         self.records = records_dir / grid.name
+        reference = tuple(int(round(t / grid.frame_ps)) for t in grid.reference_window_ps)
         self.lags = log_spaced_lags(int(grid.longest_lag_ps / grid.frame_ps),
-                                    extra=window_lags(grid.frame_ps, grid.longest_lag_ps))
+                                    extra=window_lags(grid.frame_ps, grid.longest_lag_ps) + reference)
+
+    @property
+    def wants_kinisi(self) -> bool:
+        return self.system.role == "heldout" or self.system.eps <= self.grid.kinisi_max_dielectric
 
     def segment_file(self, k: int) -> Path:
         return self.progress / f"seg{k:03d}.npz"
@@ -250,7 +261,7 @@ class SystemRun:
         meta = {"segment": k, "seed": seed(grid.name, self.system.name, k), "wall_s": wall,
                 "n_frames": int(len(segment.positions)), "frame_ps": segment.frame_ps,
                 "temperature_mean_k": temperature, "localcond_version": __version__}
-        if self.system.role == "heldout" and label_plan is not None:
+        if self.wants_kinisi and label_plan is not None:
             meta["kinisi"] = _kinisi_segment(dump, grid, label_plan)
         # The restart first (named for this segment), then the marker: a crash in
         # between leaves an unused restart, never a marker without its restart.
@@ -359,6 +370,7 @@ class SystemRun:
         window = tuple(plan["window_ps"])
         full = analyse(self.accumulated(segments), self.settings(window))
         check = analyse(self.accumulated(segments), self.settings())  # the rule on production data
+        reference = analyse(self.accumulated(segments), self.settings(grid.reference_window_ps))
         row = next((r for r in check.get("windows", []) if r["tau_window_ps"] == list(window)), None)
         passed = bool(row and row["largest_z_to_longer"] is not None
                       and row["largest_z_to_longer"] <= Z_CHECK)
@@ -379,7 +391,7 @@ class SystemRun:
         (a, ea), (b, eb) = [(h["value"], h["stderr"]) for h in halves]
         temperature = float(np.mean([s["meta"]["temperature_mean_k"] for s in segments]))
         kinisi = None
-        if system.role == "heldout":
+        if self.wants_kinisi:
             from localcond.labels.kinisi_check import combine_segments
 
             kinisi = combine_segments([s["meta"]["kinisi"] for s in segments])
@@ -401,6 +413,8 @@ class SystemRun:
             "relative_total_error": rel_total,
             "meets_target": bool(target_total is None or rel_total <= target_total),
             "tau_window_ps": list(window), "next_window_ps": next_window,
+            "reference_window": {"tau_window_ps": list(grid.reference_window_ps),
+                                 **reference["molar_conductivity"]},
             "diffusion_coefficients": full["diffusion_coefficients"],
             "species_share_of_conductivity": full["species_share_of_conductivity"],
             "concentration_mol_per_l": full["concentration_mol_per_l"],
