@@ -21,8 +21,8 @@ def tiny_grid(tmp_path):
     grid = json.loads((ROOT / "training" / "grid.json").read_text())
     grid.update(
         name="tiny", input=str(ROOT / "lammps_inputs" / "electrolyte" / "in.electrolyte"),
-        npairs=20, equilibration_ps=2.0, segment_ps=20.0, dump_every=50, longest_lag_ps=4.0,
-        max_production_ps={"train": 60.0, "heldout": 60.0},
+        npairs=20, equilibration_ps=2.0, segment_ps=40.0, dump_every=25,
+        max_production_ps={"train": 200.0, "heldout": 200.0},
         labels={"radii_A": [6.0, 10.0], "max_origins": 20, "min_stride_ps": 1.0},
         train={"concentrations_mol_per_l": [1.0], "dielectric_constants": [20], "replicas": 1},
         heldout=[], reference_window_ps=[1.0, 4.0],
@@ -52,8 +52,8 @@ def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
     assert row["tau_window_ps"] == plan["window_ps"]
     assert row["reference_window"]["tau_window_ps"] == [1.0, 4.0] and row["reference_window"]["value"] > 0
     n = plan["production_segments"]
-    assert n == min(max(int(np.ceil((plan["pilot"]["relative_error"] / 0.07) ** 2)), 2), 3)
-    assert row["production_ps"] == 20.0 * n and row["pilot_ps"] == 20.0
+    assert n == min(max(int(np.ceil((plan["pilot"]["relative_error"] / 0.07) ** 2)), 4), 5)
+    assert row["production_ps"] == 40.0 * n and row["pilot_ps"] == 40.0
     assert row["seeds"] == [seed("tiny", "c1.000_e20_r1", k) for k in range(n + 1)]
     lam = row["molar_conductivity"]
     assert lam["total_error"] == pytest.approx(np.hypot(lam["stderr"], lam["tau_systematic"]))

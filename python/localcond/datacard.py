@@ -1,8 +1,8 @@
 """``localcond data-card``: the data card of a generated grid (ground truth v2).
 
 Markdown (protocol, checks computed from the table's rows, one line per system
-with Λ ± statistical ± τ-systematic error, held-out systems beside kinisi,
-model caveats) and two figures: Λ and Λ/Λ_NE over the grid, and one panel per
+with Λ ± statistical ± τ-systematic error, kinisi beside ours, model
+caveats) and two figures: Λ and Λ/Λ_NE over the grid, and one panel per
 system with Λ(τ) and the chosen window. Units throughout: concentration
 mol/L, Λ S cm²/mol, lags and windows ps, lengths Å, diffusion cm²/s.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from scipy import constants
 
 from localcond.generate import COULOMB_BJERRUM_A, ROOT, GridSpec, load_grid
-from localcond.labels.windows import Z_CHECK, Z_TREND
+from localcond.labels.windows import BLOCKS_PER_LAG, Z_CHECK, Z_TREND, critical_z
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -71,7 +71,7 @@ def _pm(value: float, *errors: float | None) -> str:
     """``value ± e1 ± e2 …`` with as many decimals as show e1 to two significant digits."""
     first = errors[0] if errors else None
     if not _finite(first) or first <= 0:
-        return f"{value:.4g}" + "".join(f" ± {e:.2g}" if _finite(e) else " ± n/a" for e in errors[1:])
+        return f"{value:.4g}" + "".join(f" ± {e:.2g}" if _finite(e) else " ± n/a" for e in errors)
     places = max(0, 1 - math.floor(math.log10(first)))
     return " ± ".join(f"{x:.{places}f}" if _finite(x) else "n/a" for x in (value, *errors))
 
@@ -161,14 +161,20 @@ def protocol(grid: GridSpec) -> list[str]:
         "the choice of length cannot bias Λ or its error (no optional stopping).",
         "- Window rule: slope-form windows [t, 2t] in half-octave steps, "
         "Λ = P · [⟨|ΔM|²⟩(2t) − ⟨|ΔM|²⟩(t)] / t; the chosen window is the shortest whose Λ differs from "
-        f"that of every longer supported window by at most {Z_TREND:g} block standard error of the "
-        "difference. τ-systematic = |Λ(window) − Λ(next disjoint window [2t, 4t])|, folded in quadrature "
-        "into the total error √(σ_stat² + τ-sys²). Diffusive check on the production data: the planned "
-        f"window fails when a longer window differs by more than {Z_CHECK:g} standard errors.",
-        f"- Longest supported lag {grid.longest_lag_ps:g} ps (at most one block of time origins, "
-        f"{grid.segment_ps / grid.blocks_per_segment:g} ps). Standard errors by block averaging: "
-        f"{grid.blocks_per_segment} consecutive blocks of time origins per segment, all production blocks "
-        "together. Λ_NE from the self terms of the same displacements; t+ = ⟨ΔM₊ · ΔM⟩ / ⟨|ΔM|²⟩; "
+        "that of every longer supported window by at most z_c block standard errors of the difference, "
+        "z_c the Student-t quantile (B − 1 degrees of freedom, B blocks) at the one-sided level of "
+        f"{Z_TREND:g} normal standard deviation: {critical_z(Z_TREND, grid.pilot_blocks):.2f} on the "
+        f"pilot's {grid.pilot_blocks} blocks. τ-systematic = |Λ(window) − Λ(next disjoint window "
+        "[2t, 4t])|, folded in quadrature into the total error √(σ_stat² + τ-sys²). Diffusive check on "
+        "the production data: the planned window fails when a longer window differs by more than the "
+        f"t-quantile at {Z_CHECK:g} standard deviations "
+        f"({critical_z(Z_CHECK, grid.min_production_segments * grid.blocks_per_segment):.2f} with the "
+        f"fewest production blocks, {grid.min_production_segments * grid.blocks_per_segment}).",
+        f"- Longest supported lag: 1/{BLOCKS_PER_LAG:g} of a block of time origins, "
+        f"{grid.longest_lag_ps(grid.pilot_blocks):g} ps on the pilot ({grid.pilot_blocks} blocks per "
+        f"segment), {grid.longest_lag_ps(grid.blocks_per_segment):g} ps in production "
+        f"({grid.blocks_per_segment} per segment). Standard errors by block averaging over all blocks of "
+        "the production. Λ_NE from the self terms of the same displacements; t+ = ⟨ΔM₊ · ΔM⟩ / ⟨|ΔM|²⟩; "
         "c = N_cations / (N_A V); halves: first and second half of the production, each at the planned "
         "window.",
         f"- Targets (relative error of Λ): {targets}.",
@@ -204,6 +210,8 @@ def _system_line(row: dict, note: str) -> str:
 
 def systems_table(rows: list[dict]) -> list[str]:
     """The table of every finished system, then its warnings as numbered notes."""
+    if not rows:
+        return ["No system has finished yet."]
     lines = ["| system | role | c (mol/L) | ε | l_B (Å) | window (ps) | Λ ± stat ± τ-sys (S cm²/mol) | "
              "rel. total err | Λ_NE | Λ/Λ_NE | t+ | diffusive check | halves agree | production (ns) | "
              "T (K) | core-h | record origins |",
@@ -232,21 +240,23 @@ def _kinisi_line(row: dict) -> str:
             f"{f'{z:+.2f}' if z is not None else 'n/a (one segment)'} |")
 
 
-def heldout_section(rows: list[dict]) -> list[str]:
-    held = [r for r in rows if r["role"] == "heldout"]
-    if not held:
+def kinisi_section(rows: list[dict]) -> list[str]:
+    """kinisi beside our Λ: every held-out system, and training systems the grid fitted too."""
+    fitted = [r for r in rows if r["role"] == "heldout" or r["kinisi"]]
+    if not fitted:
         return []
     return [
-        "## Held-out systems: kinisi beside ours", "",
+        "## kinisi beside ours", "",
         "kinisi 2.1 (Bayesian linear fit of ⟨|ΔM|²⟩ from the window's start to max(t2, 3 t1), on each "
         "production segment separately) on the same trajectories, the segments combined as a plain mean "
         "of the per-segment fits with the standard error from their scatter (std / √n) — not by inverse "
         "variance: a fit's posterior error grows with its value, so 1/σ² weights pull the mean down. "
+        "Held-out systems and the training systems the grid asks kinisi for. "
         "Last column: (kinisi − ours) / √(σ_total² + σ_kinisi²).", "",
         "| system | Λ ours ± total error (S cm²/mol) | Λ kinisi ± scatter | segments | kinisi lags (ps) | "
         "(kinisi − ours) / combined error |",
         "|---|---:|---:|---:|---:|---:|",
-        *[_kinisi_line(r) for r in held],
+        *[_kinisi_line(r) for r in fitted],
     ]
 
 
@@ -268,8 +278,9 @@ def caveats(grid: GridSpec) -> list[str]:
         f"{LANGEVIN_DAMP_FS:g} fs: cation (m = {ION_MASSES_G_PER_MOL['cation']:g} g/mol) "
         f"{d0['cation']:.2e} cm²/s, anion (m = {ION_MASSES_G_PER_MOL['anion']:g} g/mol) "
         f"{d0['anion']:.2e} cm²/s, so Λ0 = F² (D0₊ + D0₋) / (R T) = {lam0:.0f} S cm²/mol at infinite "
-        "dilution. About 30× the diffusion of ions in a real liquid electrolyte, and Λ accordingly "
-        "large: the correlations, not the time scale, are what the grid is for.",
+        "dilution. Ions in a real liquid electrolyte diffuse at ~10⁻⁵ cm²/s: the dynamics here are "
+        "one to two orders of magnitude faster and Λ accordingly large; the correlations, not the "
+        "time scale, are what the grid is for.",
         "- **Λ/Λ_NE near or slightly above 1 at high ε is allowed.** Λ − Λ_NE is the distinct "
         "(cross-correlation) part of ⟨|ΔM|²⟩. In a momentum-conserving liquid one ion's displacement is "
         "balanced by the others' and the solvent's, which with the electrophoretic effect makes the "
@@ -327,8 +338,8 @@ def render(grid: GridSpec, rows: list[dict], figures: tuple[str, str] | None,
         "## Checks", "", *[f"- {line}" for line in checks(grid, rows)], "",
         "## Systems", "", *systems_table(rows), "",
     ]
-    held = heldout_section(rows)
-    out += [*held, ""] if held else []
+    kinisi = kinisi_section(rows)
+    out += [*kinisi, ""] if kinisi else []
     out += [*caveats(grid), ""]
     if figures:
         out += [*figures_section(*figures), ""]
@@ -459,7 +470,8 @@ def _draw_panel(ax: Axes, row: dict) -> None:
     twin.set_ylabel("log-slope ⟨|ΔM|²⟩", fontsize=7, labelpad=1, color=COLOURS["slope"])
     twin.tick_params(labelsize=6, pad=1, colors=COLOURS["slope"])
     failed = not row["diffusive_check_passed"]
-    title = row["system"] + (" (held out)" if row["role"] == "heldout" else "") + (" FAILED" if failed else "")
+    title = (row["system"] + (" (held out)" if row["role"] == "heldout" else "")
+             + (" FAILED" if failed else ""))
     ax.set_title(title, fontsize=8, pad=2, color="red" if failed else "black",
                  fontweight="bold" if failed else "normal")
 

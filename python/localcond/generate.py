@@ -65,7 +65,14 @@ from localcond.errors import LocalcondError
 from localcond.labels.conductivity import Accumulated, Settings, analyse
 from localcond.labels.einstein_helfand import BlockSums, log_spaced_lags
 from localcond.labels.trajectory import IonSet
-from localcond.labels.windows import Z_CHECK, frames_to_ps, window_lags
+from localcond.labels.windows import (
+    BLOCKS_PER_LAG,
+    Z_CHECK,
+    candidate_starts,
+    critical_z,
+    frames_to_ps,
+    window_lags,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COULOMB_BJERRUM_A = 560.6  # e²/(4π ε0 k_B T) in Å at 298 K, divided by ε below
@@ -91,8 +98,8 @@ class GridSpec:
     dump_every: int
     equilibration_ps: float
     segment_ps: float
+    pilot_blocks: int
     blocks_per_segment: int
-    longest_lag_ps: float
     min_production_segments: int
     target_statistical_error: dict[str, float]
     target_total_error: dict[str, float]
@@ -110,6 +117,10 @@ class GridSpec:
     @property
     def frame_ps(self) -> float:
         return self.dump_every * self.timestep_fs / 1000.0
+
+    def longest_lag_ps(self, n_blocks: int) -> float:
+        """The longest supported lag with ``n_blocks`` blocks of origins per segment."""
+        return self.segment_ps / n_blocks / BLOCKS_PER_LAG
 
 
 def system_name(conc: float, eps: float, replica: int) -> str:
@@ -151,8 +162,8 @@ def load_grid(path: str | Path) -> GridSpec:
             dump_every=int(spec["dump_every"]),
             equilibration_ps=float(spec["equilibration_ps"]),
             segment_ps=float(spec["segment_ps"]),
-            blocks_per_segment=int(spec.get("blocks_per_segment", 5)),
-            longest_lag_ps=float(spec.get("longest_lag_ps", spec["segment_ps"] / 5)),
+            pilot_blocks=int(spec.get("pilot_blocks", 5)),
+            blocks_per_segment=int(spec.get("blocks_per_segment", 1)),
             min_production_segments=int(spec.get("min_production_segments", 2)),
             target_statistical_error={k: float(v) for k, v in spec["target_statistical_error"].items()},
             target_total_error={k: float(v) for k, v in spec.get("target_total_error", {}).items()},
@@ -169,9 +180,6 @@ def load_grid(path: str | Path) -> GridSpec:
     names = [s.name for s in grid.systems]
     if len(set(names)) != len(names):
         raise LocalcondError(f"grid {path}: duplicate systems")
-    if grid.longest_lag_ps > grid.segment_ps / grid.blocks_per_segment + 1e-9:
-        raise LocalcondError(f"grid {path}: longest_lag_ps must not exceed one block of origins "
-                             f"({grid.segment_ps / grid.blocks_per_segment:g} ps)")
     return grid
 
 
@@ -189,8 +197,9 @@ class SystemRun:
         self.progress = progress_dir / grid.name / system.name
         self.records = records_dir / grid.name
         reference = tuple(int(round(t / grid.frame_ps)) for t in grid.reference_window_ps)
-        self.lags = log_spaced_lags(int(grid.longest_lag_ps / grid.frame_ps),
-                                    extra=window_lags(grid.frame_ps, grid.longest_lag_ps) + reference)
+        longest = grid.longest_lag_ps(grid.blocks_per_segment)
+        self.lags = log_spaced_lags(int(longest / grid.frame_ps),
+                                    extra=window_lags(grid.frame_ps, longest) + reference)
 
     @property
     def wants_kinisi(self) -> bool:
@@ -249,7 +258,8 @@ class SystemRun:
         segment = load_segment(dump, grid.timestep_fs)
         if abs(segment.frame_ps - grid.frame_ps) > 1e-9:
             raise LocalcondError(f"{dump}: frame spacing {segment.frame_ps} ps, grid says {grid.frame_ps}")
-        sums = accumulate_segment(segment, self.lags, grid.blocks_per_segment)
+        sums = accumulate_segment(segment, self.lags,
+                                  grid.pilot_blocks if k == 0 else grid.blocks_per_segment)
         arrays: dict[str, np.ndarray] = {}
         if label_plan is not None:
             labels = label_origins(segment, tuple(label_plan["window_frames"]), grid.label_radii_a,
@@ -295,10 +305,10 @@ class SystemRun:
         return Accumulated(ions, self.grid.frame_ps, [s["meta"]["n_frames"] for s in segments],
                            first["lags"], sums)
 
-    def settings(self, window_ps: tuple[float, float] | None = None) -> Settings:
+    def settings(self, window_ps: tuple[float, float] | None = None, pilot: bool = False) -> Settings:
+        n_blocks = self.grid.pilot_blocks if pilot else self.grid.blocks_per_segment
         return Settings(timestep_fs=self.grid.timestep_fs, temperature_k=self.grid.temperature_k,
-                        tau_window_ps=window_ps, max_lag_ps=self.grid.longest_lag_ps,
-                        n_blocks=self.grid.blocks_per_segment)
+                        tau_window_ps=window_ps, n_blocks=n_blocks)
 
     # --- the plan from the pilot -------------------------------------------
     def plan(self) -> dict:
@@ -306,23 +316,27 @@ class SystemRun:
         if path.exists():
             return json.loads(path.read_text())
         grid, role = self.grid, self.system.role
-        pilot = self.load(0)
-        settings = self.settings()
-        acc = self.accumulated([pilot])
-        from localcond.labels.conductivity import longest_supported_ps, n_salt_of
-        from localcond.labels.units import molar_conductivity_prefactor
-        from localcond.labels.windows import choose_window
-
-        prefactor = molar_conductivity_prefactor(grid.temperature_k, n_salt_of(acc.ions, settings)[0])
-        sums = BlockSums.stack(acc.sums)
-        choice = choose_window(acc.lags, acc.frame_ps, sums.total().means().m2[0], sums.means().m2,
-                               prefactor, longest_supported_ps(settings, grid.segment_ps))
-        if choice is None:
+        pilot = analyse(self.accumulated([self.load(0)]), self.settings(pilot=True))
+        if pilot.get("window_rule") is None:
             raise LocalcondError(f"{self.system.name}: the pilot supports fewer than two windows")
-        window_ps = tuple(frames_to_ps(choice.window_frames, grid.frame_ps))
-        summary = analyse(acc, self.settings(window_ps))
-        lam = summary["molar_conductivity"]
-        rel = lam["stderr"] / abs(lam["value"])
+        rows = pilot["windows"]
+        if pilot["window_check_passed"]:
+            window_ps = tuple(pilot["tau_window_ps"])
+            row = next(r for r in rows if r["tau_window_ps"] == list(window_ps))
+            rel = row["stderr"] / abs(row["value"])
+            how = "chosen by the window rule on the pilot"
+        else:
+            # No window up to the pilot's longest testable lag passes: take the longest
+            # production window that still has a longer one to be checked against, and
+            # scale the error of the pilot's longest window (∝ √τ2) to it.
+            starts = candidate_starts(grid.frame_ps, grid.longest_lag_ps(grid.blocks_per_segment))
+            window_ps = tuple(frames_to_ps((starts[-2], 2 * starts[-2]), grid.frame_ps))
+            row = rows[-1]
+            rel = row["stderr"] / abs(row["value"]) * math.sqrt(window_ps[1] / row["tau_window_ps"][1])
+            how = ("no window passed the rule on the pilot (lags up to "
+                   f"{rows[-1]['tau_window_ps'][1]:g} ps): the longest production window with a "
+                   "longer one to check it against")
+        window_frames = [int(round(t / grid.frame_ps)) for t in window_ps]
         target = grid.target_statistical_error[role]
         wanted = math.ceil((rel / target) ** 2)  # pilot and production segments are equally long
         longest = int(grid.max_production_ps[role] // grid.segment_ps)
@@ -336,9 +350,9 @@ class SystemRun:
                      "(the window rule) and the production length "
                      f"ceil((pilot relative error / {target:g})^2) segments of {grid.segment_ps:g} ps, "
                      f"clamped to [{grid.min_production_segments}, {longest}]"),
-            "window_ps": list(window_ps), "window_frames": list(choice.window_frames),
-            "pilot": {"lambda": lam["value"], "stderr": lam["stderr"], "relative_error": rel,
-                      "window_passed": choice.passed, "windows": choice.table},
+            "window_ps": list(window_ps), "window_frames": window_frames, "window_choice": how,
+            "pilot": {"relative_error": rel, "window_passed": pilot["window_check_passed"],
+                      "critical_z": pilot["critical_z"], "windows": rows},
             "production_segments": n, "wanted_segments": wanted,
             "expected_relative_error": rel * math.sqrt(1.0 / max(n, 1)),
             "stride_frames": stride_frames, "stride_ps": stride_frames * grid.frame_ps,
@@ -373,7 +387,7 @@ class SystemRun:
         reference = analyse(self.accumulated(segments), self.settings(grid.reference_window_ps))
         row = next((r for r in check.get("windows", []) if r["tau_window_ps"] == list(window)), None)
         passed = bool(row and row["largest_z_to_longer"] is not None
-                      and row["largest_z_to_longer"] <= Z_CHECK)
+                      and row["largest_z_to_longer"] <= critical_z(Z_CHECK, n * grid.blocks_per_segment))
         systematic, next_window = _systematic(check.get("windows", []), window)
         lam = dict(full["molar_conductivity"])
         stat = lam["stderr"]
@@ -383,7 +397,9 @@ class SystemRun:
         if not passed:
             warnings.append(
                 f"diffusive check failed: in production the planned window {window[0]:g}-{window[1]:g} ps "
-                f"differs from a longer window by more than {Z_CHECK:g} standard errors (largest z "
+                f"differs from a longer window by more than "
+                f"{critical_z(Z_CHECK, n * grid.blocks_per_segment):.2f} standard errors "
+                "(the t-quantile at 2 sigma; largest z "
                 f"{row['largest_z_to_longer'] if row else float('nan'):.2f})")
         half = n // 2
         halves = [analyse(self.accumulated(part), self.settings(window))["molar_conductivity"]

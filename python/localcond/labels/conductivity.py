@@ -36,7 +36,7 @@ from localcond.labels.einstein_helfand import (
     log_spaced_lags,
 )
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
-from localcond.labels.windows import RULE, choose_window, frames_to_ps, window_lags
+from localcond.labels.windows import BLOCKS_PER_LAG, RULE, choose_window, frames_to_ps, window_lags
 from localcond.labels.units import (
     concentration_mol_per_l,
     diffusion_cm2_per_s,
@@ -135,11 +135,12 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
 
 
 def longest_supported_ps(settings: Settings, shortest_ps: float) -> float:
-    """The longest lag the run supports: one block of time origins (the shortest
-    trajectory over its blocks; a whole trajectory with replica errors), or the
-    user's --max-lag-ps if shorter."""
+    """The longest lag the run supports: a quarter of one block of time origins (the
+    shortest trajectory over its blocks; a whole trajectory with replica errors), or
+    the user's --max-lag-ps if shorter (see :mod:`localcond.labels.windows`)."""
     per_block = shortest_ps / (1 if settings.error == "replicas" else max(settings.n_blocks, 1))
-    return min(per_block, settings.max_lag_ps) if settings.max_lag_ps else per_block
+    longest = per_block / BLOCKS_PER_LAG
+    return min(longest, settings.max_lag_ps) if settings.max_lag_ps else longest
 
 
 def _check_same_system(a: IonSet, b: IonSet, path: Path) -> None:
@@ -278,7 +279,7 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
         lam["tau_systematic"] = choice.systematic
         lam["total_error"] = float(np.hypot(stat, choice.systematic))
         window_desc = {
-            "window_rule": RULE, "window_check_passed": choice.passed,
+            "window_rule": RULE, "window_check_passed": choice.passed, "critical_z": choice.critical_z,
             "windows": choice.table,
             "tau_systematic": {"value": choice.systematic, "unit": UNIT,
                                "next_window_ps": frames_to_ps(choice.next_window_frames, acc.frame_ps)},
