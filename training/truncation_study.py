@@ -1,12 +1,13 @@
-"""How the truncated label λ_i^R (ΔM summed over ions within R of i at t0) compares
-with the exact label as R grows, on generated trajectories.
+"""How the truncated labels λ_i^R (ΔM summed over ions within R of i at the origin)
+compare with the exact labels, from the committed training records alone:
 
-    .venv/bin/python training/truncation_study.py data/implicit-v1/SYSTEM [...] \
-        --radii 8 12 16 20 --origin-stride 4 --out training/truncation_study.json
+    .venv/bin/python training/truncation_study.py training/data/implicit-v2/*.npz \
+        --out training/truncation_study.json
 
-For each system: mean(λ^R) / mean(λ_exact) over the same origins and ions (the
-bias; 1 means unbiased) with a standard error from segment-to-segment scatter,
-and var(λ_exact) / var(λ^R) (the variance reduction). τ and T from the grid.
+For each record and each stored radius: mean(λ^R) / mean(λ_exact) over the same
+origins and ions (the bias; 1 means unbiased) with a standard error from the
+scatter between production segments, and var(λ_exact) / var(λ^R) (the variance
+reduction). Labels are in the slope form over the system's window.
 """
 
 from __future__ import annotations
@@ -19,45 +20,36 @@ from pathlib import Path
 
 import numpy as np
 
-from localcond.generate import load_grid
-from localcond.labels.per_ion import LabelSettings, compute_labels
+from localcond.dataset import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study(system_dir: Path, radii: list[float], stride: int, grid_path: Path) -> dict:
-    grid = load_grid(grid_path)
-    settings = LabelSettings(timestep_fs=grid.timestep_fs, temperature_k=grid.temperature_k,
-                             tau_ps=grid.tau_ps, radii=tuple(radii), origin_stride=stride)
-    per_segment = []
-    for dump in sorted(system_dir.glob("seg*.dump")):
-        _, arrays, _ = compute_labels(dump, settings)
-        per_segment.append(arrays)
-    exact = np.concatenate([a["exact"].ravel() for a in per_segment])
+def study(path: Path) -> dict:
+    record = read_record(path)
+    meta = record["metadata"]
+    exact = record["label_exact"].astype(np.float64)
+    segments = record["segment"]
     rows = []
-    for radius in radii:
-        key = f"truncated_R{radius:g}"
-        values = np.concatenate([a[key].ravel() for a in per_segment])
-        ratios = [a[key].mean() / a["exact"].mean() for a in per_segment]
+    for radius in meta["label_radii_A"]:
+        values = record[f"label_truncated_R{radius:g}"].astype(np.float64)
+        ratios = [values[segments == s].mean() / exact[segments == s].mean() for s in np.unique(segments)]
         rows.append({
             "radius_A": radius,
             "mean_ratio": float(values.mean() / exact.mean()),
             "mean_ratio_stderr": float(np.std(ratios, ddof=1) / np.sqrt(len(ratios))),
             "variance_reduction": float(exact.var() / values.var()),
         })
-    return {"system": system_dir.name, "segments": len(per_segment), "origin_stride": stride,
-            "tau_ps": grid.tau_ps, "n_labels": int(exact.size), "rows": rows}
+    return {"system": meta["system"], "segments": int(len(np.unique(segments))),
+            "tau_window_ps": meta["tau_window_ps"], "n_labels": int(exact.size), "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("systems", nargs="+", type=Path)
-    parser.add_argument("--radii", type=float, nargs="+", default=[8.0, 12.0, 16.0, 20.0])
-    parser.add_argument("--origin-stride", type=int, default=4)
-    parser.add_argument("--grid", type=Path, default=ROOT / "training" / "grid.json")
+    parser.add_argument("records", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "training" / "truncation_study.json")
     args = parser.parse_args()
-    results = [study(s, args.radii, args.origin_stride, args.grid) for s in args.systems]
+    results = [study(r) for r in args.records]
     tmp = args.out.with_name(args.out.name + ".tmp")
     command = "python training/truncation_study.py " + " ".join(sys.argv[1:])
     tmp.write_text(json.dumps({"command": command, "systems": results}, indent=2) + "\n")
