@@ -154,6 +154,30 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from localcond.learn.train import train
+
+    path = train(args.config)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from localcond.learn.evaluate import evaluate, parity_plot, write_json
+    from localcond.learn.train import record_paths
+
+    result = evaluate(args.model, record_paths(args.records))
+    path = write_json(result, args.json)
+    plot = parity_plot(result, args.plot or str(path.with_suffix(".png")))
+    for row in result["systems"]:
+        p, t = row["lambda_pred"], row["lambda"]
+        print(f"{row['system']:16s} {row.get('held_out_kind', row['role']):13s} Lambda_pred = "
+              f"{p['value']:8.4g} +- {p['stderr']:.2g} (spread {p['ensemble_spread']:.2g})  Lambda = "
+              f"{t['value']:8.4g} +- {t['total_error']:.2g}  z = {row['z']:+.1f}")
+    print(f"wrote {path} and {plot}")
+    return 0
+
+
 def _cmd_data_card(args: argparse.Namespace) -> int:
     from localcond.datacard import write_data_card
 
@@ -259,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-origins", type=int, default=100, help="origins to store when no stride is given")
     p.add_argument("--out", help="record to write (.npz)")
     p.set_defaults(func=_cmd_dataset)
+
+    p = sub.add_parser("train", help="train a local-conductivity model from training records")
+    p.add_argument("config", help="training configuration (JSON), see localcond.learn.train")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="a model's Lambda_pred beside Lambda for every system of "
+                       "a set of training records")
+    p.add_argument("model")
+    p.add_argument("--records", nargs="+", default=["training/data/*/*.npz"],
+                   help="record files or glob patterns (default: training/data/*/*.npz)")
+    p.add_argument("--json", required=True, help="output (JSON)")
+    p.add_argument("--plot", help="parity plot (PNG; default: the JSON path with .png)")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("data-card", help="write the data card (Markdown + plot) of a generated grid")
     p.add_argument("--grid", default="training/grid.json")

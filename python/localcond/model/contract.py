@@ -37,7 +37,9 @@ class ModelMetadata:
     ``charges`` are in units of e, ``cutoff`` in Å; the receptive field is
     ``n_layers * cutoff``: an output depends on atoms up to that distance.
     ``temperature_k`` and ``label_tau_ps`` describe the labels a trained model
-    learned from (None for models that were not trained on labels).
+    learned from (None for models that were not trained on labels); ``training``
+    holds the rest of a trained model's provenance (mode, label form and
+    window, systems, metrics, ensemble spread, the command that made it).
     """
 
     species: tuple[str, ...]
@@ -51,6 +53,7 @@ class ModelMetadata:
     temperature_k: float | None = None
     label_tau_ps: float | None = None
     training_systems: tuple[str, ...] = ()
+    training: dict = field(default_factory=dict)  # provenance of a trained model (JSON-able)
     contract_version: int = CONTRACT_VERSION
     units: dict[str, str] = field(default_factory=lambda: dict(UNITS))
 

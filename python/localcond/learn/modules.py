@@ -1,0 +1,58 @@
+"""Wrappers that keep a trained model one TorchScript module on the contract
+(DESIGN.md §3): output scaling, a sum of two models (labels fit + system-level
+correction) and an ensemble whose forward is the members' mean."""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+
+class Scaled(torch.nn.Module):
+    """λ = offset + scale · inner(...), so the inner network works in units of order one.
+    ``offset`` and ``scale`` in S cm² mol⁻¹."""
+
+    def __init__(self, inner: torch.nn.Module, offset: float, scale: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("offset", torch.tensor(float(offset)))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        return self.offset + self.scale * self.inner(species, edge_index, edge_vec, n_local)
+
+
+class Sum(torch.nn.Module):
+    """λ = base(...) + correction(...)."""
+
+    def __init__(self, base: torch.nn.Module, correction: torch.nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.correction = correction
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        return (self.base(species, edge_index, edge_vec, n_local)
+                + self.correction(species, edge_index, edge_vec, n_local))
+
+
+class Ensemble(torch.nn.Module):
+    """The mean of k members; :meth:`members` returns every member's output [k, n_local]."""
+
+    def __init__(self, members: List[torch.nn.Module]) -> None:
+        super().__init__()
+        self.models = torch.nn.ModuleList(members)
+
+    @torch.jit.export
+    def members(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        outputs: List[torch.Tensor] = []
+        for model in self.models:
+            outputs.append(model(species, edge_index, edge_vec, n_local))
+        return torch.stack(outputs)
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        return self.members(species, edge_index, edge_vec, n_local).mean(dim=0)

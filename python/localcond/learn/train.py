@@ -1,0 +1,400 @@
+"""``localcond train CONFIG``: learn the local molar conductivity f(environment)
+from training records, in one of three supervision modes (DESIGN.md §1):
+
+- ``labels``: least squares on per-ion labels λ_i (``label``: ``exact`` or a
+  truncated form), so f → E[λ_i | environment]. Validation: the last
+  production segments of every training system (time blocks; label windows
+  lie inside segments, so training and validation labels share no frames).
+- ``system`` (the paper's): Σ_s [(mean_i f − Λ_s) / σ_s]² over training
+  systems, σ_s the system's total error. Validation: whole systems.
+- ``combined``: ``labels`` on truncated labels (``label``, e.g.
+  ``truncated_R25``: far less noisy, biased), then a correction model trained
+  in ``system`` mode on what remains, f = base + correction.
+
+An ensemble of ``ensemble`` members (seeds seed, seed+1, …; in ``system``
+mode each its own validation systems) is exported as one TorchScript file
+whose output is the members' mean. Early stopping on the validation loss,
+a checkpoint per member and epoch that a rerun resumes from, a progress bar.
+
+Configuration (JSON; paths relative to the file)::
+
+    {"records": ["../training/data/implicit-v2/*.npz"], "out": "../runs/train/ps-labels",
+     "model": {"family": "power-spectrum", "cutoff": 10.0},
+     "mode": "labels", "label": "exact", "ensemble": 5, "epochs": 100, "patience": 15,
+     "steps_per_epoch": 50, "batch_frames": 8, "lr": 0.001, "seed": 0,
+     "validation_fraction": 0.2, "correction": {"family": "power-spectrum", "cutoff": 6.0}}
+
+Records with role ``heldout`` are never trained on.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from localcond import __version__
+from localcond.errors import LocalcondError
+from localcond.learn.data import Batch, SystemData, collate, load_system
+from localcond.learn.modules import Ensemble, Scaled, Sum
+from localcond.model.contract import ModelMetadata
+from localcond.model.export import save_model
+from localcond.model.families import make_model
+
+MODES = ("labels", "system", "combined")
+
+
+@dataclass
+class TrainConfig:
+    records: list[str]
+    out: str
+    model: dict
+    mode: str = "labels"
+    label: str = "exact"
+    ensemble: int = 5
+    epochs: int = 100
+    patience: int = 15
+    steps_per_epoch: int = 50
+    batch_frames: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    validation_fraction: float = 0.2
+    correction: dict = field(default_factory=dict)
+    dtype: str = "float32"
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LocalcondError(f"cannot read training configuration {path}: {exc}") from None
+    known = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise LocalcondError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+    try:
+        config = TrainConfig(**data)
+    except TypeError as exc:
+        raise LocalcondError(f"{path}: {exc}") from None
+    base = path.parent
+    config.records = [str((base / r).resolve()) if not os.path.isabs(r) else r for r in config.records]
+    config.out = str((base / config.out).resolve()) if not os.path.isabs(config.out) else config.out
+    if config.mode not in MODES:
+        raise LocalcondError(f"{path}: mode must be one of {MODES}, got {config.mode!r}")
+    if "family" not in config.model:
+        raise LocalcondError(f"{path}: model needs a 'family'")
+    if config.mode == "combined" and not config.label.startswith("truncated"):
+        raise LocalcondError(f"{path}: mode 'combined' trains on truncated labels; set label to e.g. "
+                             "'truncated_R25'")
+    if config.ensemble < 1 or config.epochs < 1 or config.batch_frames < 1:
+        raise LocalcondError(f"{path}: ensemble, epochs and batch_frames must be positive")
+    return config
+
+
+def record_paths(patterns: list[str]) -> list[Path]:
+    paths = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    if not paths:
+        raise LocalcondError(f"no training records match {patterns}")
+    return paths
+
+
+def species_of(paths: list[Path]) -> tuple[list[str], list[float]]:
+    """The species (first-seen order) and their charges over all records."""
+    from localcond.dataset import read_record
+
+    names: list[str] = []
+    charges: list[float] = []
+    for path in paths:
+        meta = read_record(path)["metadata"]
+        for name, charge in zip(meta["species_names"], meta["species_charges"]):
+            if name not in names:
+                names.append(name)
+                charges.append(float(charge))
+            elif charges[names.index(name)] != float(charge):
+                raise LocalcondError(f"{path}: species {name} has charge {charge}, elsewhere "
+                                     f"{charges[names.index(name)]}")
+    return names, charges
+
+
+# --- losses -----------------------------------------------------------------
+
+def _predict(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    return model(batch.species, batch.edge_index, batch.edge_vec, batch.n_nodes)
+
+
+def labels_loss(model: torch.nn.Module, batch: Batch, key: str, scale: float) -> torch.Tensor:
+    """Mean squared error of per-ion labels, in units of ``scale``²."""
+    return ((_predict(model, batch) - batch.labels[key]) / scale).pow(2).mean()
+
+
+def system_loss(model: torch.nn.Module, batch: Batch, systems: list[SystemData]) -> torch.Tensor:
+    """Mean over the batch's systems of ((mean f over their frames and ions) − Λ_s)² / σ_s²."""
+    pred = _predict(model, batch)
+    n_frames = len(batch.frame_system)
+    frame_mean = torch.zeros(n_frames, dtype=pred.dtype).index_add_(0, batch.node_frame, pred)
+    frame_mean = frame_mean / torch.bincount(batch.node_frame, minlength=n_frames).to(pred.dtype)
+    terms = []
+    for s in sorted(set(batch.frame_system)):
+        mask = torch.tensor([fs == s for fs in batch.frame_system])
+        terms.append(((frame_mean[mask].mean() - systems[s].lam) / systems[s].lam_error) ** 2)
+    return torch.stack(terms).mean()
+
+
+# --- splits and sampling ------------------------------------------------------
+
+def time_split(system: SystemData, fraction: float) -> tuple[list[int], list[int]]:
+    """Frame indices (train, validation): validation = the last ⌈fraction · n⌉ production
+    segments (at least one), train = the rest; a system with one segment is all train."""
+    segments = sorted({f.segment for f in system.frames})
+    n_val = max(1, math.ceil(fraction * len(segments))) if len(segments) > 1 else 0
+    val_segments = set(segments[len(segments) - n_val:])
+    train = [k for k, f in enumerate(system.frames) if f.segment not in val_segments]
+    val = [k for k, f in enumerate(system.frames) if f.segment in val_segments]
+    return train, val
+
+
+def system_split(n: int, fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    order = rng.permutation(n)
+    n_val = max(1, round(fraction * n)) if n > 2 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+# --- one fit ------------------------------------------------------------------
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    best_validation: float
+    epochs: int
+    history: list[dict]
+
+
+def fit(model: torch.nn.Module, train_step, validate, config: TrainConfig, checkpoint: Path,
+        rng: np.random.Generator, description: str, trainable=None) -> FitResult:
+    """Adam with early stopping on ``validate()``; resumes from ``checkpoint``."""
+    params = [p for p in (trainable or model).parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    state = {"epoch": 0, "best": math.inf, "best_state": copy.deepcopy(model.state_dict()),
+             "bad": 0, "history": []}
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved.get("digest") == config.digest():
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            rng.bit_generator.state = saved["rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            state = saved["state"]
+    progress = _progress(config.epochs, state["epoch"], description)
+    while state["epoch"] < config.epochs and state["bad"] < config.patience:
+        model.train()
+        losses = []
+        for _ in range(config.steps_per_epoch):
+            optimizer.zero_grad()
+            loss = train_step(model)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        model.eval()
+        with torch.no_grad():
+            val = float(validate(model))
+        state["epoch"] += 1
+        state["history"].append({"epoch": state["epoch"], "train": float(np.mean(losses)), "validation": val})
+        if val < state["best"]:
+            state.update(best=val, best_state=copy.deepcopy(model.state_dict()), bad=0)
+        else:
+            state["bad"] += 1
+        _save_checkpoint(checkpoint, {"digest": config.digest(), "model": model.state_dict(),
+                                      "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
+                                      "torch_rng": torch.get_rng_state(), "state": state})
+        progress.update(1)
+        progress.set_postfix(train=f"{np.mean(losses):.3g}", val=f"{val:.3g}", best=f"{state['best']:.3g}")
+    progress.close()
+    model.load_state_dict(state["best_state"])
+    return FitResult(model, state["best"], state["epoch"], state["history"])
+
+
+def _progress(total: int, done: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc=description, unit="epoch", file=sys.stderr,
+                disable=None, leave=False)
+
+
+def _save_checkpoint(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)
+
+
+# --- the modes ----------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, config: TrainConfig, log=print) -> None:
+        self.config = config
+        self.log = log
+        self.paths = record_paths(config.records)
+        self.species, self.charges = species_of(self.paths)
+        _, template = make_model(config.model["family"], self.species, self.charges,
+                                 **self._options(config.model))
+        self.cutoff = template.cutoff
+        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        keys = ["exact"] + ([config.label] if config.label != "exact" else [])
+        every = [load_system(p, self.species, self.cutoff, self.dtype, keys) for p in self.paths]
+        self.systems = [s for s in every if s.role != "heldout"]
+        self.heldout = [s for s in every if s.role == "heldout"]
+        if len(self.systems) < 1:
+            raise LocalcondError("no training systems (all records are held out)")
+        lams = np.array([s.lam for s in self.systems])
+        self.offset = float(lams.mean())
+        self.scale = float(max(lams.std(), 0.1 * abs(lams.mean()), 1e-6))
+
+    @staticmethod
+    def _options(spec: dict) -> dict:
+        return {k: v for k, v in spec.items() if k != "family"}
+
+    def new_model(self, spec: dict, seed: int, offset: float, scale: float) -> Scaled:
+        torch.manual_seed(seed)
+        module, _ = make_model(spec["family"], self.species, self.charges, **self._options(spec))
+        return Scaled(module, offset, scale).to(self.dtype)
+
+    def member(self, m: int) -> tuple[torch.nn.Module, dict]:
+        config = self.config
+        seed = config.seed + m
+        rng = np.random.default_rng(seed)
+        directory = Path(config.out) / f"member{m}"
+        if config.mode == "system":
+            return self._system_member(m, seed, rng, directory)
+        base, info = self._labels_member(m, seed, rng, directory, config.label)
+        if config.mode == "labels":
+            return base, info
+        for p in base.parameters():
+            p.requires_grad_(False)
+        spec = config.correction or config.model
+        correction = self.new_model(spec, seed + 1000, 0.0, self.scale)
+        combined = Sum(base, correction)
+        model, system_info = self._system_fit(combined, seed, rng, directory / "correction.pt",
+                                              f"member {m} correction", trainable=correction)
+        return model, {"labels_stage": info, "correction_stage": system_info}
+
+    def _labels_member(self, m: int, seed: int, rng: np.random.Generator, directory: Path,
+                       key: str) -> tuple[torch.nn.Module, dict]:
+        config = self.config
+        splits = [time_split(s, config.validation_fraction) for s in self.systems]
+        train = [(si, k) for si, (tr, _) in enumerate(splits) for k in tr]
+        val = [(si, k) for si, (_, va) in enumerate(splits) for k in va]
+        if not val:
+            raise LocalcondError("labels mode needs systems with at least two production segments "
+                                 "(validation is by time block)")
+        labels = torch.cat([self.systems[si].frames[k].labels[key] for si, k in train])
+        scale = float(labels.std())
+        model = self.new_model(config.model, seed, self.offset, self.scale)
+
+        def step(model):
+            pick = rng.choice(len(train), size=min(config.batch_frames, len(train)), replace=False)
+            batch = collate([self.systems[train[i][0]].frames[train[i][1]] for i in pick],
+                            [train[i][0] for i in pick])
+            return labels_loss(model, batch, key, scale)
+
+        val_batches = [collate([self.systems[si].frames[k] for si, k in val[i:i + 16]],
+                               [si for si, _ in val[i:i + 16]]) for i in range(0, len(val), 16)]
+
+        def validate(model):
+            total = sum(labels_loss(model, b, key, scale) * b.n_nodes for b in val_batches)
+            return total / sum(b.n_nodes for b in val_batches)
+
+        result = fit(model, step, validate, config, directory / "labels.pt", rng, f"member {m} ({key})")
+        return result.model, {"mode": "labels", "label": key, "label_std": scale,
+                              "validation_mse_over_label_var": result.best_validation,
+                              "epochs": result.epochs, "validation": "time blocks: last segments"}
+
+    def _system_member(self, m: int, seed: int, rng: np.random.Generator,
+                       directory: Path) -> tuple[torch.nn.Module, dict]:
+        model = self.new_model(self.config.model, seed, self.offset, self.scale)
+        return self._system_fit(model, seed, rng, directory / "system.pt", f"member {m} (system)")
+
+    def _system_fit(self, model: torch.nn.Module, seed: int, rng: np.random.Generator, checkpoint: Path,
+                    description: str, trainable=None) -> tuple[torch.nn.Module, dict]:
+        config = self.config
+        train, val = system_split(len(self.systems), config.validation_fraction,
+                                  np.random.default_rng(seed + 7))
+        if not val:
+            val = train  # too few systems to hold any out: validation on the training systems
+        per_system = max(1, config.batch_frames // 4)
+
+        def step(model):
+            chosen = rng.choice(train, size=min(4, len(train)), replace=False)
+            frames, owners = [], []
+            for s in chosen:
+                picks = rng.choice(len(self.systems[s].frames), size=min(per_system, len(self.systems[s].frames)),
+                                   replace=False)
+                frames += [self.systems[s].frames[k] for k in picks]
+                owners += [int(s)] * len(picks)
+            return system_loss(model, collate(frames, owners), self.systems)
+
+        def validate(model):
+            terms = [system_loss(model, collate(self.systems[s].frames, [s] * len(self.systems[s].frames)),
+                                 self.systems) for s in val]
+            return torch.stack(terms).mean()
+
+        result = fit(model, step, validate, config, checkpoint, rng, description, trainable)
+        return result.model, {"mode": "system", "validation_chi2": result.best_validation,
+                              "validation_systems": [self.systems[s].name for s in val],
+                              "epochs": result.epochs}
+
+    def run(self, command: str) -> Path:
+        members, infos = [], []
+        for m in range(self.config.ensemble):
+            model, info = self.member(m)
+            members.append(model.eval())
+            infos.append(info)
+            self.log(f"member {m + 1}/{self.config.ensemble} done: {json.dumps(info)[:200]}")
+        ensemble = Ensemble(members)
+        windows = sorted({tuple(s.metadata["tau_window_ps"]) for s in self.systems})
+        temperatures = sorted({s.metadata["temperature_k"] for s in self.systems})
+        metadata = ModelMetadata(
+            species=tuple(self.species), charges=tuple(self.charges), cutoff=self.cutoff,
+            n_layers=self._n_layers(), dtype=self.config.dtype,
+            kind=f"ensemble/{self.config.model['family']}",
+            description=(f"{self.config.ensemble}-member ensemble of {self.config.model['family']} models "
+                         f"trained in '{self.config.mode}' mode on {len(self.systems)} systems"),
+            trained=True, temperature_k=temperatures[0] if len(temperatures) == 1 else None,
+            training_systems=tuple(s.name for s in self.systems),
+            training={"mode": self.config.mode, "label": self.config.label, "label_form": "slope",
+                      "tau_windows_ps": [list(w) for w in windows], "members": infos,
+                      "config": asdict(self.config), "command": command,
+                      "records": [str(p) for p in self.paths], "localcond_version": __version__},
+        )
+        path = Path(self.config.out) / "model.pt"
+        save_model(ensemble, metadata, path)
+        return path
+
+    def _n_layers(self) -> int:
+        _, meta = make_model(self.config.model["family"], self.species, self.charges,
+                             **self._options(self.config.model))
+        layers = meta.n_layers
+        if self.config.mode == "combined" and self.config.correction:
+            _, corr = make_model(self.config.correction["family"], self.species, self.charges,
+                                 **self._options(self.config.correction))
+            if corr.receptive_field > meta.receptive_field:
+                raise LocalcondError("the correction model must not reach further than the base model")
+        return layers
+
+
+def train(config_path: str | Path, log=print) -> Path:
+    config = load_config(config_path)
+    command = "localcond train " + str(config_path)
+    return Trainer(config, log).run(command)

@@ -1,0 +1,160 @@
+"""Training and evaluation on synthetic records with a known answer: per-ion labels
+g(environment) + heavy zero-mean noise, system targets Λ_s = mean of g."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.neighborlist import neighbor_list
+
+from localcond.dataset import quantize, write_record
+from localcond.labels.trajectory import IonSet
+from localcond.learn.evaluate import bootstrap_error, evaluate
+from localcond.learn.train import Trainer, load_config, time_split
+from localcond.runtime import load_model
+
+RC = 6.0
+
+
+def g_of(positions: np.ndarray, box: float, types: np.ndarray) -> np.ndarray:
+    """The known local function: 50 + 30 [cation] + 10 Σ_j ½[cos(π r_ij / RC) + 1] (r_ij < RC)."""
+    i, d = neighbor_list("id", Atoms(positions=positions, cell=[box] * 3, pbc=True), RC)
+    coordination = np.bincount(i, weights=0.5 * (np.cos(np.pi * d / RC) + 1), minlength=len(types))
+    return 50.0 + 30.0 * (types == 1) + 10.0 * coordination
+
+
+def synthetic_record(path, box: float, seed: int, role: str = "train", noise: float = 60.0,
+                     truncated_factor: float = 0.8, n_frames: int = 24, n_segments: int = 4):
+    rng = np.random.default_rng(seed)
+    n = 40
+    types = np.repeat([1, 2], n // 2)
+    ions = IonSet(np.arange(1, n + 1), types, np.where(types == 1, 1.0, -1.0), box**3, np.eye(3) * box,
+                  (True,) * 3)
+    frames = rng.random((n_frames, n, 3)) * box
+    g = np.array([g_of(x, box, types) for x in frames])
+    arrays = {
+        "positions_u16": np.array([quantize(x, np.zeros(3), ions.cell) for x in frames]),
+        "label_exact": (g + rng.normal(scale=noise, size=g.shape)).astype(np.float32),
+        "label_truncated_R5": (truncated_factor * g + rng.normal(scale=2.0, size=g.shape)).astype(np.float32),
+        "collective": rng.random(n_frames),
+        "time_ps": np.arange(n_frames) * 10.0,
+        "segment": np.repeat(np.arange(1, n_segments + 1), n_frames // n_segments),
+    }
+    lam = float(g.mean())
+    meta = {"system": path.stem, "role": role, "concentration_mol_per_l": 1.0 / box**3 * 1e4,
+            "dielectric_constant": 20.0, "temperature_k": 298.0, "n_salt": 20.0, "tau_window_ps": [1.0, 2.0],
+            "species_names": ["A", "B"], "species_charges": [1.0, -1.0],
+            "molar_conductivity": {"value": lam, "stderr": 0.01 * lam, "tau_systematic": 0.0,
+                                   "total_error": 0.01 * lam}}
+    write_record(path, ions, ["A", "B"], np.zeros(3), arrays, meta)
+    return lam
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    d = tmp_path_factory.mktemp("records")
+    truth = {}
+    for k, box in enumerate([16.0, 18.0, 20.0, 23.0, 26.0]):
+        truth[f"s{k}"] = synthetic_record(d / f"s{k}.npz", box, seed=k)
+    truth["h0"] = synthetic_record(d / "h0.npz", 21.0, seed=99, role="heldout")
+    return d, truth
+
+
+def config(tmp_path, records_dir, **overrides):
+    data = {"records": [str(records_dir / "*.npz")], "out": str(tmp_path / "run"),
+            "model": {"family": "message-passing", "cutoff": RC, "n_layers": 1, "n_features": 16},
+            "mode": "labels", "ensemble": 2, "epochs": 40, "patience": 40, "steps_per_epoch": 20,
+            "batch_frames": 4, "lr": 3e-3, "seed": 0, "validation_fraction": 0.25}
+    data.update(overrides)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def system_means(model_path, records_dir, truth):
+    result = evaluate(model_path, sorted(records_dir.glob("*.npz")))
+    return {r["system"]: (r["lambda_pred"]["value"], truth[r["system"]]) for r in result["systems"]}, result
+
+
+@pytest.mark.parametrize("mode, label, tolerance", [("labels", "exact", 0.05), ("system", "exact", 0.03),
+                                                     ("combined", "truncated_R5", 0.04)])
+def test_each_mode_recovers_the_known_answer(tmp_path, records, mode, label, tolerance):
+    records_dir, truth = records
+    torch.set_num_threads(1)
+    path = Trainer(load_config(config(tmp_path, records_dir, mode=mode, label=label)), log=lambda m: None).run("test")
+    means, result = system_means(path, records_dir, truth)
+    for name, (pred, lam) in means.items():
+        assert abs(pred - lam) < tolerance * lam, (mode, name, pred, lam)
+    held = next(r for r in result["systems"] if r["system"] == "h0")
+    assert held["role"] == "heldout" and held["held_out_kind"] == "interpolation"
+    assert held["lambda_pred"]["ensemble_spread"] >= 0 and np.isfinite(held["lambda_pred"]["stderr"])
+    meta = load_model(path).metadata
+    assert meta.trained and meta.training["mode"] == mode and "h0" not in meta.training_systems
+
+
+def test_labels_mode_learns_the_function_not_the_noise(tmp_path, records):
+    """Labels have noise 60 against a spread of g of about 15: the fit must follow g per ion."""
+    records_dir, _ = records
+    torch.set_num_threads(1)
+    path = Trainer(load_config(config(tmp_path, records_dir, ensemble=1)), log=lambda m: None).run("test")
+    model = load_model(path)
+    rng = np.random.default_rng(123)
+    box = 21.0
+    types = np.repeat([1, 2], 20)
+    x = rng.random((40, 3)) * box
+    g = g_of(x, box, types)
+    from localcond.neighbors import periodic_edges
+
+    ei, ev = periodic_edges(x, np.eye(3) * box, (True,) * 3, RC)
+    with torch.inference_mode():
+        f = model.module(torch.as_tensor(types - 1), torch.as_tensor(ei), torch.as_tensor(ev, dtype=torch.float32),
+                         40).numpy()
+    assert np.corrcoef(f, g)[0, 1] > 0.9
+    assert np.sqrt(np.mean((f - g) ** 2)) < 0.35 * g.std() + 2.0
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path, records):
+    records_dir, _ = records
+    torch.set_num_threads(1)
+    first = Trainer(load_config(config(tmp_path, records_dir, ensemble=1, epochs=6)), log=lambda m: None)
+    path = first.run("test")
+    again = Trainer(load_config(config(tmp_path, records_dir, ensemble=1, epochs=6)), log=lambda m: None)
+    import time
+
+    start = time.time()
+    path2 = again.run("test")
+    assert time.time() - start < 5.0  # nothing left to train: the checkpoint says 6 of 6 epochs
+    a = load_model(path).metadata.training["members"][0]["epochs"]
+    b = load_model(path2).metadata.training["members"][0]["epochs"]
+    assert a == b == 6
+
+
+def test_time_split_keeps_whole_segments_apart(records):
+    records_dir, _ = records
+    from localcond.learn.data import load_system
+
+    system = load_system(records_dir / "s0.npz", ["A", "B"], RC)
+    train, val = time_split(system, 0.25)
+    assert {system.frames[k].segment for k in val} == {4}
+    assert {system.frames[k].segment for k in train} == {1, 2, 3}
+
+
+def test_block_bootstrap_by_hand():
+    """Two groups of equal size with means 0 and 2: resampled means are 0, 1 or 2 with
+    probabilities 1/4, 1/2, 1/4, so the standard deviation is √(1/2)."""
+    values = np.array([0.0, 0.0, 2.0, 2.0])
+    assert bootstrap_error(values, np.array([1, 1, 2, 2])) == pytest.approx(np.sqrt(0.5), rel=0.05)
+
+
+def test_bad_configuration_is_refused(tmp_path, records):
+    records_dir, _ = records
+    path = config(tmp_path, records_dir, mode="combined", label="exact")
+    proc = subprocess.run([sys.executable, "-m", "localcond", "train", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "mode 'combined' trains on truncated labels" in proc.stderr
+    path.write_text(json.dumps({**json.loads(path.read_text()), "mode": "labels", "learning_rate": 1}))
+    proc = subprocess.run([sys.executable, "-m", "localcond", "train", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown keys ['learning_rate']" in proc.stderr
