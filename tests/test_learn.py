@@ -158,3 +158,19 @@ def test_bad_configuration_is_refused(tmp_path, records):
     path.write_text(json.dumps({**json.loads(path.read_text()), "mode": "labels", "learning_rate": 1}))
     proc = subprocess.run([sys.executable, "-m", "localcond", "train", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown keys ['learning_rate']" in proc.stderr
+
+
+def test_surrogate_reproduces_a_function_of_its_own_form():
+    """Λ = exp(5 + 0.3 ln c − 4/ε) is inside the surrogate's family: exact at held-out points."""
+    from localcond.learn.evaluate import surrogate
+
+    def row(c, eps, role):
+        lam = float(np.exp(5 + 0.3 * np.log(c) - 4.0 / eps))
+        return {"role": role, "concentration_mol_per_l": c, "dielectric_constant": eps,
+                "lambda": {"value": lam, "total_error": 0.05 * lam}}
+
+    rows = [row(c, e, "train") for c in (0.2, 0.5, 1.0, 1.5) for e in (10, 20, 30)]
+    rows += [row(0.6, 14, "heldout"), row(2.0, 17, "heldout")]
+    surrogate(rows)
+    for r in rows:
+        assert r["surrogate"]["value"] == pytest.approx(r["lambda"]["value"], rel=1e-9)

@@ -9,6 +9,12 @@ correlated), combined in quadrature with nothing else; the ensemble spread
 − Λ) / √(σ_pred² + σ_Λ²) with σ_Λ the system's total error. Held-out systems
 are split into interpolation (concentration and ε inside the training
 ranges) and extrapolation.
+
+Beside the model, a structure-free baseline: a smooth surrogate of Λ over the
+state point fitted to the training systems alone — ln Λ quadratic in
+x = ln c and y = 1/ε (the Bjerrum length is ∝ 1/ε), weighted least squares
+with σ(ln Λ) = σ_Λ / Λ. It needs the state point; the model needs only the
+structure.
 """
 
 from __future__ import annotations
@@ -89,9 +95,32 @@ def evaluate(model_path: str | Path, record_paths: list[Path]) -> dict:
             "relative_error": (value - lam["value"]) / lam["value"], "z": float(z),
         })
     _classify(rows)
+    surrogate(rows)
     return {"model": str(Path(model_path).resolve()), "model_kind": model.metadata.kind,
             "training": {k: model.metadata.training.get(k) for k in ("mode", "label", "tau_windows_ps")},
             "systems": rows, "summary": _summary(rows), "localcond_version": __version__}
+
+
+def surrogate(rows: list[dict]) -> None:
+    """Add ``surrogate`` (Λ of the state-point fit to the training systems) to every row
+    whose concentration and ε are known; needs at least 6 training systems."""
+    train = [r for r in rows if r["role"] == "train" and r.get("dielectric_constant")]
+    if len(train) < 6:
+        return
+
+    def features(r: dict) -> np.ndarray:
+        x, y = np.log(r["concentration_mol_per_l"]), 1.0 / r["dielectric_constant"]
+        return np.array([1.0, x, y, x * x, y * y, x * y])
+
+    a = np.array([features(r) for r in train])
+    b = np.log([r["lambda"]["value"] for r in train])
+    w = np.array([r["lambda"]["value"] / r["lambda"]["total_error"] for r in train])
+    coef, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
+    for r in rows:
+        if r.get("dielectric_constant"):
+            value = float(np.exp(features(r) @ coef))
+            r["surrogate"] = {"value": value, "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
+                              "definition": "ln Lambda quadratic in ln c and 1/eps, fitted to training systems"}
 
 
 def _classify(rows: list[dict]) -> None:
@@ -116,6 +145,9 @@ def _summary(rows: list[dict]) -> dict:
             out[name] = {"n": len(sel),
                          "mean_abs_relative_error": float(np.mean([abs(r["relative_error"]) for r in sel])),
                          "within_2_combined_sigma": int(sum(abs(r["z"]) <= 2 for r in sel))}
+            if all("surrogate" in r for r in sel):
+                out[name]["surrogate_mean_abs_relative_error"] = float(
+                    np.mean([abs(r["surrogate"]["relative_error"]) for r in sel]))
     return out
 
 
