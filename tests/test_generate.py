@@ -85,6 +85,15 @@ def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
     proc = generate(tiny_grid, b)
     assert proc.returncode == 0 and "1 of 1 systems done, 0 to run" in proc.stdout
 
+    # The analysis can be redone from the committed progress alone, identically.
+    (b / "systems.json").unlink()
+    proc = generate(tiny_grid, b, "--reanalyse")
+    assert proc.returncode == 0 and "1 systems reanalysed" in proc.stdout, proc.stdout + proc.stderr
+    (redone,) = json.loads((b / "systems.json").read_text())["systems"]
+    assert redone["molar_conductivity"] == row["molar_conductivity"] and redone["halves"] == row["halves"]
+    segs = [read_record(a / "records/tiny/c1.000_e20_r1.npz")]
+    assert redone["record"]["n_origins"] == len(segs[0]["collective"])
+
 
 def test_seeds_are_unique_across_the_grid():
     """Every segment of every system (up to its role's maximum) gets its own seed, and

@@ -110,6 +110,12 @@ def _cmd_labels(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from localcond.generate import generate
 
+    if args.reanalyse:
+        from localcond.generate import reanalyse
+
+        results = reanalyse(args.grid, args.table, args.progress_dir, args.records_dir)
+        print(f"{len(results)} systems reanalysed from {args.progress_dir}; table in {args.table}")
+        return 0
     results = generate(args.grid, args.data_dir, args.table, args.progress_dir, args.records_dir,
                        only=args.only, jobs=args.jobs)
     print(f"{len(results)} systems done; table in {args.table}")
@@ -263,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records-dir", default="training/data",
                    help="compact training records, one per finished system (default: training/data/)")
     p.add_argument("--only", nargs="+", metavar="SYSTEM", help="run only these systems")
+    p.add_argument("--reanalyse", action="store_true", help="redo the analysis of every system whose "
+                   "production is complete in the progress directory (no LAMMPS), then stop")
     p.add_argument("--jobs", type=int, default=1, help="systems run at the same time (default 1)")
     p.set_defaults(func=_cmd_generate)
 

@@ -401,10 +401,15 @@ class SystemRun:
                 f"{critical_z(Z_CHECK, n * grid.blocks_per_segment):.2f} standard errors "
                 "(the t-quantile at 2 sigma; largest z "
                 f"{row['largest_z_to_longer'] if row else float('nan'):.2f})")
+        # Halves: values from each half, errors from the scatter of all segments (a
+        # half of two segments would otherwise judge its error from two numbers).
         half = n // 2
-        halves = [analyse(self.accumulated(part), self.settings(window))["molar_conductivity"]
-                  for part in (segments[:half], segments[half:])]
-        (a, ea), (b, eb) = [(h["value"], h["stderr"]) for h in halves]
+        per_segment = [analyse(self.accumulated([seg]), self.settings(window))["molar_conductivity"]["value"]
+                       for seg in segments]
+        spread = float(np.std(per_segment, ddof=1))
+        (a, ea), (b, eb) = [
+            (analyse(self.accumulated(part), self.settings(window))["molar_conductivity"]["value"],
+             spread / math.sqrt(len(part))) for part in (segments[:half], segments[half:])]
         temperature = float(np.mean([s["meta"]["temperature_mean_k"] for s in segments]))
         kinisi = None
         if self.wants_kinisi:
@@ -440,6 +445,7 @@ class SystemRun:
             "curves": {**check["curves"], "logslope_dM2": check["diffusive_check"]["logslope_dM2"],
                        "logslope_msd": check["diffusive_check"]["logslope_msd"]},
             "halves": {"first": {"value": a, "stderr": ea}, "second": {"value": b, "stderr": eb},
+                       "error_method": "segment-to-segment scatter of Lambda / sqrt(segments per half)",
                        "agree_within_2_sigma": bool(abs(a - b) <= 2 * math.hypot(ea, eb)),
                        "second_minus_first": b - a},
             "temperature_mean_k": temperature,
@@ -541,6 +547,28 @@ def _run_one(grid_path: str, dirs: tuple[Path, Path, Path], name: str) -> dict:
     system = next(s for s in grid.systems if s.name == name)
     log = lambda m: print(m, flush=True)  # noqa: E731
     return SystemRun(grid, system, *dirs, log=log).run()
+
+
+def reanalyse(grid_path: str | Path, table: str | Path, progress_dir: str | Path,
+              records_dir: str | Path, log=print) -> list[dict]:
+    """Redo the analysis (table rows and records) of every system whose production is
+    complete in the committed progress — no LAMMPS, no trajectories needed."""
+    grid = load_grid(grid_path)
+    done = []
+    for system in grid.systems:
+        run = SystemRun(grid, system, Path("unused"), Path(progress_dir).resolve(),
+                        Path(records_dir).resolve(), log=log)
+        plan_path = run.progress / "plan.json"
+        if not plan_path.exists():
+            continue
+        plan = json.loads(plan_path.read_text())
+        if run.done() < plan["production_segments"] + 1:
+            continue
+        summary = run.finish(plan)
+        _update_table(Path(table), grid, [summary])
+        done.append(summary)
+        log(f"{system.name}: reanalysed")
+    return done
 
 
 def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,

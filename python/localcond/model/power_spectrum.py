@@ -94,22 +94,23 @@ class RealSphericalHarmonics(torch.nn.Module):
         return self.harmonics(vectors[:, [1, 2, 0]])
 
 
-def _mlp(n_in: int, hidden: Sequence[int]) -> torch.nn.Sequential:
+def _mlp(n_in: int, hidden: Sequence[int], dtype: torch.dtype) -> torch.nn.Sequential:
     layers: list[torch.nn.Module] = []
     for width in hidden:
-        layers += [torch.nn.Linear(n_in, width), torch.nn.SiLU()]
+        layers += [torch.nn.Linear(n_in, width, dtype=dtype), torch.nn.SiLU()]
         n_in = width
-    layers.append(torch.nn.Linear(n_in, 1))
+    layers.append(torch.nn.Linear(n_in, 1, dtype=dtype))
     return torch.nn.Sequential(*layers)
 
 
 class PowerSpectrumConductivity(torch.nn.Module):
     """Power-spectrum descriptors (module docstring) and one MLP per central
-    species; ``cutoff`` rc in Å, output λ in S cm² mol⁻¹."""
+    species; ``cutoff`` rc in Å, output λ in S cm² mol⁻¹. Constants are
+    computed in float64 and stored in ``dtype``."""
 
     def __init__(
         self, n_species: int, cutoff: float, n_max: int = 4, l_max: int = 4,
-        hidden: Sequence[int] = (64, 64),
+        hidden: Sequence[int] = (64, 64), dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         if not (math.isfinite(cutoff) and cutoff > 0):
@@ -124,19 +125,21 @@ class PowerSpectrumConductivity(torch.nn.Module):
         self.n_max = n_max
         self.l_max = l_max
         self.radial_width = self.cutoff / n_max
-        self.register_buffer("radial_centers", torch.arange(n_max) * self.radial_width)
+        centers = torch.arange(n_max, dtype=torch.float64) * self.radial_width
+        self.register_buffer("radial_centers", centers.to(dtype))
         self.spherical_harmonics = RealSphericalHarmonics(l_max)
         degree = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
         # sums Σ_m over each l and applies 4π/(2l+1): [(l_max+1)², l_max+1]
-        l_weights = torch.nn.functional.one_hot(degree, l_max + 1) * (4 * math.pi / (2 * degree + 1.0)).unsqueeze(1)
-        self.register_buffer("l_weights", l_weights)
+        per_l = 4 * math.pi / (2 * degree.to(torch.float64) + 1)
+        l_weights = torch.nn.functional.one_hot(degree, l_max + 1) * per_l.unsqueeze(1)
+        self.register_buffer("l_weights", l_weights.to(dtype))
         pairs = torch.triu_indices(n_species * n_max, n_species * n_max)
         self.register_buffer("pair_a", pairs[0].contiguous())
         self.register_buffer("pair_b", pairs[1].contiguous())
         self.n_features = pairs.shape[1] * (l_max + 1)
-        self.register_buffer("feature_mean", torch.zeros(n_species, self.n_features))
-        self.register_buffer("feature_std", torch.ones(n_species, self.n_features))
-        self.mlps = torch.nn.ModuleList([_mlp(self.n_features, hidden) for _ in range(n_species)])
+        self.register_buffer("feature_mean", torch.zeros(n_species, self.n_features, dtype=dtype))
+        self.register_buffer("feature_std", torch.ones(n_species, self.n_features, dtype=dtype))
+        self.mlps = torch.nn.ModuleList([_mlp(self.n_features, hidden, dtype) for _ in range(n_species)])
 
     def radial(self, r: torch.Tensor) -> torch.Tensor:
         """g_n(r) f_c(r) for distances r [n_edges] in Å, all < rc: [n_edges, n_max]."""
@@ -231,5 +234,5 @@ def make_power_spectrum_model(
         trained=False,
     )
     torch.manual_seed(seed)
-    module = PowerSpectrumConductivity(len(species), cutoff, n_max, l_max, hidden)
-    return module.to(torch_dtype(metadata)), metadata
+    module = PowerSpectrumConductivity(len(species), cutoff, n_max, l_max, hidden, torch_dtype(metadata))
+    return module, metadata
