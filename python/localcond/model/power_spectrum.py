@@ -48,8 +48,9 @@ a sum over neighbors of radial × Y_lm, squared and summed over m. What differs:
 - our basis is not orthonormal (neighboring Gaussians overlap);
 - the per-l factor differs (4π/(2l+1) instead of π √(8/(2l+1))), which
   standardisation removes;
-- our f_c makes the descriptor smooth at rc; dscribe truncates at rc
-  (its radial functions are small there but do not vanish with zero slope).
+- our f_c makes every feature vanish with zero slope at rc; dscribe applies
+  no cutoff function unless asked (its optional "weighting"), and its GTO
+  radial functions are only small at rc (its polynomial ones do vanish there);
 - species are ordered as in the model's species list, not by atomic number.
 
 Spherical harmonics come from e3nn (``e3nn.o3.SphericalHarmonics``, scriptable):
@@ -60,6 +61,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import List
 
 import torch
 from e3nn import o3
@@ -128,15 +130,10 @@ class PowerSpectrumConductivity(torch.nn.Module):
         centers = torch.arange(n_max, dtype=torch.float64) * self.radial_width
         self.register_buffer("radial_centers", centers.to(dtype))
         self.spherical_harmonics = RealSphericalHarmonics(l_max)
-        degree = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
-        # sums Σ_m over each l and applies 4π/(2l+1): [(l_max+1)², l_max+1]
-        per_l = 4 * math.pi / (2 * degree.to(torch.float64) + 1)
-        l_weights = torch.nn.functional.one_hot(degree, l_max + 1) * per_l.unsqueeze(1)
-        self.register_buffer("l_weights", l_weights.to(dtype))
-        pairs = torch.triu_indices(n_species * n_max, n_species * n_max)
-        self.register_buffer("pair_a", pairs[0].contiguous())
-        self.register_buffer("pair_b", pairs[1].contiguous())
-        self.n_features = pairs.shape[1] * (l_max + 1)
+        l_scale = 4 * math.pi / (2 * torch.arange(l_max + 1, dtype=torch.float64) + 1)
+        self.register_buffer("l_scale", l_scale.to(dtype))
+        size = n_species * n_max
+        self.n_features = size * (size + 1) // 2 * (l_max + 1)
         self.register_buffer("feature_mean", torch.zeros(n_species, self.n_features, dtype=dtype))
         self.register_buffer("feature_std", torch.ones(n_species, self.n_features, dtype=dtype))
         self.mlps = torch.nn.ModuleList([_mlp(self.n_features, hidden, dtype) for _ in range(n_species)])
@@ -147,29 +144,45 @@ class PowerSpectrumConductivity(torch.nn.Module):
         envelope = 0.5 * (torch.cos(math.pi * r / self.cutoff) + 1.0)
         return torch.exp(-0.5 * offsets * offsets) * envelope.unsqueeze(1)
 
+    def density(
+        self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, n_local: int
+    ) -> torch.Tensor:
+        """c_{i,a lm} as [S·n_max, (l_max+1)², n_local], a = s·n_max + n, column
+        l² + l + m; nodes last, so that :meth:`power_spectrum` works on whole rows."""
+        center = edge_index[0]
+        neighbor = edge_index[1]
+        r = torch.linalg.vector_norm(edge_vec, dim=1)
+        kept = torch.nonzero((center < n_local) & (r < self.cutoff)).squeeze(1)
+        radial = self.radial(r[kept])
+        angular = self.spherical_harmonics(edge_vec[kept])
+        n_lm = angular.shape[1]
+        slot = center[kept] * self.n_species + species[neighbor[kept]]
+        density = torch.zeros(
+            n_local * self.n_species, self.n_max, n_lm, dtype=edge_vec.dtype, device=edge_vec.device
+        )
+        density.index_add_(0, slot, radial.unsqueeze(2) * angular.unsqueeze(1))
+        return density.view(n_local, self.n_species * self.n_max, n_lm).permute(1, 2, 0).contiguous()
+
+    def power_spectrum(self, density: torch.Tensor) -> torch.Tensor:
+        """p [n_local, n_features] from :meth:`density` (layout in the module docstring)."""
+        size = density.shape[0]
+        blocks: List[torch.Tensor] = []
+        for l in range(self.l_max + 1):
+            c_l = density[:, l * l:(l + 1) * (l + 1)]
+            # row a of the upper triangle: Σ_m c_alm c_blm for b = a … size−1, all nodes at once
+            rows = [(c_l[a].unsqueeze(0) * c_l[a:]).sum(1) for a in range(size)]
+            blocks.append(torch.cat(rows, 0))
+        spectrum = torch.stack(blocks, dim=1) * self.l_scale.unsqueeze(1)  # [pairs, l, nodes]
+        return spectrum.permute(2, 0, 1).reshape(density.shape[2], self.n_features)
+
     @torch.jit.export
     def descriptors(
         self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, n_local: int
     ) -> torch.Tensor:
         """The power spectrum p of nodes 0 … n_local−1, [n_local, n_features],
-        unstandardised (layout in the module docstring). Inputs as in ``forward``."""
-        center = edge_index[0]
-        neighbor = edge_index[1]
-        r = torch.linalg.vector_norm(edge_vec, dim=1)
-        kept = torch.nonzero((center < n_local) & (r < self.cutoff)).squeeze(1)
-        center = center[kept]
-        r = r[kept]
-        radial = self.radial(r)
-        angular = self.spherical_harmonics(edge_vec[kept])
-        n_lm = angular.shape[1]
-        slot = center * self.n_species + species[neighbor[kept]]
-        density = torch.zeros(
-            n_local * self.n_species, self.n_max, n_lm, dtype=edge_vec.dtype, device=edge_vec.device
-        )
-        density.index_add_(0, slot, radial.unsqueeze(2) * angular.unsqueeze(1))
-        density = density.view(n_local, self.n_species * self.n_max, n_lm)
-        products = density.index_select(1, self.pair_a) * density.index_select(1, self.pair_b)
-        return torch.matmul(products, self.l_weights).reshape(n_local, self.n_features)
+        unstandardised. Inputs as in ``forward``; edges whose center is not an
+        output node or that are not shorter than rc are ignored."""
+        return self.power_spectrum(self.density(species, edge_index, edge_vec, n_local))
 
     def forward(
         self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, n_local: int
@@ -177,11 +190,11 @@ class PowerSpectrumConductivity(torch.nn.Module):
         """λ in S cm² mol⁻¹ for nodes 0 … n_local−1 (the contract, DESIGN.md §3)."""
         local_species = species[:n_local]
         features = self.descriptors(species, edge_index, edge_vec, n_local)
-        features = (features - self.feature_mean[local_species]) / self.feature_std[local_species]
         out = torch.zeros(n_local, dtype=edge_vec.dtype, device=edge_vec.device)
         for s, mlp in enumerate(self.mlps):
             nodes = torch.nonzero(local_species == s).squeeze(1)
-            out = out.index_copy(0, nodes, mlp(features[nodes]).squeeze(1))
+            standardised = (features[nodes] - self.feature_mean[s]) / self.feature_std[s]
+            out = out.index_copy(0, nodes, mlp(standardised).squeeze(1))
         return out
 
     @torch.no_grad()
