@@ -174,3 +174,15 @@ def test_surrogate_reproduces_a_function_of_its_own_form():
     surrogate(rows)
     for r in rows:
         assert r["surrogate"]["value"] == pytest.approx(r["lambda"]["value"], rel=1e-9)
+
+
+def test_power_spectrum_family_trains_with_standardised_descriptors(tmp_path, records):
+    records_dir, truth = records
+    torch.set_num_threads(1)
+    spec = {"family": "power-spectrum", "cutoff": RC, "n_max": 3, "l_max": 2, "hidden": [16]}
+    path = Trainer(load_config(config(tmp_path, records_dir, model=spec, ensemble=1)),
+                   log=lambda m: None).run("test")
+    means, _ = system_means(path, records_dir, truth)
+    for name, (pred, lam) in means.items():
+        assert abs(pred - lam) < 0.05 * lam, (name, pred, lam)
+    assert load_model(path).metadata.kind == "ensemble/power-spectrum"

@@ -269,7 +269,22 @@ class Trainer:
     def new_model(self, spec: dict, seed: int, offset: float, scale: float) -> Scaled:
         torch.manual_seed(seed)
         module, _ = make_model(spec["family"], self.species, self.charges, **self._options(spec))
+        module = module.to(self.dtype)
+        if hasattr(module, "set_standardization"):  # descriptor models: inputs standardised on data
+            self._standardize(module)
         return Scaled(module, offset, scale).to(self.dtype)
+
+    def _standardize(self, module: torch.nn.Module, max_frames: int = 64) -> None:
+        """Feature mean and spread per central species from up to ``max_frames`` training frames."""
+        frames = [f for s in self.systems for f in s.frames]
+        step = max(1, len(frames) // max_frames)
+        species, features = [], []
+        with torch.no_grad():
+            for frame in frames[::step]:
+                n = int(frame.species.shape[0])
+                features.append(module.descriptors(frame.species, frame.edge_index, frame.edge_vec, n))
+                species.append(frame.species)
+        module.set_standardization(torch.cat(species), torch.cat(features))
 
     def member(self, m: int) -> tuple[torch.nn.Module, dict]:
         config = self.config
