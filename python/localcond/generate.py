@@ -8,20 +8,24 @@ A grid file (JSON, e.g. ``training/grid.json``) fixes the model electrolyte
 held-out). Per system:
 
 1. **Pilot** (segment 0: minimisation, equilibration, then one segment of
-   ``segment_ps``). Its data fix, once and for all, the slope-form window
-   [τ1, τ2] (the rule of :mod:`localcond.labels.windows`) and the
-   production length: the number of segments that
+   ``segment_ps``; extended to 2 and then 4 segments while the window rule
+   cannot settle: its window [t, 2t] is settled when the lags up to 8t could
+   be tested, i.e. two octaves of longer windows saw no trend — the pilot's
+   blocks are 5 per pilot, so its longest testable lag grows with it). Its
+   data fix, once and for all, the slope-form window [τ1, τ2] (the rule of
+   :mod:`localcond.labels.windows`) and the production length: the number of segments that
    brings the pilot's relative statistical error of Λ at that window down to
-   the role's target, ``ceil((err_pilot / target)² · pilot / segment)``,
+   the role's target, ``ceil(pilot segments · (err_pilot / target)²)``,
    clamped to [``min_production_segments``, role maximum]. Two-stage rule:
    the pilot's data are **not** used in any reported number, so the choice of
    length cannot bias Λ or its error (no optional stopping).
-2. **Production** (segments 1 … n): each segment continues from the
+2. **Production** (the n segments after the pilot): each continues from the
    previous one's restart file and is analysed as soon as it finishes:
-   displacement statistics over origins inside the segment, and per-ion
+   displacement statistics over origins inside the segment (in ``sub_blocks``
+   blocks, merged into longer blocks as the lags require), and per-ion
    labels at origins every ``stride`` (see :mod:`localcond.dataset`).
 3. **Analysis** of the production segments only: Λ in the slope form at the
-   planned window with block errors (blocks of origins inside segments), the
+   planned window with block errors (one block per segment), the
    τ-systematic (change to the next longer window) and the diffusive check
    (the window rule re-applied to production data: the planned window must
    show no significant trend against longer ones), halves, temperature,
@@ -98,8 +102,8 @@ class GridSpec:
     dump_every: int
     equilibration_ps: float
     segment_ps: float
-    pilot_blocks: int
-    blocks_per_segment: int
+    sub_blocks: int  # blocks of origins stored per segment (merged as the lags require)
+    max_pilot_segments: int
     min_production_segments: int
     target_statistical_error: dict[str, float]
     target_total_error: dict[str, float]
@@ -118,9 +122,9 @@ class GridSpec:
     def frame_ps(self) -> float:
         return self.dump_every * self.timestep_fs / 1000.0
 
-    def longest_lag_ps(self, n_blocks: int) -> float:
-        """The longest supported lag with ``n_blocks`` blocks of origins per segment."""
-        return self.segment_ps / n_blocks / BLOCKS_PER_LAG
+    def longest_lag_ps(self, merge: int) -> float:
+        """The longest supported lag with blocks of ``merge`` stored sub-blocks."""
+        return merge * self.segment_ps / self.sub_blocks / BLOCKS_PER_LAG
 
 
 def system_name(conc: float, eps: float, replica: int) -> str:
@@ -162,8 +166,8 @@ def load_grid(path: str | Path) -> GridSpec:
             dump_every=int(spec["dump_every"]),
             equilibration_ps=float(spec["equilibration_ps"]),
             segment_ps=float(spec["segment_ps"]),
-            pilot_blocks=int(spec.get("pilot_blocks", 5)),
-            blocks_per_segment=int(spec.get("blocks_per_segment", 1)),
+            sub_blocks=int(spec.get("sub_blocks", 5)),
+            max_pilot_segments=int(spec.get("max_pilot_segments", 4)),
             min_production_segments=int(spec.get("min_production_segments", 2)),
             target_statistical_error={k: float(v) for k, v in spec["target_statistical_error"].items()},
             target_total_error={k: float(v) for k, v in spec.get("target_total_error", {}).items()},
@@ -197,7 +201,7 @@ class SystemRun:
         self.progress = progress_dir / grid.name / system.name
         self.records = records_dir / grid.name
         reference = tuple(int(round(t / grid.frame_ps)) for t in grid.reference_window_ps)
-        longest = grid.longest_lag_ps(grid.blocks_per_segment)
+        longest = grid.longest_lag_ps(grid.sub_blocks)  # production: one block per segment
         self.lags = log_spaced_lags(int(longest / grid.frame_ps),
                                     extra=window_lags(grid.frame_ps, longest) + reference)
 
@@ -258,8 +262,7 @@ class SystemRun:
         segment = load_segment(dump, grid.timestep_fs)
         if abs(segment.frame_ps - grid.frame_ps) > 1e-9:
             raise LocalcondError(f"{dump}: frame spacing {segment.frame_ps} ps, grid says {grid.frame_ps}")
-        sums = accumulate_segment(segment, self.lags,
-                                  grid.pilot_blocks if k == 0 else grid.blocks_per_segment)
+        sums = accumulate_segment(segment, self.lags, grid.sub_blocks)
         arrays: dict[str, np.ndarray] = {}
         if label_plan is not None:
             labels = label_origins(segment, tuple(label_plan["window_frames"]), grid.label_radii_a,
@@ -269,6 +272,8 @@ class SystemRun:
         temperature = _mean_temperature(self.scratch / f"seg{k:03d}.temperature")
         ions = segment.ions
         meta = {"segment": k, "seed": seed(grid.name, self.system.name, k), "wall_s": wall,
+                "label_window_frames": label_plan["window_frames"] if label_plan else None,
+                "label_stride_frames": label_plan["stride_frames"] if label_plan else None,
                 "n_frames": int(len(segment.positions)), "frame_ps": segment.frame_ps,
                 "temperature_mean_k": temperature, "localcond_version": __version__}
         if self.wants_kinisi and label_plan is not None:
@@ -286,9 +291,31 @@ class SystemRun:
                 charge=ions.charges, cell=ions.cell, pbc=np.array(ions.pbc),
                 box_origin=segment.box_origin, volume=ions.volume_a3, meta=json.dumps(meta), **arrays)
         os.replace(tmp, target)
+        last = self.done() - 1
         for old in self.progress.glob("seg*.restart"):
-            if old.name != f"seg{k:03d}.restart":
+            if old.name != f"seg{last:03d}.restart":
                 old.unlink()
+
+    def ensure_segment(self, k: int, label_plan: dict | None) -> None:
+        """Segment k analysed as the plan wants it: run it, or redo the analysis of its
+        trajectory if it was analysed differently (other lags or blocks, other labels)."""
+        if not self.segment_file(k).exists():
+            self.run_segment(k, label_plan)
+            return
+        stored = self.load(k)
+        wanted = (label_plan["window_frames"], label_plan["stride_frames"]) if label_plan else None
+        have = (stored["meta"].get("label_window_frames"), stored["meta"].get("label_stride_frames"))
+        fine = (np.array_equal(stored["lags"], self.lags) and stored["count"].shape[0] == self.grid.sub_blocks
+                and (wanted is None or tuple(have) == tuple(wanted)))
+        if fine:
+            return
+        dump = self.scratch / f"seg{k:03d}.dump"
+        if not dump.exists():
+            raise LocalcondError(f"{self.system.name}: segment {k} was analysed for another plan and its "
+                                 f"trajectory {dump} is gone; remove {self.progress} from segment {k} on "
+                                 "to rerun it")
+        self._analyse_segment(k, stored["meta"]["wall_s"], label_plan)
+        self.log(f"  {self.system.name}: segment {k} reanalysed from its trajectory")
 
     # --- stored segments ----------------------------------------------------
     def load(self, k: int) -> dict:
@@ -297,48 +324,80 @@ class SystemRun:
         out["meta"] = json.loads(str(out["meta"]))
         return out
 
-    def accumulated(self, segments: list[dict]) -> Accumulated:
+    def accumulated(self, segments: list[dict], merge: int) -> tuple[Accumulated, Settings]:
+        """Consecutive segments as one trajectory whose blocks are ``merge`` stored
+        sub-blocks each (sums of sub-blocks are exact), with the matching settings."""
         first = segments[0]
         ions = IonSet(first["id"], first["type"], first["charge"], float(first["volume"]),
                       first["cell"], tuple(bool(b) for b in first["pbc"]))
-        sums = [BlockSums(s["count"], s["m2"], s["self_sq"], s["self_q2"], s["cross"]) for s in segments]
-        return Accumulated(ions, self.grid.frame_ps, [s["meta"]["n_frames"] for s in segments],
-                           first["lags"], sums)
+        subs = BlockSums.stack([BlockSums(s["count"], s["m2"], s["self_sq"], s["self_q2"], s["cross"])
+                                for s in segments])
+        n_sub = subs.count.shape[0]
+        if n_sub % merge:
+            raise LocalcondError(f"{n_sub} sub-blocks cannot be merged in groups of {merge}")
+        merged = BlockSums(*(a.reshape(n_sub // merge, merge, *a.shape[1:]).sum(axis=1) for a in
+                             (subs.count, subs.m2, subs.self_sq, subs.self_q2, subs.cross)))
+        frames = sum(s["meta"]["n_frames"] for s in segments)
+        acc = Accumulated(ions, self.grid.frame_ps, [frames], first["lags"], [merged])
+        settings = Settings(timestep_fs=self.grid.timestep_fs, temperature_k=self.grid.temperature_k,
+                            n_blocks=n_sub // merge)
+        return acc, settings
 
-    def settings(self, window_ps: tuple[float, float] | None = None, pilot: bool = False) -> Settings:
-        n_blocks = self.grid.pilot_blocks if pilot else self.grid.blocks_per_segment
-        return Settings(timestep_fs=self.grid.timestep_fs, temperature_k=self.grid.temperature_k,
-                        tau_window_ps=window_ps, n_blocks=n_blocks)
+    def analysis(self, segments: list[dict], merge: int, window_ps=None) -> dict:
+        acc, settings = self.accumulated(segments, merge)
+        settings.tau_window_ps = tuple(window_ps) if window_ps else None
+        return analyse(acc, settings)
 
     # --- the plan from the pilot -------------------------------------------
+    def pilot(self, n: int) -> tuple[dict, bool]:
+        """The window rule on pilot segments 0 … n−1 (5 blocks of n sub-blocks each, so
+        lags up to n × 125 ps for 2.5 ns segments) and whether its choice is final:
+        a passing window [t, 2t] is final when the two octaves above it, up to 8t, were
+        tested, or when the pilot has its maximum length."""
+        result = self.analysis([self.load(k) for k in range(n)], merge=n)
+        if result.get("window_rule") is None:
+            raise LocalcondError(f"{self.system.name}: the pilot supports fewer than two windows")
+        longest = self.grid.longest_lag_ps(n)
+        t1 = result["tau_window_ps"][0]
+        settled = result["window_check_passed"] and 8 * t1 <= longest + 1e-9
+        return result, settled or n >= self.grid.max_pilot_segments
+
     def plan(self) -> dict:
         path = self.progress / "plan.json"
         if path.exists():
             return json.loads(path.read_text())
         grid, role = self.grid, self.system.role
-        pilot = analyse(self.accumulated([self.load(0)]), self.settings(pilot=True))
-        if pilot.get("window_rule") is None:
-            raise LocalcondError(f"{self.system.name}: the pilot supports fewer than two windows")
+        n_pilot = 1
+        while True:
+            for k in range(n_pilot):
+                self.ensure_segment(k, None)
+            pilot, final = self.pilot(n_pilot)
+            if final:
+                break
+            self.log(f"  {self.system.name}: pilot of {n_pilot} segment(s) cannot settle the window "
+                     f"(rule: {pilot['tau_window_ps']} ps, passed {pilot['window_check_passed']}): "
+                     f"extending it to {2 * n_pilot}")
+            n_pilot = min(2 * n_pilot, grid.max_pilot_segments)
         rows = pilot["windows"]
         if pilot["window_check_passed"]:
             window_ps = tuple(pilot["tau_window_ps"])
             row = next(r for r in rows if r["tau_window_ps"] == list(window_ps))
             rel = row["stderr"] / abs(row["value"])
-            how = "chosen by the window rule on the pilot"
+            how = f"chosen by the window rule on a pilot of {n_pilot} segment(s)"
         else:
-            # No window up to the pilot's longest testable lag passes: take the longest
-            # production window that still has a longer one to be checked against, and
-            # scale the error of the pilot's longest window (∝ √τ2) to it.
-            starts = candidate_starts(grid.frame_ps, grid.longest_lag_ps(grid.blocks_per_segment))
+            # No window passes even on the longest pilot: take the longest production
+            # window that still has a longer one to be checked against, and scale the
+            # error of the pilot's longest window (∝ √τ2) to it.
+            starts = candidate_starts(grid.frame_ps, grid.longest_lag_ps(grid.sub_blocks))
             window_ps = tuple(frames_to_ps((starts[-2], 2 * starts[-2]), grid.frame_ps))
             row = rows[-1]
             rel = row["stderr"] / abs(row["value"]) * math.sqrt(window_ps[1] / row["tau_window_ps"][1])
-            how = ("no window passed the rule on the pilot (lags up to "
-                   f"{rows[-1]['tau_window_ps'][1]:g} ps): the longest production window with a "
+            how = (f"no window passed the rule on a pilot of {n_pilot} segment(s) (lags up to "
+                   f"{grid.longest_lag_ps(n_pilot):g} ps): the longest production window with a "
                    "longer one to check it against")
         window_frames = [int(round(t / grid.frame_ps)) for t in window_ps]
         target = grid.target_statistical_error[role]
-        wanted = math.ceil((rel / target) ** 2)  # pilot and production segments are equally long
+        wanted = math.ceil(n_pilot * (rel / target) ** 2)  # error ∝ 1/√length
         longest = int(grid.max_production_ps[role] // grid.segment_ps)
         n = min(max(wanted, grid.min_production_segments), longest)
         production_ps = n * grid.segment_ps
@@ -346,15 +405,17 @@ class SystemRun:
         stride_frames = int(math.ceil(stride_ps / grid.frame_ps))
         plan = {
             "system": self.system.name, "role": role,
-            "rule": ("two-stage: the pilot segment (not used in any reported number) fixes the window "
-                     "(the window rule) and the production length "
-                     f"ceil((pilot relative error / {target:g})^2) segments of {grid.segment_ps:g} ps, "
-                     f"clamped to [{grid.min_production_segments}, {longest}]"),
+            "rule": ("two-stage: pilot segments (1, extended to 2 and 4 while the window rule cannot "
+                     "settle; not used in any reported number) fix the window and the production length "
+                     f"ceil(pilot segments x (pilot relative error / {target:g})^2) segments of "
+                     f"{grid.segment_ps:g} ps, clamped to [{grid.min_production_segments}, {longest}]"),
             "window_ps": list(window_ps), "window_frames": window_frames, "window_choice": how,
+            "pilot_segments": n_pilot,
             "pilot": {"relative_error": rel, "window_passed": pilot["window_check_passed"],
-                      "critical_z": pilot["critical_z"], "windows": rows},
+                      "critical_z": pilot["critical_z"], "longest_lag_ps": grid.longest_lag_ps(n_pilot),
+                      "windows": rows},
             "production_segments": n, "wanted_segments": wanted,
-            "expected_relative_error": rel * math.sqrt(1.0 / max(n, 1)),
+            "expected_relative_error": rel * math.sqrt(n_pilot / max(n, 1)),
             "stride_frames": stride_frames, "stride_ps": stride_frames * grid.frame_ps,
             "label_radii_A": list(grid.label_radii_a),
         }
@@ -365,29 +426,33 @@ class SystemRun:
         tmp.write_text(json.dumps(plan, indent=2) + "\n")
         os.replace(tmp, path)
         self.log(f"  {self.system.name}: plan: window {window_ps[0]:g}-{window_ps[1]:g} ps, "
-                 f"pilot error {rel:.1%}, {n} production segments ({production_ps / 1000:g} ns)")
+                 f"pilot {n_pilot} segment(s) with error {rel:.1%}, {n} production segments "
+                 f"({production_ps / 1000:g} ns)")
         return plan
+
+    def production(self, plan: dict) -> range:
+        first = plan["pilot_segments"]
+        return range(first, first + plan["production_segments"])
 
     # --- the whole system ---------------------------------------------------
     def run(self) -> dict:
-        if self.done() == 0:
-            self.run_segment(0, None)
         plan = self.plan()
-        for k in range(self.done(), plan["production_segments"] + 1):
-            self.run_segment(k, plan)
+        for k in self.production(plan):
+            self.ensure_segment(k, plan)
         return self.finish(plan)
 
     def finish(self, plan: dict) -> dict:
         grid, system = self.grid, self.system
         n = plan["production_segments"]
-        segments = [self.load(k) for k in range(1, n + 1)]
+        segments = [self.load(k) for k in self.production(plan)]
         window = tuple(plan["window_ps"])
-        full = analyse(self.accumulated(segments), self.settings(window))
-        check = analyse(self.accumulated(segments), self.settings())  # the rule on production data
-        reference = analyse(self.accumulated(segments), self.settings(grid.reference_window_ps))
+        per_segment_blocks = grid.sub_blocks  # production: one block per segment
+        full = self.analysis(segments, per_segment_blocks, window)
+        check = self.analysis(segments, per_segment_blocks)  # the rule on production data
+        reference = self.analysis(segments, per_segment_blocks, grid.reference_window_ps)
         row = next((r for r in check.get("windows", []) if r["tau_window_ps"] == list(window)), None)
         passed = bool(row and row["largest_z_to_longer"] is not None
-                      and row["largest_z_to_longer"] <= critical_z(Z_CHECK, n * grid.blocks_per_segment))
+                      and row["largest_z_to_longer"] <= critical_z(Z_CHECK, n))
         systematic, next_window = _systematic(check.get("windows", []), window)
         lam = dict(full["molar_conductivity"])
         stat = lam["stderr"]
@@ -398,17 +463,16 @@ class SystemRun:
             warnings.append(
                 f"diffusive check failed: in production the planned window {window[0]:g}-{window[1]:g} ps "
                 f"differs from a longer window by more than "
-                f"{critical_z(Z_CHECK, n * grid.blocks_per_segment):.2f} standard errors "
+                f"{critical_z(Z_CHECK, n):.2f} standard errors "
                 "(the t-quantile at 2 sigma; largest z "
                 f"{row['largest_z_to_longer'] if row else float('nan'):.2f})")
         # Halves: values from each half, errors from the scatter of all segments (a
         # half of two segments would otherwise judge its error from two numbers).
         half = n // 2
-        per_segment = [analyse(self.accumulated([seg]), self.settings(window))["molar_conductivity"]["value"]
-                       for seg in segments]
+        per_segment = [self.analysis([seg], 1, window)["molar_conductivity"]["value"] for seg in segments]
         spread = float(np.std(per_segment, ddof=1))
         (a, ea), (b, eb) = [
-            (analyse(self.accumulated(part), self.settings(window))["molar_conductivity"]["value"],
+            (self.analysis(part, per_segment_blocks, window)["molar_conductivity"]["value"],
              spread / math.sqrt(len(part))) for part in (segments[:half], segments[half:])]
         temperature = float(np.mean([s["meta"]["temperature_mean_k"] for s in segments]))
         kinisi = None
@@ -417,7 +481,8 @@ class SystemRun:
 
             kinisi = combine_segments([s["meta"]["kinisi"] for s in segments])
         record_path, record_info = self.write_record(plan, segments, full, lam)
-        wall = sum(self.load(k)["meta"]["wall_s"] for k in range(0, n + 1))
+        last = self.production(plan)[-1]
+        wall = sum(self.load(k)["meta"]["wall_s"] for k in range(0, last + 1))
         target_total = grid.target_total_error.get(system.role)
         rel_total = lam["total_error"] / abs(lam["value"])
         summary = {
@@ -425,8 +490,8 @@ class SystemRun:
             "concentration_nominal_mol_per_l": system.conc, "dielectric_constant": system.eps,
             "bjerrum_length_A": COULOMB_BJERRUM_A * (298.0 / grid.temperature_k) / system.eps,
             "replica": system.replica,
-            "seeds": [seed(grid.name, system.name, k) for k in range(n + 1)],
-            "pilot_ps": grid.segment_ps, "production_ps": n * grid.segment_ps,
+            "seeds": [seed(grid.name, system.name, k) for k in range(last + 1)],
+            "pilot_ps": plan["pilot_segments"] * grid.segment_ps, "production_ps": n * grid.segment_ps,
             "run_length_rule": plan["rule"], "plan": {k: v for k, v in plan.items() if k != "pilot"},
             "pilot": plan["pilot"],
             "molar_conductivity": lam, "nernst_einstein": full["nernst_einstein"],
@@ -562,7 +627,7 @@ def reanalyse(grid_path: str | Path, table: str | Path, progress_dir: str | Path
         if not plan_path.exists():
             continue
         plan = json.loads(plan_path.read_text())
-        if run.done() < plan["production_segments"] + 1:
+        if run.done() < run.production(plan)[-1] + 1:
             continue
         summary = run.finish(plan)
         _update_table(Path(table), grid, [summary])
