@@ -1,6 +1,5 @@
 """Bad input to fix localcond stops LAMMPS with a clear message, never a crash."""
 
-from pathlib import Path
 
 import pytest
 import torch

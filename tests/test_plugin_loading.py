@@ -1,7 +1,6 @@
 """Loading the plugin is cheap: Python's packages and torch start only when a
 fix localcond is created. Restart files carry the fix's per-atom values."""
 
-from pathlib import Path
 
 import numpy as np
 

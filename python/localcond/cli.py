@@ -169,11 +169,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from localcond.learn.evaluate import evaluate, parity_plot, write_json
+    from localcond.io.files import write_json
+    from localcond.learn.evaluate import evaluate, parity_plot
     from localcond.learn.train import record_paths
 
     result = evaluate(args.model, record_paths(args.records))
-    path = write_json(result, args.json)
+    path = write_json(args.json, result)
     plot = parity_plot(result, args.plot or str(path.with_suffix(".png")))
     for row in result["systems"]:
         p, t = row["lambda_pred"], row["lambda"]

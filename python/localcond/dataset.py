@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from localcond import __version__
 from localcond.errors import LocalcondError
+from localcond.io.files import atomic_path, write_json
 from localcond.labels.einstein_helfand import BlockSums, DisplacementAccumulator
 from localcond.labels.per_ion import _truncated_dm
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
@@ -158,13 +158,11 @@ def write_record(path: str | Path, ions: IonSet, species_names: list[str], box_o
     meta = dict(metadata, format=FORMAT, unit=UNIT, n_origins=int(len(arrays["collective"])),
                 lambda_same_origins=lambda_of_origins(arrays["collective"], metadata),
                 localcond_version=__version__)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, id=ions.ids, species=np.array(species_names),
                             species_index=ions.species_index(), charge=ions.charges,
                             cell=ions.cell, box_origin=box_origin, pbc=np.array(ions.pbc),
                             metadata=json.dumps(meta), **arrays)
-    os.replace(tmp, path)
     return path
 
 
@@ -213,10 +211,7 @@ def update_manifest(directory: str | Path, record: Path, entry: dict) -> Path:
     data = json.loads(manifest.read_text()) if manifest.exists() else {"format": FORMAT, "records": {}}
     data["records"][record.name] = dict(entry, sha256=sha256(record), bytes=record.stat().st_size)
     data["records"] = dict(sorted(data["records"].items()))
-    tmp = manifest.with_name(manifest.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, manifest)
-    return manifest
+    return write_json(manifest, data)
 
 
 def check_directory(directory: str | Path) -> list[dict]:

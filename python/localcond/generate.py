@@ -66,6 +66,7 @@ from localcond.dataset import (
     write_record,
 )
 from localcond.errors import LocalcondError
+from localcond.io.files import atomic_path, read_json, write_json
 from localcond.labels.conductivity import Accumulated, Settings, analyse
 from localcond.labels.einstein_helfand import BlockSums, log_spaced_lags
 from localcond.labels.trajectory import IonSet
@@ -140,10 +141,7 @@ def seed(grid: str, system: str, segment: int) -> int:
 
 def load_grid(path: str | Path) -> GridSpec:
     path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LocalcondError(f"cannot read grid file {path}: {exc}") from None
+    spec = read_json(path, "grid file")
     try:
         systems = []
         train = spec["train"]
@@ -280,17 +278,14 @@ class SystemRun:
             meta["kinisi"] = _kinisi_segment(dump, grid, label_plan)
         # The restart first (named for this segment), then the marker: a crash in
         # between leaves an unused restart, never a marker without its restart.
-        shutil.copyfile(self.scratch / f"seg{k:03d}.restart", self.progress / f"seg{k:03d}.restart.tmp")
-        os.replace(self.progress / f"seg{k:03d}.restart.tmp", self.progress / f"seg{k:03d}.restart")
-        target = self.segment_file(k)
-        tmp = target.with_name(target.name + ".tmp")
-        with open(tmp, "wb") as handle:
+        with atomic_path(self.progress / f"seg{k:03d}.restart") as tmp:
+            shutil.copyfile(self.scratch / f"seg{k:03d}.restart", tmp)
+        with atomic_path(self.segment_file(k)) as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(
                 handle, lags=self.lags, count=sums.count, m2=sums.m2, self_sq=sums.self_sq,
                 self_q2=sums.self_q2, cross=sums.cross, id=ions.ids, type=ions.types,
                 charge=ions.charges, cell=ions.cell, pbc=np.array(ions.pbc),
                 box_origin=segment.box_origin, volume=ions.volume_a3, meta=json.dumps(meta), **arrays)
-        os.replace(tmp, target)
         last = self.done() - 1
         for old in self.progress.glob("seg*.restart"):
             if old.name != f"seg{last:03d}.restart":
@@ -422,9 +417,7 @@ class SystemRun:
         if wanted > longest:
             plan["warning"] = (f"the pilot asks for {wanted} production segments, more than the "
                                f"{longest} affordable: the statistical target will be missed")
-        tmp = path.with_name("plan.json.tmp")
-        tmp.write_text(json.dumps(plan, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(path, plan)
         self.log(f"  {self.system.name}: plan: window {window_ps[0]:g}-{window_ps[1]:g} ps, "
                  f"pilot {n_pilot} segment(s) with error {rel:.1%}, {n} production segments "
                  f"({production_ps / 1000:g} ns)")
@@ -599,13 +592,6 @@ def _git_commit() -> str | None:
         return None
 
 
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _run_one(grid_path: str, dirs: tuple[Path, Path, Path], name: str) -> dict:
     """Run and analyse one system (in a worker process); returns its summary."""
     grid = load_grid(grid_path)
@@ -698,6 +684,6 @@ def _update_table(table: Path, grid: GridSpec, results: list[dict]) -> None:
     by_name.update({r["system"]: r for r in results})
     order = {s.name: i for i, s in enumerate(grid.systems)}
     rows = sorted(by_name.values(), key=lambda r: order.get(r["system"], 1 << 30))
-    _write_json(table, {"grid": grid.name, "command": "localcond generate training/grid.json --jobs 2",
+    write_json(table, {"grid": grid.name, "command": "localcond generate training/grid.json --jobs 2",
                         "systems": rows})
 

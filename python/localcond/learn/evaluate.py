@@ -19,8 +19,6 @@ structure.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ import torch
 from localcond import __version__
 from localcond.dataset import positions, read_record
 from localcond.errors import LocalcondError
+from localcond.io.files import atomic_path
 from localcond.neighbors import periodic_edges
 from localcond.runtime import load_model
 
@@ -179,17 +178,7 @@ def parity_plot(result: dict, path: str | Path) -> Path:
     ax.set_title(result.get("model_kind", ""))
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
     return path

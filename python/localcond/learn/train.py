@@ -44,6 +44,7 @@ import torch
 
 from localcond import __version__
 from localcond.errors import LocalcondError
+from localcond.io.files import atomic_path, read_json
 from localcond.learn.data import Batch, SystemData, collate, load_system
 from localcond.learn.modules import Ensemble, Scaled, Sum
 from localcond.model.contract import ModelMetadata
@@ -77,10 +78,7 @@ class TrainConfig:
 
 def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LocalcondError(f"cannot read training configuration {path}: {exc}") from None
+    data = read_json(path, "training configuration")
     known = set(TrainConfig.__dataclass_fields__)
     unknown = sorted(set(data) - known)
     if unknown:
@@ -234,10 +232,8 @@ def _progress(total: int, done: int, description: str):
 
 
 def _save_checkpoint(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
 
 
 # --- the modes ----------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""Files written whole or not at all: write to a temporary file in the same
+directory, then rename over the target (atomic on POSIX), so a crash never
+leaves a partial file under the final name. JSON read with a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from localcond.errors import LocalcondError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; it replaces ``path`` when the block ends
+    without an exception and is removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, data) -> Path:
+    return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: str | Path, what: str):
+    """Parse a JSON file; a missing or malformed file is a LocalcondError naming ``what``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LocalcondError(f"cannot read {what} {path}: {exc}") from None
