@@ -72,7 +72,7 @@ def test_pure_linear_growth_takes_the_shortest_window():
     blocks = scale[:, None] * 2.0 * lags[None, :]
     choice = choose_window(lags, 1.0, blocks.mean(axis=0), blocks, 1.0, 128.0)
     assert choice.passed and choice.window_frames == (2, 4)
-    assert choice.systematic == pytest.approx(0.0, abs=1e-12)
+    assert choice.systematic.change == pytest.approx(0.0, abs=1e-12) and choice.systematic.value == 0.0
     assert choice.table[0]["value"] == pytest.approx(2.0)
 
 
@@ -95,7 +95,7 @@ def test_a_relaxing_offset_pushes_the_window_out():
     for t in starts:
         if excess[t] > 5 * row[float(t)]["stderr"]:
             assert t < chosen, (t, chosen)
-    total = np.hypot(row[float(chosen)]["stderr"], choice.systematic)
+    total = np.hypot(row[float(chosen)]["stderr"], choice.systematic.value)
     assert excess[chosen] <= 3 * total
     assert excess[starts[0]] > 10 * total  # the shortest window would have been badly wrong
 
@@ -104,3 +104,22 @@ def test_no_window_when_the_run_is_too_short():
     lags = np.arange(1, 10)
     blocks = np.ones((5, 1)) * lags[None, :]
     assert choose_window(lags, 1.0, blocks[0], blocks, 1.0, 5.0) is None
+
+
+def test_systematic_removes_the_noise_of_the_comparison_by_hand():
+    """Blocks of ⟨|ΔM|²⟩ = a_b τ + c_b τ² built so that [2, 4] and [4, 8] differ per block
+    by d_b = 4 c_b: the measured change is |mean d|, its error std(d)/√B, and the
+    systematic √(change² − error²) (zero when the change is within its noise)."""
+    from localcond.labels.windows import systematic
+
+    lags = np.arange(1, 40)
+    c = np.array([0.5, -0.3, 0.2, 0.1, 0.0])
+    blocks = np.array([2.0 * lags + cb * lags**2 for cb in c])
+    result = systematic(lags, 1.0, blocks.mean(axis=0), blocks, 1.0, (2, 4), 39.0)
+    d = (2 + 6 * c) - (2 + 12 * c)  # slope of a τ + c τ² over [t, 2t] is a + 3 c t
+    assert result.next_window_frames == (4, 8)
+    assert result.change == pytest.approx(abs(d.mean()))
+    assert result.change_stderr == pytest.approx(d.std(ddof=1) / np.sqrt(5))
+    expected = np.sqrt(max(0.0, d.mean() ** 2 - (d.std(ddof=1) / np.sqrt(5)) ** 2))
+    assert result.value == pytest.approx(expected)
+    assert result.value < result.change

@@ -446,11 +446,11 @@ class SystemRun:
         row = next((r for r in check.get("windows", []) if r["tau_window_ps"] == list(window)), None)
         passed = bool(row and row["largest_z_to_longer"] is not None
                       and row["largest_z_to_longer"] <= critical_z(Z_CHECK, n))
-        systematic, next_window = _systematic(check.get("windows", []), window)
         lam = dict(full["molar_conductivity"])
         stat = lam["stderr"]
-        lam["tau_systematic"] = systematic
-        lam["total_error"] = math.hypot(stat, systematic)
+        if "tau_systematic" not in lam:
+            raise LocalcondError(f"{system.name}: no longer window to measure the tau-systematic against")
+        next_window = full["tau_systematic"]["next_window_ps"]
         warnings = list(full["diffusive_check"]["warnings"])
         if not passed:
             warnings.append(
@@ -492,6 +492,7 @@ class SystemRun:
             "relative_total_error": rel_total,
             "meets_target": bool(target_total is None or rel_total <= target_total),
             "tau_window_ps": list(window), "next_window_ps": next_window,
+            "tau_systematic": full["tau_systematic"],
             "reference_window": {"tau_window_ps": list(grid.reference_window_ps),
                                  **reference["molar_conductivity"]},
             "diffusion_coefficients": full["diffusion_coefficients"],
@@ -549,21 +550,6 @@ class SystemRun:
                 "stride_ps": plan["stride_ps"], "lambda_same_origins": same,
                 "bytes": path.stat().st_size}
         return path, info
-
-
-def _systematic(windows: list[dict], window: tuple[float, float]) -> tuple[float, list[float] | None]:
-    """|Λ(window) − Λ(next disjoint longer window)| from a window table."""
-    rows = {tuple(r["tau_window_ps"]): r for r in windows}
-    mine = rows.get(tuple(window))
-    if mine is None:
-        return float("nan"), None
-    longer = [r for r in windows if r["tau_window_ps"][0] >= window[1] - 1e-9]
-    if not longer:
-        longer = [r for r in windows if r["tau_window_ps"][0] > window[0]]
-    if not longer:
-        return float("nan"), None
-    nxt = longer[0]
-    return abs(mine["value"] - nxt["value"]), nxt["tau_window_ps"]
 
 
 def _mean_temperature(path: Path) -> float:

@@ -36,7 +36,14 @@ from localcond.labels.einstein_helfand import (
     log_spaced_lags,
 )
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
-from localcond.labels.windows import BLOCKS_PER_LAG, RULE, choose_window, frames_to_ps, window_lags
+from localcond.labels.windows import (
+    BLOCKS_PER_LAG,
+    RULE,
+    choose_window,
+    frames_to_ps,
+    systematic,
+    window_lags,
+)
 from localcond.labels.units import (
     concentration_mol_per_l,
     diffusion_cm2_per_s,
@@ -197,8 +204,8 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
     warnings: list[str] = []
     choice = None
     window = settings.tau_window_ps
+    longest = longest_supported_ps(settings, min(acc.n_frames) * acc.frame_ps - acc.frame_ps)
     if not settings.tau_ps and not window:
-        longest = longest_supported_ps(settings, min(acc.n_frames) * acc.frame_ps - acc.frame_ps)
         choice = choose_window(acc.lags, acc.frame_ps, pooled.m2[0], blocks.m2, prefactor, longest)
         if choice is not None:
             window = tuple(frames_to_ps(choice.window_frames, acc.frame_ps))
@@ -277,15 +284,21 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
     lam = entry(eh, UNIT) | {"method": "Einstein-Helfand"}
     window_desc: dict = {"window_rule": None}
     if choice is not None:
+        window_desc = {"window_rule": RULE, "window_check_passed": choice.passed,
+                       "critical_z": choice.critical_z, "windows": choice.table}
+    sys_ = None
+    if window:
+        frames = (int(round(window[0] / acc.frame_ps)), int(round(window[1] / acc.frame_ps)))
+        sys_ = systematic(acc.lags, acc.frame_ps, pooled.m2[0], blocks.m2, prefactor, frames, longest)
+    if sys_ is not None:
         stat = lam["stderr"] if lam["stderr"] is not None else float("nan")
-        lam["tau_systematic"] = choice.systematic
-        lam["total_error"] = float(np.hypot(stat, choice.systematic))
-        window_desc = {
-            "window_rule": RULE, "window_check_passed": choice.passed, "critical_z": choice.critical_z,
-            "windows": choice.table,
-            "tau_systematic": {"value": choice.systematic, "unit": UNIT,
-                               "next_window_ps": frames_to_ps(choice.next_window_frames, acc.frame_ps)},
-        }
+        lam["tau_systematic"] = sys_.value
+        lam["total_error"] = float(np.hypot(stat, sys_.value))
+        window_desc["tau_systematic"] = {
+            "value": sys_.value, "measured_change": sys_.change, "change_stderr": sys_.change_stderr,
+            "next_window_ps": frames_to_ps(sys_.next_window_frames, acc.frame_ps), "unit": UNIT,
+            "definition": "sqrt(max(0, change^2 - stderr(change)^2)), change = Lambda(window) - "
+                          "Lambda(next disjoint window)"}
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_curve = prefactor * blocks.m2 / lags_ps[None, :]
         ratio_value = prefactor * pooled.m2[0] / lags_ps

@@ -40,11 +40,11 @@ against one noisy longer window, is a floor, not a bound. A run's planned
 window is later *checked* at the usual significance: it fails when any
 longer window differs by more than the t-quantile at Z_CHECK = 2 (97.7 %).
 
-τ-systematic: |Λ_k − Λ_next| with W_next = [2 t_k, 4 t_k], the adjacent
-disjoint window (or the longest supported one when that is not supported).
-It is reported beside the statistical error and folded into the total error
-as √(σ_stat² + systematic²). It contains the noise of the longer window, so it
-errs on the large side.
+τ-systematic: the change Λ_k − Λ_next with W_next = [2 t_k, 4 t_k], the
+adjacent disjoint window (or the longest supported one when that is not
+supported), less its own noise: √max(0, change² − σ²(change)) (see
+:func:`systematic`). The measured change and its σ are reported beside it;
+the systematic is folded into the total error as √(σ_stat² + systematic²).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ BLOCKS_PER_LAG = 4.0  # a block of origins must be at least this many times the 
 RULE = ("shortest half-octave window [t, 2t] whose slope-form Lambda differs from that of every "
         f"longer supported window by at most t_(B-1)(Phi({Z_TREND:g})) block standard errors of the "
         "difference (B blocks; lags up to a quarter block); "
-        "tau-systematic = |Lambda(window) - Lambda([2t, 4t])|, folded in quadrature into the total error")
+        "tau-systematic = |Lambda(window) - Lambda([2t, 4t])| less its noise in quadrature, folded in "
+        "quadrature into the total error")
 
 
 def candidate_starts(frame_ps: float, longest_ps: float, t_min_frames: int = 2) -> list[int]:
@@ -104,8 +105,7 @@ class WindowChoice:
     passed: bool
     critical_z: float
     table: list[dict]  # one row per candidate window
-    systematic: float | None
-    next_window_frames: tuple[int, int] | None
+    systematic: "Systematic | None"
 
 
 def choose_window(lags: np.ndarray, frame_ps: float, pooled_m2: np.ndarray, block_m2: np.ndarray,
@@ -155,7 +155,41 @@ def choose_window(lags: np.ndarray, frame_ps: float, pooled_m2: np.ndarray, bloc
     if chosen is None:
         chosen = len(starts) - 2
     t = starts[chosen]
-    following = [c for c in range(chosen + 1, len(starts)) if starts[c] >= 2 * t]
-    nxt = following[0] if following else len(starts) - 1
-    return WindowChoice((t, 2 * t), passed, threshold, table, abs(pooled[chosen] - pooled[nxt]),
-                        (starts[nxt], 2 * starts[nxt]))
+    return WindowChoice((t, 2 * t), passed, threshold, table,
+                        systematic(lags, frame_ps, pooled_m2, block_m2, prefactor, (t, 2 * t), longest_ps))
+
+
+@dataclass
+class Systematic:
+    """The change of Λ from a window to the next longer disjoint one (S cm² mol⁻¹)."""
+
+    change: float  # |Λ(window) − Λ(next)|, as measured
+    change_stderr: float  # block standard error of that difference
+    value: float  # √max(0, change² − stderr²): the change less its expected noise
+    next_window_frames: tuple[int, int]
+
+
+def systematic(lags: np.ndarray, frame_ps: float, pooled_m2: np.ndarray, block_m2: np.ndarray,
+               prefactor: float, window_frames: tuple[int, int], longest_ps: float) -> Systematic | None:
+    """τ-systematic of the slope form over ``window_frames`` [f1, f2]: against the first
+    candidate window [s, 2s] with s ≥ f2 (for [t, 2t] that is [2t, 4t]), or the longest
+    supported one beyond f1. A measured change contains the noise of both windows,
+    ≈ σ of the difference even without any trend; ``value`` removes that part in
+    quadrature, so the systematic does not double-count the statistical error."""
+    index = {int(lag): j for j, lag in enumerate(lags)}
+    f1, f2 = window_frames
+    starts = [t for t in candidate_starts(frame_ps, longest_ps) if t in index and 2 * t in index]
+    following = [t for t in starts if t >= f2] or [t for t in starts if t > f1]
+    if not following or f1 not in index or f2 not in index:
+        return None
+    s = following[0]
+
+    def value(m2: np.ndarray, a: int, b: int) -> np.ndarray:
+        return prefactor * (m2[..., index[b]] - m2[..., index[a]]) / ((b - a) * frame_ps)
+
+    change = abs(float(value(pooled_m2, f1, f2) - value(pooled_m2, s, 2 * s)))
+    d = value(block_m2, f1, f2) - value(block_m2, s, 2 * s)
+    d = d[np.isfinite(d)]
+    err = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+    debiased = float(np.sqrt(max(0.0, change**2 - err**2))) if np.isfinite(err) else change
+    return Systematic(change, err, debiased, (s, 2 * s))
