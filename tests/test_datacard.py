@@ -28,7 +28,7 @@ def small_grid(tmp_path: Path) -> Path:
 
 
 def row(name, role, conc, eps, lam, stat, tau_sys, t_mean, delta_halves, passed=True, kinisi=None,
-        core_s=1800.0, nbytes=1_000_000):
+        core_s=1800.0, nbytes=1_000_000, reference=None):
     total = math.hypot(stat, tau_sys)
     lags = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
     return {
@@ -45,6 +45,7 @@ def row(name, role, conc, eps, lam, stat, tau_sys, t_mean, delta_halves, passed=
         "ratio": {"value": 0.8, "stderr": 0.05},
         "relative_error": stat / lam, "relative_total_error": total / lam, "meets_target": True,
         "tau_window_ps": [20.0, 40.0], "next_window_ps": [40.0, 80.0],
+        "reference_window": {"tau_window_ps": [100.0, 400.0], "value": reference or lam, "stderr": 2 * stat},
         "diffusion_coefficients": {"1": {"value": 3e-4, "stderr": 1e-5},
                                    "2": {"value": 1e-4, "stderr": 1e-5}},
         "species_share_of_conductivity": {"1": {"value": 0.7, "stderr": 0.05},
@@ -74,7 +75,9 @@ KINISI = {"value": 760.0, "stderr": 30.0, "n_parts": 4, "start_ps": 20.0, "max_l
           "combination": "plain mean of per-segment fits; stderr = scatter / sqrt(n)"}
 ROWS = [
     # meets the 10 % target: total √(20² + 15²) = 25 of 300; halves +10 (agree)
-    row("c0.200_e10_r1", "train", 0.2, 10, 300.0, 20.0, 15.0, 298.5, +10.0, core_s=1800.0, nbytes=2_000_000),
+    # reference slope over 100-400 ps 250 ± 40: z = 50 / √(25² + 40²) = 1.06
+    row("c0.200_e10_r1", "train", 0.2, 10, 300.0, 20.0, 15.0, 298.5, +10.0, core_s=1800.0, nbytes=2_000_000,
+        reference=250.0),
     # misses it (200 of 1500), fails the diffusive check; halves −500 > 2·√2·160 (disagree), T 1.04 % high
     row("c1.500_e30_r1", "train", 1.5, 30, 1500.0, 160.0, 120.0, 301.1, -500.0, passed=False,
         core_s=3600.0, nbytes=3_000_000),
@@ -109,6 +112,9 @@ def test_checks_count_from_rows(card):
     assert "Λ spans 300 to 1500 S cm²/mol (×5.0)" in text
     assert "cost: 3.00 core-hours" in text  # 1800 + 3600 + 5400 s
     assert "training records: 5.50 MB in 3 files" in text
+    # only the ε ≤ 14 system is compared with the 100-400 ps slope: z = 50 / √(25² + 40²)
+    z = 50.0 / math.hypot(math.hypot(20.0, 15.0), 40.0)
+    assert f"(ε ≤ 14): within 2 combined σ for 1 of 1 (z: c0.200_e10_r1 +{z:.1f})" in text
 
 
 def test_failing_system_marked_with_its_warning(card):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MAX_TEMPERATURE_DEVIATION = 0.01
+LOW_EPSILON = 14.0  # "low-ε" systems: strong pairing (l_B / contact distance ≥ 10)
 # lammps_inputs/electrolyte/in.electrolyte
 LANGEVIN_DAMP_FS = 500.0
 ION_MASSES_G_PER_MOL = {"cation": 20.0, "anion": 60.0}
@@ -110,6 +111,7 @@ def checks(grid: GridSpec, rows: list[dict]) -> list[str]:
     positive = sum(r["halves"]["second_minus_first"] > 0 for r in rows)
     lines.append(f"first and second halves of production agree within 2σ: {agree} of {n}; "
                  f"second − first: {positive} of {n} positive (no drift: {n / 2:g} ± {math.sqrt(n) / 2:.1f})")
+    lines.append(reference_line(grid, rows))
     warm = sum(abs(r["temperature_relative_deviation"]) <= MAX_TEMPERATURE_DEVIATION for r in rows)
     lines.append(f"mean temperature within {_percent(MAX_TEMPERATURE_DEVIATION)} of "
                  f"{grid.temperature_k:g} K: {warm} of {n}")
@@ -126,6 +128,25 @@ def checks(grid: GridSpec, rows: list[dict]) -> list[str]:
     origins = sum(r["record"]["n_origins"] for r in rows)
     lines.append(f"training records: {megabytes:.2f} MB in {n} files, {origins} label origins")
     return lines
+
+
+def reference_line(grid: GridSpec, rows: list[dict]) -> str:
+    """Λ at each system's window against the slope over the fixed reference window
+    (100–400 ps), for the low-ε systems where pairing makes the window matter."""
+    low = [r for r in rows if r["dielectric_constant"] <= LOW_EPSILON and r.get("reference_window")]
+    t1, t2 = grid.reference_window_ps
+    if not low:
+        return f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps (ε ≤ {LOW_EPSILON:g}): no system yet"
+    zs = [reference_z(r) for r in low]
+    return (f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps (ε ≤ {LOW_EPSILON:g}): within "
+            f"2 combined σ for {sum(abs(z) <= 2 for z in zs)} of {len(low)} (z: "
+            f"{', '.join(f'{r['system']} {z:+.1f}' for r, z in zip(low, zs))})")
+
+
+def reference_z(row: dict) -> float:
+    """(Λ − Λ_ref) / √(σ_total² + σ_ref²)."""
+    lam, ref = row["molar_conductivity"], row["reference_window"]
+    return (lam["value"] - ref["value"]) / math.hypot(lam["total_error"], ref["stderr"])
 
 
 def _input_name(path: Path) -> str:
