@@ -138,9 +138,9 @@ def reference_line(grid: GridSpec, rows: list[dict]) -> str:
     if not low:
         return f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps (ε ≤ {LOW_EPSILON:g}): no system yet"
     zs = [reference_z(r) for r in low]
+    listed = ", ".join(f"{r['system']} {z:+.1f}" for r, z in zip(low, zs))
     return (f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps (ε ≤ {LOW_EPSILON:g}): within "
-            f"2 combined σ for {sum(abs(z) <= 2 for z in zs)} of {len(low)} (z: "
-            f"{', '.join(f'{r['system']} {z:+.1f}' for r, z in zip(low, zs))})")
+            f"2 combined σ for {sum(abs(z) <= 2 for z in zs)} of {len(low)} (z: {listed})")
 
 
 def reference_z(row: dict) -> float:
