@@ -186,3 +186,21 @@ def test_power_spectrum_family_trains_with_standardised_descriptors(tmp_path, re
     for name, (pred, lam) in means.items():
         assert abs(pred - lam) < 0.05 * lam, (name, pred, lam)
     assert load_model(path).metadata.kind == "ensemble/power-spectrum"
+
+
+def test_cached_descriptors_give_the_exported_model_s_output(records):
+    """Training on cached power-spectrum descriptors predicts exactly what the full
+    model (descriptors recomputed from the edges) gives."""
+    from localcond.learn.data import collate
+    from localcond.learn.train import _predict, descriptor_key
+
+    records_dir, _ = records
+    spec = {"family": "power-spectrum", "cutoff": RC, "n_max": 3, "l_max": 2, "hidden": [8]}
+    trainer = Trainer(load_config(config(records_dir.parent, records_dir, model=spec)), log=lambda m: None)
+    model = trainer.new_model(spec, 0, 100.0, 20.0)
+    frames = trainer.systems[0].frames[:3]
+    batch = collate(frames, [0, 0, 0])
+    assert descriptor_key(model.inner) in batch.cache
+    cached = _predict(model, batch)
+    full = model(batch.species, batch.edge_index, batch.edge_vec, batch.n_nodes)
+    assert torch.allclose(cached, full, rtol=1e-5, atol=1e-4)

@@ -10,7 +10,7 @@ species the model does not know is an error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class Frame:
     edge_vec: torch.Tensor  # [e, 3] Å
     labels: dict[str, torch.Tensor]  # name -> [n], S cm² mol⁻¹
     segment: int
+    cache: dict[str, torch.Tensor] = field(default_factory=dict)  # precomputed model inputs
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Batch:
     labels: dict[str, torch.Tensor]
     node_frame: torch.Tensor  # int64 [n]: index of the frame in the batch
     frame_system: list[int]  # system index per frame
+    cache: dict[str, torch.Tensor]  # what every frame of the batch has precomputed, joined
 
     @property
     def n_nodes(self) -> int:
@@ -110,4 +112,6 @@ def collate(frames: Sequence[Frame], systems: Sequence[int]) -> Batch:
         node_frame=torch.cat([torch.full((int(f.species.shape[0]),), k, dtype=torch.int64)
                               for k, f in enumerate(frames)]),
         frame_system=list(systems),
+        cache={k: torch.cat([f.cache[k] for f in frames]) for k in frames[0].cache
+               if all(k in f.cache for f in frames)},
     )

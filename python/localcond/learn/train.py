@@ -129,7 +129,21 @@ def species_of(paths: list[Path]) -> tuple[list[str], list[float]]:
 
 # --- losses -----------------------------------------------------------------
 
+def descriptor_key(module: torch.nn.Module) -> str | None:
+    """A name for a module's fixed (parameter-free) descriptors, if it has a separate
+    ``readout``; frames cache them under this name so training skips recomputing them."""
+    if not (hasattr(module, "readout") and hasattr(module, "descriptors")):
+        return None
+    return f"power-spectrum:{module.cutoff}:{module.n_max}:{module.l_max}"
+
+
 def _predict(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    if isinstance(model, Sum):
+        return _predict(model.base, batch) + _predict(model.correction, batch)
+    if isinstance(model, Scaled):
+        key = descriptor_key(model.inner)
+        if key is not None and key in batch.cache:
+            return model.offset + model.scale * model.inner.readout(batch.species, batch.cache[key])
     return model(batch.species, batch.edge_index, batch.edge_vec, batch.n_nodes)
 
 
@@ -266,21 +280,22 @@ class Trainer:
         torch.manual_seed(seed)
         module, _ = make_model(spec["family"], self.species, self.charges, **self._options(spec))
         module = module.to(self.dtype)
-        if hasattr(module, "set_standardization"):  # descriptor models: inputs standardised on data
-            self._standardize(module)
+        key = descriptor_key(module)
+        if key is not None:  # fixed descriptors: computed once per frame, inputs standardised on them
+            self._cache_descriptors(module, key)
+            frames = [f for s in self.systems for f in s.frames]
+            module.set_standardization(torch.cat([f.species for f in frames]),
+                                       torch.cat([f.cache[key] for f in frames]))
         return Scaled(module, offset, scale).to(self.dtype)
 
-    def _standardize(self, module: torch.nn.Module, max_frames: int = 64) -> None:
-        """Feature mean and spread per central species from up to ``max_frames`` training frames."""
-        frames = [f for s in self.systems for f in s.frames]
-        step = max(1, len(frames) // max_frames)
-        species, features = [], []
+    def _cache_descriptors(self, module: torch.nn.Module, key: str) -> None:
         with torch.no_grad():
-            for frame in frames[::step]:
-                n = int(frame.species.shape[0])
-                features.append(module.descriptors(frame.species, frame.edge_index, frame.edge_vec, n))
-                species.append(frame.species)
-        module.set_standardization(torch.cat(species), torch.cat(features))
+            for system in self.systems:
+                for frame in system.frames:
+                    if key not in frame.cache:
+                        n = int(frame.species.shape[0])
+                        frame.cache[key] = module.descriptors(frame.species, frame.edge_index,
+                                                              frame.edge_vec, n)
 
     def member(self, m: int) -> tuple[torch.nn.Module, dict]:
         config = self.config

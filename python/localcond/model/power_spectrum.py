@@ -188,9 +188,14 @@ class PowerSpectrumConductivity(torch.nn.Module):
         self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, n_local: int
     ) -> torch.Tensor:
         """λ in S cm² mol⁻¹ for nodes 0 … n_local−1 (the contract, DESIGN.md §3)."""
-        local_species = species[:n_local]
-        features = self.descriptors(species, edge_index, edge_vec, n_local)
-        out = torch.zeros(n_local, dtype=edge_vec.dtype, device=edge_vec.device)
+        return self.readout(species[:n_local], self.descriptors(species, edge_index, edge_vec, n_local))
+
+    @torch.jit.export
+    def readout(self, local_species: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """λ from the (unstandardised) descriptors of the output nodes and their species.
+        The descriptors have no trainable parameters, so a trainer may compute them once
+        per frame and fit only this part."""
+        out = torch.zeros(features.shape[0], dtype=features.dtype, device=features.device)
         for s, mlp in enumerate(self.mlps):
             nodes = torch.nonzero(local_species == s).squeeze(1)
             standardised = (features[nodes] - self.feature_mean[s]) / self.feature_std[s]
