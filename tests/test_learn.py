@@ -28,7 +28,8 @@ def g_of(positions: np.ndarray, box: float, types: np.ndarray) -> np.ndarray:
 
 
 def synthetic_record(path, box: float, seed: int, role: str = "train", noise: float = 60.0,
-                     truncated_factor: float = 0.8, n_frames: int = 24, n_segments: int = 4):
+                     truncated_factor: float = 0.8, n_frames: int = 24, n_segments: int = 4,
+                     diffusive_check_passed: bool = True):
     rng = np.random.default_rng(seed)
     n = 40
     types = np.repeat([1, 2], n // 2)
@@ -48,6 +49,7 @@ def synthetic_record(path, box: float, seed: int, role: str = "train", noise: fl
     meta = {"system": path.stem, "role": role, "concentration_mol_per_l": 1.0 / box**3 * 1e4,
             "dielectric_constant": 20.0, "temperature_k": 298.0, "n_salt": 20.0, "tau_window_ps": [1.0, 2.0],
             "species_names": ["A", "B"], "species_charges": [1.0, -1.0],
+            "diffusive_check_passed": diffusive_check_passed,
             "molar_conductivity": {"value": lam, "stderr": 0.01 * lam, "tau_systematic": 0.0,
                                    "total_error": 0.01 * lam}}
     write_record(path, ions, ["A", "B"], np.zeros(3), arrays, meta)
@@ -61,6 +63,7 @@ def records(tmp_path_factory):
     for k, box in enumerate([16.0, 18.0, 20.0, 23.0, 26.0]):
         truth[f"s{k}"] = synthetic_record(d / f"s{k}.npz", box, seed=k)
     truth["h0"] = synthetic_record(d / "h0.npz", 21.0, seed=99, role="heldout")
+    synthetic_record(d / "bad.npz", 19.0, seed=7, diffusive_check_passed=False)  # must be left out
     return d, truth
 
 
@@ -76,7 +79,7 @@ def config(tmp_path, records_dir, **overrides):
 
 
 def system_means(model_path, records_dir, truth):
-    result = evaluate(model_path, sorted(records_dir.glob("*.npz")))
+    result = evaluate(model_path, sorted(p for p in records_dir.glob("*.npz") if p.stem in truth))
     return {r["system"]: (r["lambda_pred"]["value"], truth[r["system"]]) for r in result["systems"]}, result
 
 
@@ -94,6 +97,7 @@ def test_each_mode_recovers_the_known_answer(tmp_path, records, mode, label, tol
     assert held["lambda_pred"]["ensemble_spread"] >= 0 and np.isfinite(held["lambda_pred"]["stderr"])
     meta = load_model(path).metadata
     assert meta.trained and meta.training["mode"] == mode and "h0" not in meta.training_systems
+    assert "bad" not in meta.training_systems and "s0" in meta.training_systems
 
 
 def test_labels_mode_learns_the_function_not_the_noise(tmp_path, records):

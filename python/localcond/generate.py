@@ -473,7 +473,7 @@ class SystemRun:
             from localcond.labels.kinisi_check import combine_segments
 
             kinisi = combine_segments([s["meta"]["kinisi"] for s in segments])
-        record_path, record_info = self.write_record(plan, segments, full, lam)
+        record_path, record_info = self.write_record(plan, segments, full, lam, passed, warnings)
         last = self.production(plan)[-1]
         wall = sum(self.load(k)["meta"]["wall_s"] for k in range(0, last + 1))
         target_total = grid.target_total_error.get(system.role)
@@ -515,7 +515,8 @@ class SystemRun:
         }
         return summary
 
-    def write_record(self, plan: dict, segments: list[dict], full: dict, lam: dict) -> tuple[Path, dict]:
+    def write_record(self, plan: dict, segments: list[dict], full: dict, lam: dict, passed: bool,
+                     warnings: list[str]) -> tuple[Path, dict]:
         grid = self.grid
         keys = sorted(k for k in segments[0] if k.startswith("labels__"))
         arrays = {k.removeprefix("labels__"): np.concatenate([s[k] for s in segments]) for k in keys}
@@ -535,7 +536,8 @@ class SystemRun:
                        **{f"truncated_R{r:g}": f"label_truncated_R{r:g}" for r in plan["label_radii_A"]}},
             "species_names": names, "species_charges": [float(ions.charges[ions.types == t][0])
                                                         for t in ions.species],
-            "molar_conductivity": lam,
+            "molar_conductivity": lam, "nernst_einstein": full["nernst_einstein"],
+            "diffusive_check_passed": passed, "diffusive_warnings": warnings,
             "command": f"localcond generate {grid.name} (grid file training/grid.json)",
             "commit": _git_commit(),
         }

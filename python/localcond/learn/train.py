@@ -24,7 +24,8 @@ Configuration (JSON; paths relative to the file)::
      "steps_per_epoch": 50, "batch_frames": 8, "lr": 0.001, "seed": 0,
      "validation_fraction": 0.2, "correction": {"family": "power-spectrum", "cutoff": 6.0}}
 
-Records with role ``heldout`` are never trained on.
+Records with role ``heldout`` are never trained on; records whose Λ failed the
+diffusive check (``diffusive_check_passed: false``) are not used at all.
 """
 
 from __future__ import annotations
@@ -264,6 +265,10 @@ class Trainer:
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         keys = ["exact"] + ([config.label] if config.label != "exact" else [])
         every = [load_system(p, self.species, self.cutoff, self.dtype, keys) for p in self.paths]
+        failed = [s.name for s in every if s.metadata.get("diffusive_check_passed") is False]
+        if failed:
+            log(f"not used: {', '.join(failed)} (their Lambda failed the diffusive check)")
+        every = [s for s in every if s.name not in failed]
         self.systems = [s for s in every if s.role != "heldout"]
         self.heldout = [s for s in every if s.role == "heldout"]
         if len(self.systems) < 1:
