@@ -99,6 +99,17 @@ def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
     segs = [read_record(a / "records/tiny/c1.000_e20_r1.npz")]
     assert redone["record"]["n_origins"] == len(segs[0]["collective"])
 
+    # A production segment analysed for another label window is refused, not merged.
+    seg = b / f"progress/tiny/c1.000_e20_r1/seg{p:03d}.npz"
+    data = dict(np.load(seg))
+    meta = json.loads(str(data["meta"]))
+    meta["label_window_frames"] = [1, 2]
+    data["meta"] = json.dumps(meta)
+    np.savez_compressed(seg, **data)
+    proc = generate(tiny_grid, b, "--reanalyse")
+    assert proc.returncode == 2
+    assert f"segment {p}: labels for window [1, 2]" in proc.stderr + proc.stdout
+
 
 def test_seeds_are_unique_across_the_grid():
     """Every segment of every system (up to its role's maximum) gets its own seed, and

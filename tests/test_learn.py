@@ -98,6 +98,8 @@ def test_each_mode_recovers_the_known_answer(tmp_path, records, mode, label, tol
     meta = load_model(path).metadata
     assert meta.trained and meta.training["mode"] == mode and "h0" not in meta.training_systems
     assert "bad" not in meta.training_systems and "s0" in meta.training_systems
+    every = evaluate(path, sorted(records_dir.glob("*.npz")))["systems"]
+    assert next(r for r in every if r["system"] == "bad")["role"] == "excluded"
 
 
 def test_labels_mode_learns_the_function_not_the_noise(tmp_path, records):

@@ -178,7 +178,7 @@ def read_record(path: str | Path) -> dict:
     return record
 
 
-def check_record(path: str | Path, rtol: float = 1e-5) -> dict:
+def check_record(path: str | Path, rtol: float = 1e-6) -> dict:
     """Mean stored exact label against Λ over the same origins (from |ΔM|²): equal to
     float32 round-off. Returns the numbers; raises on a mismatch."""
     record = read_record(path)

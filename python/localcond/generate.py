@@ -199,7 +199,8 @@ class SystemRun:
         self.progress = progress_dir / grid.name / system.name
         self.records = records_dir / grid.name
         reference = tuple(int(round(t / grid.frame_ps)) for t in grid.reference_window_ps)
-        longest = grid.longest_lag_ps(grid.sub_blocks)  # production: one block per segment
+        # production: one block per segment; a pilot of more segments than sub-blocks reaches further
+        longest = grid.longest_lag_ps(max(grid.sub_blocks, grid.max_pilot_segments))
         self.lags = log_spaced_lags(int(longest / grid.frame_ps),
                                     extra=window_lags(grid.frame_ps, longest) + reference)
 
@@ -272,24 +273,27 @@ class SystemRun:
         meta = {"segment": k, "seed": seed(grid.name, self.system.name, k), "wall_s": wall,
                 "label_window_frames": label_plan["window_frames"] if label_plan else None,
                 "label_stride_frames": label_plan["stride_frames"] if label_plan else None,
+                "label_radii_A": list(grid.label_radii_a) if label_plan else None,
                 "n_frames": int(len(segment.positions)), "frame_ps": segment.frame_ps,
                 "temperature_mean_k": temperature, "localcond_version": __version__}
         if self.wants_kinisi and label_plan is not None:
             meta["kinisi"] = _kinisi_segment(dump, grid, label_plan)
-        # The restart first (named for this segment), then the marker: a crash in
-        # between leaves an unused restart, never a marker without its restart.
-        with atomic_path(self.progress / f"seg{k:03d}.restart") as tmp:
-            shutil.copyfile(self.scratch / f"seg{k:03d}.restart", tmp)
+        # The restart first (named for this segment, kept so that any later segment can be
+        # rerun), then the marker: a crash in between leaves an unused restart, never a
+        # marker without its restart.
+        restart = self.progress / f"seg{k:03d}.restart"
+        if not restart.exists():
+            source = self.scratch / f"seg{k:03d}.restart"
+            if not source.exists():
+                raise LocalcondError(f"{self.system.name}: restart file {source} of segment {k} is missing")
+            with atomic_path(restart) as tmp:
+                shutil.copyfile(source, tmp)
         with atomic_path(self.segment_file(k)) as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(
                 handle, lags=self.lags, count=sums.count, m2=sums.m2, self_sq=sums.self_sq,
                 self_q2=sums.self_q2, cross=sums.cross, id=ions.ids, type=ions.types,
                 charge=ions.charges, cell=ions.cell, pbc=np.array(ions.pbc),
                 box_origin=segment.box_origin, volume=ions.volume_a3, meta=json.dumps(meta), **arrays)
-        last = self.done() - 1
-        for old in self.progress.glob("seg*.restart"):
-            if old.name != f"seg{last:03d}.restart":
-                old.unlink()
 
     def ensure_segment(self, k: int, label_plan: dict | None) -> None:
         """Segment k analysed as the plan wants it: run it, or redo the analysis of its
@@ -297,20 +301,36 @@ class SystemRun:
         if not self.segment_file(k).exists():
             self.run_segment(k, label_plan)
             return
-        stored = self.load(k)
-        wanted = (label_plan["window_frames"], label_plan["stride_frames"]) if label_plan else None
-        have = (stored["meta"].get("label_window_frames"), stored["meta"].get("label_stride_frames"))
-        fine = (np.array_equal(stored["lags"], self.lags) and stored["count"].shape[0] == self.grid.sub_blocks
-                and (wanted is None or tuple(have) == tuple(wanted)))
-        if fine:
+        if not self.mismatch(k, label_plan):
             return
         dump = self.scratch / f"seg{k:03d}.dump"
         if not dump.exists():
             raise LocalcondError(f"{self.system.name}: segment {k} was analysed for another plan and its "
                                  f"trajectory {dump} is gone; remove {self.progress} from segment {k} on "
                                  "to rerun it")
-        self._analyse_segment(k, stored["meta"]["wall_s"], label_plan)
+        self._analyse_segment(k, self.load(k)["meta"]["wall_s"], label_plan)
         self.log(f"  {self.system.name}: segment {k} reanalysed from its trajectory")
+
+    def mismatch(self, k: int, label_plan: dict | None) -> str | None:
+        """Why stored segment k does not fit the grid and the plan (None when it does)."""
+        stored = self.load(k)
+        meta = stored["meta"]
+        expected_frames = int(round(self.grid.segment_ps / self.grid.frame_ps)) + 1
+        if not np.array_equal(stored["lags"], self.lags):
+            return "other lags"
+        if stored["count"].shape[0] != self.grid.sub_blocks:
+            return f"{stored['count'].shape[0]} blocks, not {self.grid.sub_blocks}"
+        if abs(meta["frame_ps"] - self.grid.frame_ps) > 1e-9 or meta["n_frames"] != expected_frames:
+            return f"{meta['n_frames']} frames every {meta['frame_ps']} ps"
+        if label_plan is not None:
+            have = (meta.get("label_window_frames"), meta.get("label_stride_frames"))
+            window = list(have[0]) if have[0] is not None else None
+            if (window, have[1]) != (list(label_plan["window_frames"]), label_plan["stride_frames"]):
+                return f"labels for window {have[0]} and stride {have[1]}, not the plan's"
+            radii = meta.get("label_radii_A")
+            if radii is not None and list(radii) != list(self.grid.label_radii_a):
+                return f"labels truncated at {radii} A, not {list(self.grid.label_radii_a)}"
+        return None
 
     # --- stored segments ----------------------------------------------------
     def load(self, k: int) -> dict:
@@ -400,8 +420,9 @@ class SystemRun:
         stride_frames = int(math.ceil(stride_ps / grid.frame_ps))
         plan = {
             "system": self.system.name, "role": role,
-            "rule": ("two-stage: pilot segments (1, extended to 2 and 4 while the window rule cannot "
-                     "settle; not used in any reported number) fix the window and the production length "
+            "rule": ("two-stage: pilot segments (1, doubled up to "
+                     f"{grid.max_pilot_segments} while the window rule cannot settle; not used in any "
+                     "reported number) fix the window and the production length "
                      f"ceil(pilot segments x (pilot relative error / {target:g})^2) segments of "
                      f"{grid.segment_ps:g} ps, clamped to [{grid.min_production_segments}, {longest}]"),
             "window_ps": list(window_ps), "window_frames": window_frames, "window_choice": how,
@@ -437,6 +458,11 @@ class SystemRun:
     def finish(self, plan: dict) -> dict:
         grid, system = self.grid, self.system
         n = plan["production_segments"]
+        problems = {k: self.mismatch(k, plan) for k in self.production(plan)}
+        problems = {k: why for k, why in problems.items() if why}
+        if problems:
+            raise LocalcondError(f"{system.name}: production segments do not fit the plan: "
+                                 + "; ".join(f"segment {k}: {why}" for k, why in problems.items()))
         segments = [self.load(k) for k in self.production(plan)]
         window = tuple(plan["window_ps"])
         per_segment_blocks = grid.sub_blocks  # production: one block per segment
@@ -543,12 +569,10 @@ class SystemRun:
         }
         path = self.records / f"{self.system.name}.npz"
         write_record(path, ions, names, first["box_origin"], arrays, metadata)
-        update_manifest(path.parent, path, {"system": self.system.name, "role": self.system.role,
-                                            "command": metadata["command"], "commit": metadata["commit"]})
         from localcond.dataset import lambda_of_origins
 
         same = lambda_of_origins(arrays["collective"], metadata)
-        info = {"path": f"{grid.name}/{path.name}", "n_origins": int(len(arrays["collective"])),
+        info = {"path": f"{grid.name}/{path.name}", "command": metadata["command"], "commit": metadata["commit"], "n_origins": int(len(arrays["collective"])),
                 "stride_ps": plan["stride_ps"], "lambda_same_origins": same,
                 "bytes": path.stat().st_size}
         return path, info
@@ -604,6 +628,7 @@ def reanalyse(grid_path: str | Path, table: str | Path, progress_dir: str | Path
         if run.done() < run.production(plan)[-1] + 1:
             continue
         summary = run.finish(plan)
+        _register_record(Path(records_dir).resolve(), grid, summary)
         _update_table(Path(table), grid, [summary])
         done.append(summary)
         log(f"{system.name}: reanalysed")
@@ -641,10 +666,12 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
             system = futures[future]
             try:
                 summary = future.result()
-            except LocalcondError as exc:
+            except Exception as exc:  # noqa: BLE001 - one system's failure must not stop the others
                 failed.append(system.name)
-                log(f"[{finished}/{len(todo)}] {system.name} FAILED (rerun to retry it): {exc}")
+                what = exc if isinstance(exc, LocalcondError) else f"{type(exc).__name__}: {exc}"
+                log(f"[{finished}/{len(todo)}] {system.name} FAILED (rerun to retry it): {what}")
                 continue
+            _register_record(dirs[2], grid, summary)  # one process writes the manifest
             results[system.name] = summary
             _update_table(Path(table), grid, [summary])
             elapsed = time.time() - started
@@ -658,6 +685,13 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
         raise LocalcondError(f"{len(failed)} system(s) failed: {', '.join(failed)}; the others are "
                              "kept, and a rerun retries only what is missing")
     return [results[s.name] for s in systems]
+
+
+def _register_record(records_dir: Path, grid: GridSpec, summary: dict) -> None:
+    record = summary["record"]
+    path = records_dir / record["path"]
+    update_manifest(path.parent, path, {"system": summary["system"], "role": summary["role"],
+                                        "command": record["command"], "commit": record["commit"]})
 
 
 def _recorded(table: Path, grid: GridSpec) -> dict[str, dict]:

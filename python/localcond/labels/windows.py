@@ -172,17 +172,20 @@ class Systematic:
 def systematic(lags: np.ndarray, frame_ps: float, pooled_m2: np.ndarray, block_m2: np.ndarray,
                prefactor: float, window_frames: tuple[int, int], longest_ps: float) -> Systematic | None:
     """τ-systematic of the slope form over ``window_frames`` [f1, f2]: against the first
-    candidate window [s, 2s] with s ≥ f2 (for [t, 2t] that is [2t, 4t]), or the longest
-    supported one beyond f1. A measured change contains the noise of both windows,
+    candidate window [s, 2s] with s ≥ f2 (within the 2 % rounding of the candidate starts;
+    for [t, 2t] that is [2t, 4t]), or, when none is supported, the longest supported window
+    starting after f1. A measured change contains the noise of both windows,
     ≈ σ of the difference even without any trend; ``value`` removes that part in
     quadrature, so the systematic does not double-count the statistical error."""
     index = {int(lag): j for j, lag in enumerate(lags)}
     f1, f2 = window_frames
     starts = [t for t in candidate_starts(frame_ps, longest_ps) if t in index and 2 * t in index]
-    following = [t for t in starts if t >= f2] or [t for t in starts if t > f1]
-    if not following or f1 not in index or f2 not in index:
+    # the next disjoint window starts at f2; candidate starts are rounded, so allow 2 %
+    following = [t for t in starts if t >= 0.98 * f2]
+    beyond = [t for t in starts if t > f1]
+    if f1 not in index or f2 not in index or not (following or beyond):
         return None
-    s = following[0]
+    s = following[0] if following else beyond[-1]
 
     def value(m2: np.ndarray, a: int, b: int) -> np.ndarray:
         return prefactor * (m2[..., index[b]] - m2[..., index[a]]) / ((b - a) * frame_ps)

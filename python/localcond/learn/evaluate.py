@@ -85,7 +85,7 @@ def evaluate(model_path: str | Path, record_paths: list[Path]) -> dict:
         z = (value - lam["value"]) / float(np.hypot(error if np.isfinite(error) else 0.0, truth_err))
         rows.append({
             "system": meta["system"], "record": str(path),
-            "role": "train" if meta["system"] in trained_on else "heldout",
+            "role": _role(meta, trained_on),
             "concentration_mol_per_l": meta.get("concentration_mol_per_l"),
             "dielectric_constant": meta.get("dielectric_constant"),
             "lambda_pred": {"value": value, "stderr": error, "ensemble_spread": spread,
@@ -120,6 +120,14 @@ def surrogate(rows: list[dict]) -> None:
             value = float(np.exp(features(r) @ coef))
             r["surrogate"] = {"value": value, "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
                               "definition": "ln Lambda quadratic in ln c and 1/eps, fitted to training systems"}
+
+
+def _role(meta: dict, trained_on: set[str]) -> str:
+    """'train' (the model saw it), 'heldout' (the record says so), or 'excluded' (a training
+    record the model did not use, e.g. one that failed the diffusive check)."""
+    if meta["system"] in trained_on:
+        return "train"
+    return "heldout" if meta.get("role") == "heldout" else "excluded"
 
 
 def _classify(rows: list[dict]) -> None:

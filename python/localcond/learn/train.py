@@ -9,7 +9,9 @@ from training records, in one of three supervision modes (DESIGN.md §1):
   systems, σ_s the system's total error. Validation: whole systems.
 - ``combined``: ``labels`` on truncated labels (``label``, e.g.
   ``truncated_R25``: far less noisy, biased), then a correction model trained
-  in ``system`` mode on what remains, f = base + correction.
+  in ``system`` mode on what remains, f = base + correction. The base has seen
+  the labels of every training system, so the correction's validation χ² is
+  optimistic; held-out systems (never trained on) are the honest test.
 
 An ensemble of ``ensemble`` members (seeds seed, seed+1, …; in ``system``
 mode each its own validation systems) is exported as one TorchScript file
@@ -73,8 +75,10 @@ class TrainConfig:
     correction: dict = field(default_factory=dict)
     dtype: str = "float32"
 
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+    def digest(self, data: str = "") -> str:
+        """Identifies a training run: the configuration and (``data``) the records' checksums."""
+        text = json.dumps(asdict(self), sort_keys=True) + data
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -195,16 +199,17 @@ class FitResult:
     history: list[dict]
 
 
-def fit(model: torch.nn.Module, train_step, validate, config: TrainConfig, checkpoint: Path,
+def fit(model: torch.nn.Module, train_step, validate, config: TrainConfig, digest: str, checkpoint: Path,
         rng: np.random.Generator, description: str, trainable=None) -> FitResult:
-    """Adam with early stopping on ``validate()``; resumes from ``checkpoint``."""
+    """Adam with early stopping on ``validate()``; resumes from ``checkpoint`` when it was
+    written by the same run (``digest``: configuration and data)."""
     params = [p for p in (trainable or model).parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr)
     state = {"epoch": 0, "best": math.inf, "best_state": copy.deepcopy(model.state_dict()),
              "bad": 0, "history": []}
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
-        if saved.get("digest") == config.digest():
+        if saved.get("digest") == digest:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             rng.bit_generator.state = saved["rng"]
@@ -229,7 +234,7 @@ def fit(model: torch.nn.Module, train_step, validate, config: TrainConfig, check
             state.update(best=val, best_state=copy.deepcopy(model.state_dict()), bad=0)
         else:
             state["bad"] += 1
-        _save_checkpoint(checkpoint, {"digest": config.digest(), "model": model.state_dict(),
+        _save_checkpoint(checkpoint, {"digest": digest, "model": model.state_dict(),
                                       "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
                                       "torch_rng": torch.get_rng_state(), "state": state})
         progress.update(1)
@@ -258,6 +263,9 @@ class Trainer:
         self.config = config
         self.log = log
         self.paths = record_paths(config.records)
+        from localcond.dataset import sha256
+
+        self.digest = config.digest("".join(sha256(p) for p in self.paths))
         self.species, self.charges = species_of(self.paths)
         _, template = make_model(config.model["family"], self.species, self.charges,
                                  **self._options(config.model))
@@ -347,14 +355,20 @@ class Trainer:
             total = sum(labels_loss(model, b, key, scale) * b.n_nodes for b in val_batches)
             return total / sum(b.n_nodes for b in val_batches)
 
-        result = fit(model, step, validate, config, directory / "labels.pt", rng, f"member {m} ({key})")
+        result = fit(model, step, validate, config, self.digest, directory / "labels.pt", rng,
+                     f"member {m} ({key})")
         return result.model, {"mode": "labels", "label": key, "label_std": scale,
                               "validation_mse_over_label_var": result.best_validation,
                               "epochs": result.epochs, "validation": "time blocks: last segments"}
 
     def _system_member(self, m: int, seed: int, rng: np.random.Generator,
                        directory: Path) -> tuple[torch.nn.Module, dict]:
-        model = self.new_model(self.config.model, seed, self.offset, self.scale)
+        # output offset and scale from this member's training systems only
+        train, _ = system_split(len(self.systems), self.config.validation_fraction,
+                                np.random.default_rng(seed + 7))
+        lams = np.array([self.systems[s].lam for s in train])
+        scale = float(max(lams.std(), 0.1 * abs(lams.mean()), 1e-6))
+        model = self.new_model(self.config.model, seed, float(lams.mean()), scale)
         return self._system_fit(model, seed, rng, directory / "system.pt", f"member {m} (system)")
 
     def _system_fit(self, model: torch.nn.Module, seed: int, rng: np.random.Generator, checkpoint: Path,
@@ -381,7 +395,7 @@ class Trainer:
                                  self.systems) for s in val]
             return torch.stack(terms).mean()
 
-        result = fit(model, step, validate, config, checkpoint, rng, description, trainable)
+        result = fit(model, step, validate, config, self.digest, checkpoint, rng, description, trainable)
         return result.model, {"mode": "system", "validation_chi2": result.best_validation,
                               "validation_systems": [self.systems[s].name for s in val],
                               "epochs": result.epochs}
