@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from localcond.dataset import check_directory, read_record
-from localcond.generate import load_grid, seed
+from localcond.grid import load_grid, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import constants
 
-from localcond.generate import COULOMB_BJERRUM_A, ROOT, GridSpec, load_grid
+from localcond.generate import ROOT
+from localcond.grid import COULOMB_BJERRUM_A, GridSpec, load_grid
 from localcond.labels.windows import BLOCKS_PER_LAG, Z_CHECK, Z_TREND, critical_z
 
 if TYPE_CHECKING:
