@@ -210,3 +210,26 @@ def test_cached_descriptors_give_the_exported_model_s_output(records):
     cached = _predict(model, batch)
     full = model(batch.species, batch.edge_index, batch.edge_vec, batch.n_nodes)
     assert torch.allclose(cached, full, rtol=1e-5, atol=1e-4)
+
+
+def test_cli_trains_and_evaluates_with_a_parity_plot(tmp_path, records):
+    records_dir, truth = records
+    path = config(tmp_path, records_dir, ensemble=1, epochs=3, steps_per_epoch=5)
+    proc = subprocess.run([sys.executable, "-m", "localcond", "train", str(path)], capture_output=True,
+                          text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    model = tmp_path / "run" / "model.pt"
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "localcond", "evaluate", str(model), "--records",
+                           str(records_dir / "s*.npz"), str(records_dir / "h0.npz"), "--json", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert {r["system"] for r in result["systems"]} == set(truth)
+    assert result["summary"]["train"]["n"] == 5 and result["summary"]["interpolation"]["n"] == 1
+    import matplotlib.image
+
+    image = matplotlib.image.imread(out.with_suffix(".png"))
+    assert image.shape[:2] == (500, 500)
+    for row in result["systems"]:
+        assert f"{row['system']:16s}" in proc.stdout
