@@ -98,6 +98,10 @@ def test_each_mode_recovers_the_known_answer(tmp_path, records, mode, label, tol
     meta = load_model(path).metadata
     assert meta.trained and meta.training["mode"] == mode and "h0" not in meta.training_systems
     assert "bad" not in meta.training_systems and "s0" in meta.training_systems
+    spread = meta.training["ensemble_spread"]["s0"]
+    assert len(spread["members"]) == 2 and spread["std"] == pytest.approx(np.std(spread["members"], ddof=1))
+    s0 = next(r for r in result["systems"] if r["system"] == "s0")
+    assert s0["lambda_pred"]["ensemble_spread"] == pytest.approx(spread["std"], rel=1e-4)
     every = evaluate(path, sorted(records_dir.glob("*.npz")))["systems"]
     assert next(r for r in every if r["system"] == "bad")["role"] == "excluded"
 

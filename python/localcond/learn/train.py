@@ -408,6 +408,7 @@ class Trainer:
             infos.append(info)
             self.log(f"member {m + 1}/{self.config.ensemble} done: {json.dumps(info)[:200]}")
         ensemble = Ensemble(members)
+        spread = self._ensemble_spread(members)
         windows = sorted({tuple(s.metadata["tau_window_ps"]) for s in self.systems})
         temperatures = sorted({s.metadata["temperature_k"] for s in self.systems})
         metadata = ModelMetadata(
@@ -420,12 +421,26 @@ class Trainer:
             training_systems=tuple(s.name for s in self.systems),
             training={"mode": self.config.mode, "label": self.config.label, "label_form": "slope",
                       "tau_windows_ps": [list(w) for w in windows], "members": infos,
+                      "ensemble_spread": spread,
                       "config": asdict(self.config), "command": command,
                       "records": [str(p) for p in self.paths], "localcond_version": __version__},
         )
         path = Path(self.config.out) / "model.pt"
         save_model(ensemble, metadata, path)
         return path
+
+    def _ensemble_spread(self, members: list[torch.nn.Module]) -> dict:
+        """Per training system: each member's Λ_pred (mean of f over its frames and ions) and
+        their standard deviation, in S cm² mol⁻¹."""
+        out = {}
+        with torch.no_grad():
+            for index, system in enumerate(self.systems):
+                batch = collate(system.frames, [index] * len(system.frames))
+                values = [float(_predict(m, batch).double().mean()) for m in members]
+                out[system.name] = {"members": values,
+                                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                                    "lambda": system.lam}
+        return out
 
     def _n_layers(self) -> int:
         _, meta = make_model(self.config.model["family"], self.species, self.charges,
