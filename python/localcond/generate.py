@@ -148,10 +148,12 @@ class SystemRun:
         wall = time.time() - start
         for suffix in ("dump", "restart", "temperature", "log"):
             os.replace(self.scratch / f"part-{prefix}.{suffix}", self.scratch / f"{prefix}.{suffix}")
-        self._analyse_segment(k, wall, label_plan)
+        self._analyse_segment(k, wall, label_plan, new_run=True)
         self.log(f"  {system.name}: segment {k} done ({wall:.0f} s LAMMPS)")
 
-    def _analyse_segment(self, k: int, wall: float, label_plan: dict | None) -> None:
+    def _analyse_segment(self, k: int, wall: float, label_plan: dict | None, new_run: bool) -> None:
+        """Analyse segment k's trajectory into ``segNNN.npz``; ``new_run``: LAMMPS just made it,
+        so its restart replaces any left by an interrupted earlier attempt."""
         grid = self.grid
         dump = self.scratch / f"seg{k:03d}.dump"
         segment = load_segment(dump, grid.timestep_fs)
@@ -178,7 +180,7 @@ class SystemRun:
         # rerun), then the marker: a crash in between leaves an unused restart, never a
         # marker without its restart.
         restart = self.progress / f"seg{k:03d}.restart"
-        if not restart.exists():
+        if new_run or not restart.exists():
             source = self.scratch / f"seg{k:03d}.restart"
             if not source.exists():
                 raise LocalcondError(f"{self.system.name}: restart file {source} of segment {k} is missing")
@@ -204,7 +206,7 @@ class SystemRun:
             raise LocalcondError(f"{self.system.name}: segment {k} was analysed for another plan and its "
                                  f"trajectory {dump} is gone; remove {self.progress} from segment {k} on "
                                  "to rerun it")
-        self._analyse_segment(k, self.load(k)["meta"]["wall_s"], label_plan)
+        self._analyse_segment(k, self.load(k)["meta"]["wall_s"], label_plan, new_run=False)
         self.log(f"  {self.system.name}: segment {k} reanalysed from its trajectory")
 
     def mismatch(self, k: int, label_plan: dict | None) -> str | None:
