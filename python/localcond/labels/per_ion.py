@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
-from ase.neighborlist import neighbor_list
 
 from localcond import __version__
 from localcond.errors import LocalcondError
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
 from localcond.labels.units import concentration_mol_per_l, molar_conductivity_prefactor
+from localcond.neighbors import periodic_edges
 
 
 @dataclass
@@ -55,8 +54,7 @@ def _truncated_dm(positions_t0: np.ndarray, cell: np.ndarray, pbc, qdr: np.ndarr
     widths = np.abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
     if any(p and radius >= w / 2 for p, w in zip(pbc, widths)):
         raise LocalcondError(f"truncation radius {radius:g} A must be below half the box width ({widths.min() / 2:g} A)")
-    atoms = Atoms(positions=positions_t0, cell=cell, pbc=pbc)
-    i, j = neighbor_list("ij", atoms, radius)
+    (i, j), _ = periodic_edges(positions_t0, cell, pbc, radius)
     out = qdr.copy()
     np.add.at(out, i, qdr[j])
     return out
