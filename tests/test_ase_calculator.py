@@ -90,6 +90,10 @@ def test_bad_input_is_a_clear_value_error(model, tmp_path):
         LocalConductivity(model, species={"P": "PF6"}).get_property("local_conductivity", charged)
     with pytest.raises(ValueError, match="does not exist"):
         LocalConductivity(tmp_path / "missing.pt")
+    broken = atoms.copy()
+    broken.positions[3, 0] = np.nan
+    with pytest.raises(ValueError, match="atom 3 has a non-finite position"):
+        LocalConductivity(model, species={"P": "PF6"}).get_property("local_conductivity", broken)
 
 
 def test_same_values_as_the_lammps_fix(model, tmp_path):

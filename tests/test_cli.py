@@ -82,3 +82,18 @@ def test_plugin_path_holds_the_plugin():
     exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True,
                               text=True, check=True).stdout.split()
     assert exported[-1] == "lammpsplugin_init" and exported.count("T") == 1
+
+
+def test_predict_refuses_duplicate_ids_and_nan_positions(tmp_path):
+    run("reference-model", tmp_path / "ref.pt", "--species", "Na:1", "Cl:-1", "--cutoff", 5)
+    types, q = np.array([1, 2, 1]), np.array([1.0, -1.0, 1.0])
+    x = np.array([[1.0, 1, 1], [2, 2, 2], [5, 5, 5]])
+    write_dump(tmp_path / "ok.dump", [(0, 10.0, types, q, x)])
+    text = (tmp_path / "ok.dump").read_text()
+    (tmp_path / "dup.dump").write_text(text.replace("\n3 1 1.0", "\n2 1 1.0"))
+    proc = run("predict", tmp_path / "ref.pt", tmp_path / "dup.dump", "--types", "Na", "Cl", check=False)
+    assert proc.returncode == 2 and "atom ID 2 appears more than once" in proc.stderr
+    x[2, 1] = np.nan
+    write_dump(tmp_path / "nan.dump", [(0, 10.0, types, q, x)])
+    proc = run("predict", tmp_path / "ref.pt", tmp_path / "nan.dump", "--types", "Na", "Cl", check=False)
+    assert proc.returncode == 2 and "atom 3 has a non-finite position" in proc.stderr

@@ -153,3 +153,24 @@ def test_message_passing_model_exports_and_is_local(tmp_path):
     far1, far2, near = lam0(7.5), lam0(7.9), lam0(5.4)
     assert far1 == far2
     assert near != far1
+
+
+def test_corrupted_weights_are_refused(tmp_path):
+    """A byte flipped inside the stored weights: the CRC check catches what torch would
+    load silently; a flipped byte in the metadata is called corruption too."""
+    module, metadata = make_untrained_model(["Li", "PF6"], [1.0, -1.0], cutoff=5.0, n_layers=1)
+    path = save_model(module, metadata, tmp_path / "mp.pt")
+    with zipfile.ZipFile(path) as archive:
+        member = max((i for i in archive.infolist() if i.compress_type == zipfile.ZIP_STORED
+                      and not i.filename.endswith(METADATA_FILE)), key=lambda i: i.file_size)
+    assert "/data/" in member.filename  # a weight tensor
+    data = bytearray(path.read_bytes())
+    with open(path, "rb") as handle:
+        handle.seek(member.header_offset + 26)
+        name_len, extra_len = (int.from_bytes(handle.read(2), "little") for _ in range(2))
+    start = member.header_offset + 30 + name_len + extra_len
+    data[start] ^= 0xFF
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=f"archive member '{member.filename}' fails its CRC"):
+        load_model(bad)

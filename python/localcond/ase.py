@@ -73,6 +73,10 @@ class LocalConductivity(Calculator):
                              "set atoms.pbc = True and a cell")
         if abs(atoms.cell.volume) < 1e-12:
             raise ValueError("LocalConductivity needs a cell with non-zero volume; set atoms.cell")
+        bad = ~np.isfinite(atoms.positions).all(axis=1)
+        if bad.any():
+            raise ValueError(f"atom {int(np.flatnonzero(bad)[0])} has a non-finite position "
+                             f"{atoms.positions[bad][0].tolist()}")
         charges = atoms.get_initial_charges()
         if np.any(charges != 0):
             expected = np.array(self.model.metadata.charges)[indices[indices >= 0]]

@@ -45,6 +45,14 @@ def predict_frame(
     order = np.argsort(frame.ids, kind="stable")
     ids, types = frame.ids[order], frame.types[order]
     positions = frame.positions()[order]
+    where = f"{frame.path}, frame {frame.index} (step {frame.timestep})"
+    repeated = ids[1:][ids[1:] == ids[:-1]]
+    if repeated.size:
+        raise DumpFormatError(f"{where}: atom ID {repeated[0]} appears more than once")
+    bad = ~np.isfinite(positions).all(axis=1)
+    if bad.any():
+        raise DumpFormatError(f"{where}: atom {ids[bad][0]} has a non-finite position "
+                              f"{positions[bad][0].tolist()}")
     if types.min() < 1 or types.max() > len(indices):
         raise DumpFormatError(
             f"{frame.path}, frame {frame.index}: atom types range over {types.min()}..{types.max()} "

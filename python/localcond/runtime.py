@@ -7,6 +7,7 @@ One implementation used by the LAMMPS fix (through ``fix_bridge``), by
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def load_model(path: str | Path) -> LoadedModel:
     """Load a model file after validating its metadata (errors: ModelFileError)."""
     path = Path(path)
     metadata = read_metadata(path)
+    _verify_archive(path)
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError/ValueError with long C++ traces
@@ -45,6 +47,19 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ModelFileError(f"model file '{path}' is not a loadable TorchScript model: {first_line}") from None
     module.eval()
     return LoadedModel(module=module, metadata=metadata, path=path)
+
+
+def _verify_archive(path: Path) -> None:
+    """Every member of the model archive against its CRC: torch loads stored (uncompressed)
+    weights without checking them, so a flipped byte would give quietly wrong λ."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(f"model file '{path}' cannot be read as an archive: {exc}") from None
+    if bad is not None:
+        raise ModelFileError(f"model file '{path}' is corrupted: archive member '{bad}' fails its CRC "
+                             "check; copy or export the model again")
 
 
 def _last_line(exc: Exception) -> str:

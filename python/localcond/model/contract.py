@@ -146,7 +146,9 @@ def read_metadata(path: str | Path) -> ModelMetadata:
                     "export models with localcond.model.export.save_model"
                 )
             text = archive.read(names[0]).decode("utf-8")
-    except zipfile.BadZipFile:
+    except zipfile.BadZipFile as exc:
+        if "CRC" in str(exc):
+            raise ModelFileError(f"model file '{path}' is corrupted: {exc}") from None
         raise ModelFileError(
             f"model file '{path}' is not a TorchScript model (not a zip archive)"
         ) from None
