@@ -144,6 +144,9 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
       " [neighbors auto|lammps|binning] [file PREFIX] [every M] [hist LO HI NBINS] [tcorr NLAGS]"
       " [corr RMAX NBINS] [eh NLAGS BLOCK TEMP]";
   if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
+  if (domain->dimension != 3)
+    error->all(FLERR, "fix localcond supports 3-d simulations only (the model's environments and the "
+               "Einstein-Helfand estimate are 3-d); this input has 'dimension {}'", domain->dimension);
 
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
   if (nevery <= 0)
@@ -154,8 +157,9 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
     error->all(FLERR, "fix localcond: expected keyword 'types' after the model file, got '{}'; usage: {}",
                arg[5], usage);
 
-  auto is_keyword = [](const char *word) {
-    for (const char *key : {"neighbors", "file", "every", "hist", "tcorr", "corr", "eh"})
+  const char *keywords[] = {"neighbors", "file", "every", "hist", "tcorr", "corr", "eh"};
+  auto is_keyword = [&keywords](const char *word) {
+    for (const char *key : keywords)
       if (strcmp(word, key) == 0) return true;
     return false;
   };
@@ -164,10 +168,17 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
   if ((int) type_species.size() != ntypes) {
     std::string given;
     for (const auto &s : type_species) given += " " + s;
+    // A word after the last type's name is most likely a mistyped keyword: name it.
+    std::string hint;
+    if ((int) type_species.size() > ntypes) {
+      hint = fmt::format("; '{}' is not a keyword of fix localcond (keywords:", type_species[ntypes]);
+      for (const char *key : keywords) hint += std::string(" ") + key;
+      hint += ")";
+    }
     error->all(FLERR,
                "fix localcond: 'types' needs exactly one species name (or NULL) per atom type: "
-               "the system has {} atom types but {} names were given:{}",
-               ntypes, type_species.size(), given.empty() ? " (none)" : given);
+               "the system has {} atom types but {} names were given:{}{}",
+               ntypes, type_species.size(), given.empty() ? " (none)" : given, hint);
   }
 
   while (iarg < narg) {

@@ -94,6 +94,11 @@ CASES = {
     ),
     "bad neighbors value": (dict(fix_extra="neighbors fast"), "neighbors must be auto, lammps or binning, got 'fast'"),
     "unknown keyword": (dict(fix_extra="neighbors auto sample 5"), "unknown keyword 'sample'"),
+    "unknown keyword after the types": (
+        dict(fix_extra="sample 5"),
+        "but 4 names were given: Li PF6 sample 5; 'sample' is not a keyword of fix localcond "
+        "(keywords: neighbors file every hist tcorr corr eh)",
+    ),
     "hist zero bins": (dict(fix_extra="hist -1 1 0"), "hist needs a positive number of bins, got 0"),
     "hist empty range": (dict(fix_extra="hist 1 1 10"), "hist needs HI > LO, got 1 1"),
     "tcorr zero lags": (dict(fix_extra="tcorr 0"), "tcorr needs a positive number of lags, got 0"),
@@ -124,6 +129,14 @@ def test_bad_input_gives_clear_error(tmp_path, files, case):
     for message in [messages] if isinstance(messages, str) else messages:
         assert message.format(**files) in output, output[-3000:]
     assert "Segmentation fault" not in output and "Traceback" not in output
+
+
+def test_two_dimensional_simulations_are_refused(tmp_path, files):
+    text = input_for(files, {}).replace("units real", "units real\ndimension 2")
+    text = text.replace("region box block 0 22.0 0 22.0 0 22.0", "region box block 0 22.0 0 22.0 -0.5 0.5")
+    proc = run_lmp(tmp_path, text, check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "fix localcond supports 3-d simulations only" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_units_must_be_angstrom(tmp_path, files):
