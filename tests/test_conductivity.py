@@ -142,3 +142,29 @@ def test_tau_longer_than_the_trajectory(tmp_path):
     path = brownian(tmp_path / "short.dump", 3, 10, D, 0.5, seed=0)
     with pytest.raises(LocalcondError, match="tau 20 ps is not shorter than the trajectory \\(4.5 ps"):
         run(path, tau_ps=20.0)
+
+
+def test_types_select_the_ions_of_an_all_atom_input(tmp_path):
+    """Brownian ions (types 2, 3) among partially charged 'water' atoms (type 1, ±0.4 e)
+    that also move: with --types NULL Na Cl only the ions count (concentration and Λ of
+    the ions alone, Λ = Λ_NE of independent ions); without it the water counts as ions."""
+    rng = np.random.default_rng(8)
+    n_ion, n_water, n_frames = 20, 40, 300
+    steps = rng.normal(scale=np.sqrt(2 * D * 0.5), size=(n_frames - 1, n_ion + n_water, 3))
+    x = np.concatenate([rng.random((1, n_ion + n_water, 3)) * 40.0, steps]).cumsum(axis=0)
+    types = np.concatenate([np.full(n_water, 1), np.repeat([2, 3], n_ion // 2)])
+    charges = np.concatenate([np.tile([0.4, -0.4], n_water // 2), np.repeat([1.0, -1.0], n_ion // 2)])
+    path = write_dump(tmp_path / "aa.dump", np.arange(n_frames) * 250, 40.0, types, charges, x)
+    out = tmp_path / "aa.json"
+    proc = subprocess.run([sys.executable, "-m", "localcond", "conductivity", str(path), "--timestep-fs", "2",
+                           "--temperature-k", "298", "--types", "NULL", "Na", "Cl", "--json", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["n_ions"] == n_ion and data["ions_per_type"] == {"2": 10, "3": 10}
+    assert data["concentration_mol_per_l"] == pytest.approx(10 / sc.N_A / (40.0**3 * 1e-27), rel=1e-9)
+    truth = analytic_lambda(10, D)
+    assert abs(data["nernst_einstein"]["value"] - truth) < 0.1 * truth
+    settings = Settings(timestep_fs=2.0, temperature_k=T)
+    everything = analyse(accumulate([path], settings), settings)
+    assert everything["n_ions"] == n_ion + n_water  # the default counts the water's charged atoms

@@ -71,7 +71,7 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
         timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, tau_ps=args.tau_ps,
         tau_window_ps=tuple(args.tau_window_ps) if args.tau_window_ps else None,
         max_lag_ps=args.max_lag_ps, n_blocks=args.blocks, error=args.error,
-        concentration=args.concentration, n_salt=args.n_salt,
+        concentration=args.concentration, n_salt=args.n_salt, ion_types=_ion_types(args.types),
     )
     summary = analyse(accumulate(args.dumps, settings, progress=sys.stderr.isatty()), settings)
     path = write_json(summary, args.json, args.dumps)
@@ -92,6 +92,16 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
     for warning in summary["diffusive_check"]["warnings"]:
         print(f"localcond conductivity: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _ion_types(names: Sequence[str] | None) -> tuple[int, ...] | None:
+    """Atom types (1-based) whose entry in --types is not NULL; None without --types."""
+    if not names:
+        return None
+    types = tuple(k + 1 for k, name in enumerate(names) if name.upper() != "NULL")
+    if not types:
+        raise LocalcondError("--types names no ion type (all NULL)")
+    return types
 
 
 def _cmd_labels(args: argparse.Namespace) -> int:
@@ -245,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="standard errors from blocks of origins or from independent replicas (the dumps)")
     p.add_argument("--concentration", choices=["cations", "anions"], default="cations",
                    help="c = number of cations (or anions) / (N_A V)")
+    p.add_argument("--types", nargs="+", metavar="NAME", help="one name (or NULL) per atom type: only "
+                   "the non-NULL types are ions (default: every charged atom is an ion; use this when "
+                   "a solvent carries partial charges)")
     p.add_argument("--json", required=True, help="output summary (JSON)")
     p.set_defaults(func=_cmd_conductivity)
 

@@ -9,7 +9,7 @@ DumpFormatError naming the file and frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +60,12 @@ def count_frames(path: str | Path) -> int:
         return sum(1 for line in handle if line.startswith("ITEM: TIMESTEP"))
 
 
-def ion_frames(path: str | Path, timestep_fs: float) -> Iterator[tuple[IonSet, IonFrame]]:
-    """Yield (ions, frame) for every frame of one dump, checking consistency."""
+def ion_frames(path: str | Path, timestep_fs: float,
+               ion_types: Sequence[int] | None = None) -> Iterator[tuple[IonSet, IonFrame]]:
+    """Yield (ions, frame) for every frame of one dump, checking consistency.
+
+    The ions are the charged atoms, or, with ``ion_types``, the atoms of those types
+    (all-atom inputs: a solvent's partially charged atoms are not ions)."""
     if timestep_fs <= 0:
         raise DumpFormatError(f"the MD timestep must be positive, got {timestep_fs} fs")
     ions: IonSet | None = None
@@ -75,11 +79,18 @@ def ion_frames(path: str | Path, timestep_fs: float) -> Iterator[tuple[IonSet, I
         positions = frame.positions(unwrapped=True)
         order = np.argsort(frame.ids, kind="stable")
         charges = frame.columns["q"][order]
-        charged = charges != 0.0
+        if ion_types is None:
+            charged = charges != 0.0
+        else:
+            charged = np.isin(frame.types[order], np.asarray(ion_types))
+            if np.any(charges[charged] == 0.0):
+                raise DumpFormatError(f"{where}: atoms of the ion types {list(ion_types)} must be charged; "
+                                      f"atom {frame.ids[order][charged & (charges == 0.0)][0]} has q = 0")
         order = order[charged]
         if ions is None:
             if not charged.any():
-                raise DumpFormatError(f"{where}: no charged atoms")
+                raise DumpFormatError(f"{where}: no ions (" + ("no charged atoms" if ion_types is None else
+                                      f"no atoms of types {list(ion_types)}") + ")")
             ions = IonSet(frame.ids[order], frame.types[order], charges[charged],
                           frame.volume, frame.cell.copy(), frame.pbc)
             first_step = frame.timestep
