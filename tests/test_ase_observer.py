@@ -94,3 +94,11 @@ def test_replicas_under_mpirun_combine(model, tmp_path):
     assert summary["lambda_mean_over_all_values"] == pytest.approx(values.mean(), rel=1e-12)
     reducers, _ = load(tmp_path / "mpi.reduce.npz")
     assert len(reducers["time_correlation"].ids) == 16  # both replicas' ions, IDs offset by rank
+
+
+def test_unwritable_prefix_is_refused_before_any_step(model, tmp_path):
+    from localcond.errors import LocalcondError
+
+    calc = LocalConductivity(model, species={"P": "PF6"})
+    with pytest.raises(LocalcondError, match="directory '.*no/such' does not exist"):
+        ConductivityObserver(None, calc, tmp_path / "no" / "such" / "run")

@@ -22,6 +22,7 @@ import torch
 
 from localcond import __version__
 from localcond.errors import ModelOutputError
+from localcond.io.files import check_writable_prefix
 from localcond.model import reference
 from localcond.reduce.blocking import BlockingError
 from localcond.reduce.eh_live import LiveEinsteinHelfand
@@ -65,6 +66,8 @@ class FixSession:
         self.model = model
         self.comm = comm
         self.prefix = prefix
+        if prefix is not None:
+            check_writable_prefix(prefix)
         n_species = len(model.metadata.species)
         self.reducers: dict[str, Reducer] = {
             "moments": RunningMoments(n_species),  # per species, local ions

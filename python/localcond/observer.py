@@ -25,6 +25,7 @@ import numpy as np
 
 from localcond import __version__
 from localcond.ase import LocalConductivity
+from localcond.io.files import check_writable_prefix
 from localcond.reduce.blocking import BlockingError
 from localcond.reduce.histogram import Histogram
 from localcond.reduce.moments import RunningMoments
@@ -40,6 +41,7 @@ class ConductivityObserver:
         self.atoms = atoms
         self.calc = calculator
         self.prefix = Path(prefix)
+        check_writable_prefix(str(self.prefix))
         self.comm = comm
         self.write_every = write_every
         self.calls = 0

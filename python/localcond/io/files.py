@@ -45,3 +45,18 @@ def read_json(path: str | Path, what: str):
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise LocalcondError(f"cannot read {what} {path}: {exc}") from None
+
+
+def check_writable_prefix(prefix: str) -> None:
+    """Fail now, not at the end of a run, when files ``PREFIX.*`` cannot be written: the
+    directory must exist and accept a new file (tried with a temporary one)."""
+    import tempfile
+
+    directory = Path(prefix).parent
+    if not directory.is_dir():
+        raise LocalcondError(f"file prefix '{prefix}': directory '{directory}' does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{Path(prefix).name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise LocalcondError(f"file prefix '{prefix}': cannot write in '{directory}' ({exc.strerror})") from None
