@@ -456,7 +456,32 @@ void FixLocalCond::setup(int /*vflag*/)
 {
   check_ghost_cutoff();
   check_charges();
+  check_group_has_ions();
   evaluate();
+}
+
+/* ----------------------------------------------------------------------
+   A group without atoms of mapped types gives no λ at all: say so instead of
+   reporting a mean of zero over nothing.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::check_group_has_ions()
+{
+  bigint mine = 0, total = 0;
+  for (int i = 0; i < atom->nlocal; ++i)
+    if ((atom->mask[i] & groupbit) && type_node[atom->type[i]] >= 0) ++mine;
+  MPI_Allreduce(&mine, &total, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  if (total == 0)
+    error->all(FLERR, "fix localcond: group '{}' holds no atoms of a type mapped to a model species "
+               "(types mapped: {}); there is no lambda to compute", group->names[igroup], mapped_types());
+}
+
+std::string FixLocalCond::mapped_types() const
+{
+  std::string out;
+  for (int t = 1; t <= atom->ntypes; ++t)
+    if (type_node[t] >= 0) out += (out.empty() ? "" : " ") + std::to_string(t);
+  return out.empty() ? "none" : out;
 }
 
 /* ---------------------------------------------------------------------- */

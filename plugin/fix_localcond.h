@@ -99,6 +99,8 @@ class FixLocalCond : public Fix {
   void open_session();
   void check_charges();
   void check_ghost_cutoff();
+  void check_group_has_ions();
+  std::string mapped_types() const;
   void evaluate();
   void collect_nodes(int &n_out);
   void edges_from_list();

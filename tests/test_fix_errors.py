@@ -106,6 +106,10 @@ CASES = {
     "eh negative lags": (dict(fix_extra="eh -2 10 298"), "eh needs positive NLAGS and BLOCK, got -2 10"),
     "eh without temperature": (dict(fix_extra="eh 10 10 0"), "eh needs the target temperature in K > 0"),
     "every zero": (dict(fix_extra="file red every 0"), "'every' (evaluations between file writes) must be a positive integer, got 0"),
+    "group without ions": (
+        dict(types="Li NULL", group="anions", extra_commands=["group anions type 2"]),
+        "group 'anions' holds no atoms of a type mapped to a model species (types mapped: 1)",
+    ),
     "file prefix in a missing directory": (
         dict(fix_extra="file no/such/dir/run"),
         "file prefix 'no/such/dir/run': directory 'no/such/dir' does not exist",
