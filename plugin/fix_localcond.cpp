@@ -381,6 +381,12 @@ void FixLocalCond::init()
   // field, which cost more than binning at the evaluation steps (bench/).
   if (neighbor_mode == NEIGH_AUTO && n_layers > 1) why_not = "multi-layer model";
   use_lammps_list = (neighbor_mode != NEIGH_BINNING) && why_not.empty();
+  if (use_lammps_list)
+    neighbor_note = "neighbors from LAMMPS's full neighbor list";
+  else if (neighbor_mode == NEIGH_BINNING)
+    neighbor_note = "neighbors from its own binning of owned and ghost atoms ('neighbors binning')";
+  else
+    neighbor_note = "neighbors from its own binning of owned and ghost atoms (" + why_not + ")";
 
   if (use_lammps_list) {
     int flags = NeighConst::REQ_FULL;
@@ -457,6 +463,7 @@ void FixLocalCond::setup(int /*vflag*/)
   check_ghost_cutoff();
   check_charges();
   check_group_has_ions();
+  if (comm->me == 0) utils::logmesg(lmp, "fix localcond {}: {}\n", id, neighbor_note);
   evaluate();
 }
 

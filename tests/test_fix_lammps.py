@@ -140,3 +140,15 @@ def test_mpirun_two_ranks(tmp_path, models, model):
         or "1 by 1 by 2" in proc.stdout
     assert proc.stdout.count("fix localcond lc: Python") == 1  # the table is printed once
     assert_fix_matches_offline(tmp_path, models[model], SPECIES)
+
+
+def test_log_says_neighbor_path_and_torch_threads(tmp_path, models):
+    """Once per run: which neighbor path serves the model and why, and torch's thread count
+    (one per rank unless OMP_NUM_THREADS says otherwise)."""
+    proc = run_lmp(tmp_path, System(model=models["ref"], steps=0).input_text())
+    assert "neighbors from LAMMPS's full neighbor list" in proc.stdout
+    threads = __import__("os").environ.get("OMP_NUM_THREADS", "1")
+    assert f"torch threads per rank: {threads} (OMP_NUM_THREADS sets it; default 1)" in proc.stdout
+    multi = System(model=models["mp"], steps=0, comm_cutoff=10.0).input_text()
+    proc = run_lmp(tmp_path, multi)
+    assert "neighbors from its own binning of owned and ghost atoms (multi-layer model)" in proc.stdout

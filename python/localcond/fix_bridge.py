@@ -47,6 +47,7 @@ def describe(model: LoadedModel, indices: list[int]) -> str:
         f"  cutoff {md.cutoff:g} A, {md.n_layers} layer(s), receptive field {md.receptive_field:g} A, "
         f"{md.dtype}, contract v{md.contract_version}; output lambda in {md.units['output']}"
     )
+    lines.append(f"  torch threads per rank: {torch.get_num_threads()} (OMP_NUM_THREADS sets it; default 1)")
     lines.append("  type  species  charge(e)")
     for t, index in enumerate(indices, start=1):
         if index < 0:
@@ -334,8 +335,10 @@ def open_session(model_path: str, type_species: Sequence[str | None], nprocs: in
                  group: str, eh_lags: int, eh_block: int, eh_temperature: float) -> FixSession:
     """Load and validate the model for a fix on one MPI rank; ``comm_handle`` is the
     Fortran handle of LAMMPS's communicator (reducers run on it, not COMM_WORLD)."""
-    if nprocs > 1 and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)  # one thread per MPI rank unless the user says otherwise
+    if "OMP_NUM_THREADS" not in os.environ:
+        # one torch thread per rank unless the user says otherwise: torch's own default (all
+        # cores) competes with LAMMPS and with other ranks on busy machines
+        torch.set_num_threads(1)
     comm = None
     if nprocs > 1:
         from mpi4py import MPI
