@@ -19,7 +19,7 @@ from localcond.dataset import (
     read_record,
 )
 from localcond.errors import LocalcondError
-from localcond.labels.units import molar_conductivity_prefactor
+from localcond.units import molar_conductivity_prefactor
 from synthetic import brownian, write_dump
 
 ROOT = Path(__file__).resolve().parents[1]

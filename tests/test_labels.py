@@ -10,7 +10,7 @@ import pytest
 
 from localcond.labels.conductivity import Settings, accumulate, analyse
 from localcond.labels.per_ion import LabelSettings, compute_labels
-from localcond.labels.units import molar_conductivity_prefactor
+from localcond.units import molar_conductivity_prefactor
 from synthetic import brownian
 
 T = 298.0

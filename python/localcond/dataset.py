@@ -41,7 +41,7 @@ from localcond.io.files import atomic_path, write_json
 from localcond.labels.einstein_helfand import BlockSums, DisplacementAccumulator
 from localcond.labels.per_ion import _truncated_dm
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
-from localcond.labels.units import molar_conductivity_prefactor
+from localcond.units import molar_conductivity_prefactor
 
 FORMAT = "localcond-training-record/1"
 UNIT = "S cm^2 mol^-1"

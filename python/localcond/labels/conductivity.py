@@ -44,7 +44,7 @@ from localcond.labels.windows import (
     systematic,
     window_lags,
 )
-from localcond.labels.units import (
+from localcond.units import (
     concentration_mol_per_l,
     diffusion_cm2_per_s,
     molar_conductivity_prefactor,

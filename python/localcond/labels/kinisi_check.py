@@ -22,7 +22,7 @@ import numpy as np
 
 from localcond.errors import LocalcondError
 from localcond.labels.trajectory import ion_frames
-from localcond.labels.units import concentration_mol_per_l
+from localcond.units import concentration_mol_per_l
 
 
 def kinisi_molar_conductivity(path: str | Path, timestep_fs: float, temperature_k: float,

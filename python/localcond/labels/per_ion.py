@@ -26,7 +26,7 @@ import numpy as np
 from localcond import __version__
 from localcond.errors import LocalcondError
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
-from localcond.labels.units import concentration_mol_per_l, molar_conductivity_prefactor
+from localcond.units import concentration_mol_per_l, molar_conductivity_prefactor
 from localcond.neighbors import periodic_edges
 
 

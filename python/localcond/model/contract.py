@@ -27,6 +27,7 @@ from localcond.errors import ModelFileError
 CONTRACT_VERSION = 1
 METADATA_FILE = "localcond.json"
 DTYPES = ("float32", "float64")
+PURPOSES = ("conductivity", "test")
 UNITS = {"length": "angstrom", "charge": "e", "output": "S cm^2 mol^-1"}
 
 
@@ -40,6 +41,8 @@ class ModelMetadata:
     learned from (None for models that were not trained on labels); ``training``
     holds the rest of a trained model's provenance (mode, label form and
     window, systems, metrics, ensemble spread, the command that made it).
+    ``purpose`` is "test" for analytic test functions (the reference model),
+    which callers must not present as conductivities.
     """
 
     species: tuple[str, ...]
@@ -54,6 +57,7 @@ class ModelMetadata:
     label_tau_ps: float | None = None
     training_systems: tuple[str, ...] = ()
     training: dict = field(default_factory=dict)  # provenance of a trained model (JSON-able)
+    purpose: str = "conductivity"  # "test": an analytic test function, not a conductivity model
     contract_version: int = CONTRACT_VERSION
     units: dict[str, str] = field(default_factory=lambda: dict(UNITS))
 
@@ -89,6 +93,8 @@ class ModelMetadata:
             out.append(f"n_layers must be >= 1, got {self.n_layers}")
         if self.dtype not in DTYPES:
             out.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.purpose not in PURPOSES:
+            out.append(f"purpose must be one of {PURPOSES}, got {self.purpose!r}")
         if self.units != UNITS:
             out.append(f"units must be {UNITS}, got {self.units}")
         return out

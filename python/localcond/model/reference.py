@@ -52,6 +52,7 @@ def make_reference_model(
         n_layers=1,
         dtype="float64",
         kind=KIND,
+        purpose="test",
         description=(
             "Analytic test function lambda_i = sum_{j != i, r_ij < RC} q_i q_j "
             "(cos(pi r_ij / RC) + 1) / 2 for checking an installation; not a trained "
