@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     dyn.attach(observer, interval=10)
     dyn.run(args.steps)
     observer.write()
-    summary = observer.summary(observer.merged())
+    summary = observer.summary()
     err = summary["lambda_pred"]["stderr"]
     err_text = f"+- {err:.2g}" if err is not None else "(error needs >= 32 observations)"
     print(f"{observer.calls} observations; mean lambda {summary['lambda_pred']['value']:.4g} {err_text} "

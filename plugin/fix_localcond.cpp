@@ -2,12 +2,10 @@
    localcond: fix localcond (see fix_localcond.h and doc/fix_localcond.rst)
 ------------------------------------------------------------------------- */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include "fix_localcond.h"
 
 #include "python_runtime.h"
+#include "python_session.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -16,6 +14,7 @@
 #include "domain.h"
 #include "group.h"
 #include "memory.h"
+#include "modify.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "pair.h"
@@ -42,17 +41,44 @@ double wall_seconds()
   return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
 }
 
-// A writable memoryview over a C++ buffer (no copy; torch warns about read-only
-// numpy arrays). Empty buffers get a valid pointer.
-PyObject *view(void *data, size_t bytes)
+const double CHARGE_TOLERANCE = 1.0e-5;    // e
+
+// Reducer keywords: how many numbers follow, which are integers, and their names.
+struct ReducerKeyword {
+  const char *name;
+  int arity;
+  const char *integers;    // 'i' integer, 'r' real, per value
+  const char *usage;
+};
+const ReducerKeyword REDUCER_KEYWORDS[] = {
+    {"hist", 3, "rri", "hist LO HI NBINS"},
+    {"tcorr", 1, "i", "tcorr NLAGS"},
+    {"corr", 2, "ri", "corr RMAX NBINS"},
+    {"eh", 3, "iir", "eh NLAGS BLOCK TEMP"},
+};
+
+const ReducerKeyword *reducer_keyword(const std::string &word)
 {
-  static char empty[8];
-  if (bytes == 0) data = empty;
-  return PyMemoryView_FromMemory(static_cast<char *>(data), static_cast<Py_ssize_t>(bytes),
-                                 PyBUF_WRITE);
+  for (const auto &k : REDUCER_KEYWORDS)
+    if (word == k.name) return &k;
+  return nullptr;
 }
 
-const double CHARGE_TOLERANCE = 1.0e-5;    // e
+int reducer_arity(const std::string &word)
+{
+  const ReducerKeyword *k = reducer_keyword(word);
+  return k ? k->arity : 0;
+}
+
+bool reducer_integer(const std::string &word, int index)
+{
+  return reducer_keyword(word)->integers[index] == 'i';
+}
+
+std::string reducer_usage(const std::string &word)
+{
+  return reducer_keyword(word)->usage;
+}
 
 // The model allocates the same large tensors at every call. glibc serves
 // blocks above its mmap threshold with fresh mmaps, so every call page-faults
@@ -66,10 +92,12 @@ std::string tune_malloc()
   if (off && *off && std::string(off) != "0") return "glibc malloc left as is (LOCALCOND_NO_MALLOPT)";
   const int threshold = 1 << 30;
   if (mallopt(M_MMAP_THRESHOLD, threshold) && mallopt(M_TRIM_THRESHOLD, threshold))
-    return "glibc malloc keeps freed blocks up to 1 GiB for reuse (LOCALCOND_NO_MALLOPT=1 disables)";
+    return "process-wide: glibc malloc now keeps freed blocks up to 1 GiB for reuse, for the model's "
+           "repeated large tensors (LOCALCOND_NO_MALLOPT=1 leaves malloc as is)";
   const int fallback = 32 << 20;
   if (mallopt(M_MMAP_THRESHOLD, fallback) && mallopt(M_TRIM_THRESHOLD, fallback))
-    return "glibc malloc keeps freed blocks up to 32 MiB for reuse (LOCALCOND_NO_MALLOPT=1 disables)";
+    return "process-wide: glibc malloc now keeps freed blocks up to 32 MiB for reuse, for the model's "
+           "repeated large tensors (LOCALCOND_NO_MALLOPT=1 leaves malloc as is)";
 #endif
   return "";
 }
@@ -80,12 +108,10 @@ std::string tune_malloc()
 
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
-    neighbor_mode(NEIGH_AUTO), use_lammps_list(false), list(nullptr), session(nullptr),
-    lambda(nullptr), group_mean(0.0), group_count(0), running{0.0, 0.0, 0.0}, write_every(0),
-    live_eh{NAN, NAN, NAN, NAN}, hist_lo(0.0), hist_hi(0.0), hist_bins(0), tcorr_lags(0),
-    eh_lags(0), eh_block(0), eh_temperature(0.0), corr_rmax(0.0), corr_bins(0),
-    n_calls(0), t_edges(0.0), t_python(0.0),
-    t_model(0.0), t_reduce(0.0)
+    neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), lambda(nullptr),
+    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, write_every(0), eh_on(false), corr_rmax(0.0),
+    corr_on(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
+    t_reduce(0.0)
 {
   parse_arguments(narg, arg);
 
@@ -126,10 +152,6 @@ FixLocalCond::~FixLocalCond()
   atom->delete_callback(id, Atom::GROW);
   atom->delete_callback(id, Atom::RESTART);
   memory->destroy(lambda);
-  if (session && Py_IsInitialized()) {
-    LocalCond::GilLock gil;
-    Py_DECREF(session);
-  }
 }
 
 /* ----------------------------------------------------------------------
@@ -205,42 +227,25 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
         error->all(FLERR, "fix localcond: 'every' (evaluations between file writes) must be a "
                    "positive integer, got {}", arg[iarg + 1]);
       iarg += 2;
-    } else if (strcmp(arg[iarg], "hist") == 0) {
-      if (iarg + 3 >= narg) error->all(FLERR, "fix localcond: keyword 'hist' needs LO HI NBINS");
-      hist_lo = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
-      hist_hi = utils::numeric(FLERR, arg[iarg + 2], false, lmp);
-      hist_bins = utils::inumeric(FLERR, arg[iarg + 3], false, lmp);
-      if (!(hist_hi > hist_lo))
-        error->all(FLERR, "fix localcond: hist needs HI > LO, got {} {}", arg[iarg + 1], arg[iarg + 2]);
-      if (hist_bins <= 0)
-        error->all(FLERR, "fix localcond: hist needs a positive number of bins, got {}", arg[iarg + 3]);
-      iarg += 4;
-    } else if (strcmp(arg[iarg], "corr") == 0) {
-      if (iarg + 2 >= narg) error->all(FLERR, "fix localcond: keyword 'corr' needs RMAX NBINS");
-      corr_rmax = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
-      corr_bins = utils::inumeric(FLERR, arg[iarg + 2], false, lmp);
-      if (corr_rmax <= 0.0)
-        error->all(FLERR, "fix localcond: corr needs RMAX > 0, got {}", arg[iarg + 1]);
-      if (corr_bins <= 0)
-        error->all(FLERR, "fix localcond: corr needs a positive number of bins, got {}", arg[iarg + 2]);
-      iarg += 3;
-    } else if (strcmp(arg[iarg], "eh") == 0) {
-      if (iarg + 3 >= narg) error->all(FLERR, "fix localcond: keyword 'eh' needs NLAGS BLOCK TEMP");
-      eh_lags = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-      eh_block = utils::inumeric(FLERR, arg[iarg + 2], false, lmp);
-      eh_temperature = utils::numeric(FLERR, arg[iarg + 3], false, lmp);
-      if (eh_lags <= 0 || eh_block <= 0)
-        error->all(FLERR, "fix localcond: eh needs positive NLAGS and BLOCK, got {} {}", arg[iarg + 1],
-                   arg[iarg + 2]);
-      if (eh_temperature <= 0.0)
-        error->all(FLERR, "fix localcond: eh needs the target temperature in K > 0, got {}", arg[iarg + 3]);
-      iarg += 4;
-    } else if (strcmp(arg[iarg], "tcorr") == 0) {
-      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'tcorr' needs NLAGS");
-      tcorr_lags = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-      if (tcorr_lags <= 0)
-        error->all(FLERR, "fix localcond: tcorr needs a positive number of lags, got {}", arg[iarg + 1]);
-      iarg += 2;
+    } else if (reducer_arity(arg[iarg]) > 0) {
+      // reducer options: numbers parsed here, their meaning checked by the Python side
+      const std::string key = arg[iarg];
+      const int n = reducer_arity(arg[iarg]);
+      if (iarg + n >= narg)
+        error->all(FLERR, "fix localcond: keyword '{}' needs {} value(s): {}", key, n, reducer_usage(key));
+      std::vector<double> values;
+      for (int k = 1; k <= n; ++k) {
+        const bool integer = reducer_integer(key, k - 1);
+        values.push_back(integer ? (double) utils::inumeric(FLERR, arg[iarg + k], false, lmp)
+                                 : utils::numeric(FLERR, arg[iarg + k], false, lmp));
+      }
+      if (key == "corr") {
+        corr_on = true;
+        corr_rmax = values[0];
+      }
+      if (key == "eh") eh_on = true;
+      reducer_options.emplace_back(key, values);
+      iarg += n + 1;
     } else {
       error->all(FLERR, "fix localcond: unknown keyword '{}'", arg[iarg]);
     }
@@ -250,90 +255,30 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
 }
 
 /* ----------------------------------------------------------------------
-   A failure of the Python side. Deterministic failures (seen by every rank)
-   end the run with error->all; otherwise the rank that saw it stops the run.
-------------------------------------------------------------------------- */
-
-void FixLocalCond::python_failure(const std::string &what, bool failed_here)
-{
-  int bad = failed_here ? 1 : 0, nbad = 0;
-  MPI_Allreduce(&bad, &nbad, 1, MPI_INT, MPI_SUM, world);
-  if (nbad == comm->nprocs) error->all(FLERR, "fix localcond: {}", what);
-  if (bad) error->one(FLERR, "fix localcond: {}", what);
-  // Give the failing rank time to report before this one aborts the job.
-  std::this_thread::sleep_for(std::chrono::seconds(2));
-  error->one(FLERR, "fix localcond: stopped because another MPI rank failed (see its message)");
-}
-
-/* ----------------------------------------------------------------------
-   Start Python, load and validate the model, map types to species.
+   Start Python, load and validate the model and the reducer options, map
+   types to species (collective; any rank's failure stops every rank).
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::open_session()
 {
-  std::string problem = LocalCond::ensure_python();
-  int failed = problem.empty() ? 0 : 1, nfailed = 0;
-  MPI_Allreduce(&failed, &nfailed, 1, MPI_INT, MPI_SUM, world);
-  if (nfailed) python_failure(problem, failed);
-
-  std::string summary;
-  {
-    LocalCond::GilLock gil;
-    PyObject *module = PyImport_ImportModule("localcond.fix_bridge");
-    PyObject *names = module ? PyList_New(0) : nullptr;
-    if (names)
-      for (const auto &s : type_species) {
-        PyObject *item = (s == "NULL") ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(s.c_str());
-        PyList_Append(names, item);
-        Py_DECREF(item);
-      }
-    if (names)
-      session = PyObject_CallMethod(module, "open_session", "sOiizddiidisiid", model_file.c_str(),
-                                    names, comm->nprocs, (int) MPI_Comm_c2f(world),
-                                    output_prefix.empty() ? nullptr : output_prefix.c_str(),
-                                    hist_lo, hist_hi, hist_bins, tcorr_lags, corr_rmax, corr_bins,
-                                    group->names[igroup], eh_lags, eh_block, eh_temperature);
-    Py_XDECREF(names);
-    Py_XDECREF(module);
-
-    if (session) {
-      PyObject *c = PyObject_GetAttrString(session, "cutoff");
-      PyObject *rf = PyObject_GetAttrString(session, "receptive_field");
-      PyObject *nl = PyObject_GetAttrString(session, "n_layers");
-      PyObject *tn = PyObject_GetAttrString(session, "type_species_index");
-      PyObject *tq = PyObject_GetAttrString(session, "type_charge");
-      PyObject *sm = PyObject_GetAttrString(session, "summary");
-      if (c && rf && nl && tn && tq && sm) {
-        cutoff = PyFloat_AsDouble(c);
-        receptive_field = PyFloat_AsDouble(rf);
-        n_layers = (int) PyLong_AsLong(nl);
-        type_node.assign(atom->ntypes + 1, -1);
-        type_charge.assign(atom->ntypes + 1, 0.0);
-        for (int t = 1; t <= atom->ntypes; ++t) {
-          type_node[t] = (int) PyLong_AsLong(PyList_GetItem(tn, t - 1));
-          type_charge[t] = PyFloat_AsDouble(PyList_GetItem(tq, t - 1));
-        }
-        summary = PyUnicode_AsUTF8(sm);
-      }
-      Py_XDECREF(c);
-      Py_XDECREF(rf);
-      Py_XDECREF(nl);
-      Py_XDECREF(tn);
-      Py_XDECREF(tq);
-      Py_XDECREF(sm);
-    }
-    if (PyErr_Occurred()) {
-      problem = LocalCond::take_python_error();
-      Py_CLEAR(session);
-    }
-  }
-  failed = problem.empty() ? 0 : 1;
-  MPI_Allreduce(&failed, &nfailed, 1, MPI_INT, MPI_SUM, world);
-  if (nfailed) python_failure(problem, failed);
+  LocalCond::SessionSettings settings;
+  settings.model_file = model_file;
+  settings.type_species = type_species;
+  settings.group = group->names[igroup];
+  settings.file_prefix = output_prefix;
+  settings.write_every = write_every;
+  settings.reducers = reducer_options;
+  session = std::make_unique<LocalCond::PythonSession>(lmp);
+  LocalCond::ModelLayout layout = session->open(settings);
+  cutoff = layout.cutoff;
+  receptive_field = layout.receptive_field;
+  n_layers = layout.n_layers;
+  type_node = layout.type_node;
+  type_charge = layout.type_charge;
 
   const std::string malloc_note = tune_malloc();
   if (comm->me == 0) {
-    utils::logmesg(lmp, "fix localcond {}: Python {}\n{}\n", id, LocalCond::python_origin(), summary);
+    utils::logmesg(lmp, "fix localcond {}: Python {}\n{}\n", id, LocalCond::python_origin(), layout.summary);
     if (!malloc_note.empty()) utils::logmesg(lmp, "  {}\n", malloc_note);
   }
 }
@@ -388,10 +333,41 @@ void FixLocalCond::init()
   else
     neighbor_note = "neighbors from its own binning of owned and ghost atoms (" + why_not + ")";
 
+  check_box_changing_fixes();
+
   if (use_lammps_list) {
     int flags = NeighConst::REQ_FULL;
     if (n_layers > 1) flags |= NeighConst::REQ_GHOST;
     neighbor->add_request(this, flags);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   Fixes such as fix deform ... remap x change the box and remap the owned
+   atoms at end_of_step. One defined after this fix would do so after the
+   evaluation, so lambda would belong to a box and positions the step's output
+   no longer shows: refused. One defined before it leaves the ghost atoms at
+   their positions before the remap: evaluate() refreshes them first.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::check_box_changing_fixes()
+{
+  remap_ghosts = false;
+  bool after = false;
+  for (int i = 0; i < modify->nfix; ++i) {
+    Fix *other = modify->fix[i];
+    if (other == this) {
+      after = true;
+      continue;
+    }
+    if (!other->box_change || !(modify->fmask[i] & END_OF_STEP)) continue;
+    if (after)
+      error->all(FLERR,
+                 "fix localcond {} is defined before fix {} {}, which changes the box at the end of "
+                 "each step: lambda would be computed for the box and positions before that change. "
+                 "Define fix localcond after fix {}",
+                 id, other->style, other->id, other->id);
+    remap_ghosts = true;
   }
 }
 
@@ -403,30 +379,82 @@ void FixLocalCond::init_list(int /*id*/, NeighList *ptr)
 }
 
 /* ----------------------------------------------------------------------
-   Ghost atoms are guaranteed within (ghost cutoff - skin) of the subdomain
-   between reneighborings; the model needs them out to its receptive field.
+   How far ghost atoms of a type reach beyond the subdomain (before the
+   neighbor skin is taken off), as LAMMPS's brick communication sets it up:
+   one cutoff (comm_modify mode single), one per collection (mode multi, where
+   with reduce/multi a collection goes only as far as collections of equal or
+   smaller cutoff need), or one per type (mode multi/old).
+------------------------------------------------------------------------- */
+
+namespace {
+// Reads Comm::multi_reduce (protected; no accessor) through a member pointer.
+struct CommPeek : LAMMPS_NS::Comm {
+  static int Comm::*multi_reduce_member() { return &CommPeek::multi_reduce; }
+};
+}    // namespace
+
+double FixLocalCond::ghost_reach(int type) const
+{
+  if (comm->mode == Comm::MULTIOLD) {
+    const double user = comm->cutusermultiold ? comm->cutusermultiold[type] : 0.0;
+    return std::max(user, neighbor->cuttype[type]);
+  }
+  if (comm->mode == Comm::MULTI) {
+    const int c = neighbor->type2collection[type];
+    double **cutsq = neighbor->cutcollectionsq;
+    const bool reduce = comm->*CommPeek::multi_reduce_member();
+    double reach = comm->cutusermulti ? comm->cutusermulti[c] : 0.0;
+    for (int j = 0; j < neighbor->ncollections; ++j) {
+      if (reduce && cutsq[j][j] > cutsq[c][c]) continue;
+      reach = std::max(reach, std::sqrt(cutsq[c][j]));
+    }
+    return reach;
+  }
+  return std::max(neighbor->cutneighmax, comm->cutghostuser);
+}
+
+/* ----------------------------------------------------------------------
+   Ghost atoms are guaranteed within (ghost reach - skin) of the subdomain
+   between reneighborings; the model needs the mapped types' ghosts out to its
+   receptive field (and corr RMAX), so the shortest reach among them counts.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::check_ghost_cutoff()
 {
-  const double ghost = std::max(neighbor->cutneighmax, comm->cutghostuser);
   const double skin = neighbor->skin;
+  int short_type = 0;
+  double ghost = INFINITY;
+  for (int t = 1; t <= atom->ntypes; ++t)
+    if (type_node[t] >= 0 && ghost_reach(t) < ghost) {
+      ghost = ghost_reach(t);
+      short_type = t;
+    }
+  if (short_type == 0) return;    // no mapped type: check_group_has_ions() says so
+  std::string which, fix_it;
+  if (comm->mode == Comm::SINGLE) {
+    which = fmt::format("ghost cutoff {:.6g} Å", ghost);
+    fix_it = fmt::format("'comm_modify cutoff {:.6g}'", std::ceil(std::max(receptive_field, corr_rmax) + skin));
+  } else {
+    const bool multi = comm->mode == Comm::MULTI;
+    which = fmt::format("the ghost cutoff of atom type {} ({}) is {:.6g} Å under comm_modify mode {}",
+                        short_type, type_species[short_type - 1], ghost, multi ? "multi" : "multi/old");
+    fix_it = fmt::format("'comm_modify cutoff/multi{} * {:.6g}'", multi ? "" : "/old",
+                         std::ceil(std::max(receptive_field, corr_rmax) + skin));
+  }
   if (ghost - skin < receptive_field * (1.0 - 1e-12)) {
     std::string field = n_layers > 1
         ? fmt::format("{:.6g} Å ({} layers x {:.6g} Å cutoff)", receptive_field, n_layers, cutoff)
         : fmt::format("{:.6g} Å (its cutoff)", receptive_field);
     error->all(FLERR,
                "fix localcond: the model's receptive field is {} but ghost atoms reach only "
-               "{:.6g} Å (ghost cutoff {:.6g} Å minus neighbor skin {:.6g} Å); add "
-               "'comm_modify cutoff {:.6g}' (or larger) before the run",
-               field, ghost - skin, ghost, skin, std::ceil(receptive_field + skin));
+               "{:.6g} Å ({} minus neighbor skin {:.6g} Å); add {} (or larger) before the run",
+               field, ghost - skin, which, skin, fix_it);
   }
-  if (corr_bins > 0 && ghost - skin < corr_rmax * (1.0 - 1e-12))
+  if (corr_on && ghost - skin < corr_rmax * (1.0 - 1e-12))
     error->all(FLERR,
-               "fix localcond: corr RMAX {:.6g} Å exceeds the ghost atom reach {:.6g} Å (ghost "
-               "cutoff {:.6g} Å minus neighbor skin {:.6g} Å); use a smaller RMAX or add "
-               "'comm_modify cutoff {:.6g}'",
-               corr_rmax, ghost - skin, ghost, skin, std::ceil(corr_rmax + skin));
+               "fix localcond: corr RMAX {:.6g} Å exceeds the ghost atom reach {:.6g} Å ({} minus "
+               "neighbor skin {:.6g} Å); use a smaller RMAX or add {}",
+               corr_rmax, ghost - skin, which, skin, fix_it);
 }
 
 /* ----------------------------------------------------------------------
@@ -465,6 +493,18 @@ void FixLocalCond::setup(int /*vflag*/)
   check_group_has_ions();
   if (comm->me == 0) utils::logmesg(lmp, "fix localcond {}: {}\n", id, neighbor_note);
   evaluate();
+  observe("setup");
+  last_setup_step = update->ntimestep;
+}
+
+/* ----------------------------------------------------------------------
+   A minimization moves atoms without dynamics: no time correlation may pair
+   an evaluation before it with one after it.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::min_setup(int /*vflag*/)
+{
+  moved_note = "a minimization moved the atoms";
 }
 
 /* ----------------------------------------------------------------------
@@ -495,7 +535,10 @@ std::string FixLocalCond::mapped_types() const
 
 void FixLocalCond::end_of_step()
 {
-  evaluate();
+  // a rerun calls setup and then end_of_step for the same snapshot: evaluate it once
+  if (update->ntimestep != last_setup_step) evaluate();
+  last_setup_step = -1;
+  observe("run");
 }
 
 /* ----------------------------------------------------------------------
@@ -651,13 +694,15 @@ void FixLocalCond::unpack_forward_comm(int n, int first, double *buf)
 }
 
 /* ----------------------------------------------------------------------
-   Build the model inputs, call the Python runtime, store lambda per atom.
+   Build the model inputs, call the model, store lambda per atom.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::evaluate()
 {
   const double t0 = wall_seconds();
-  int n_out = 0;
+  // ghosts at the positions of the current box (a box-changing fix remapped the
+  // owned atoms earlier in this end_of_step)
+  if (remap_ghosts && update->whichflag == 1 && !update->setupflag) comm->forward_comm();
   collect_nodes(n_out);
   if (use_lammps_list)
     edges_from_list();
@@ -665,68 +710,33 @@ void FixLocalCond::evaluate()
     edges_by_binning();
   node_out.assign(n_out, 0.0);
   const double t1 = wall_seconds();
-
-  std::string problem;
-  double model_seconds = 0.0;
-  {
-    LocalCond::GilLock gil;
-    PyObject *result = PyObject_CallMethod(
-        session, "evaluate", "LNNNNiN", (long long) update->ntimestep,
-        view(node_species.data(), node_species.size() * sizeof(int64_t)),
-        view(edges.index.data(), edges.index.size() * sizeof(int64_t)),
-        view(edges.vec.data(), edges.vec.size() * sizeof(double)),
-        view(node_ids.data(), node_ids.size() * sizeof(int64_t)), n_out,
-        view(node_out.data(), node_out.size() * sizeof(double)));
-    if (result) {
-      model_seconds = PyFloat_AsDouble(result);
-      Py_DECREF(result);
-    }
-    if (PyErr_Occurred()) problem = LocalCond::take_python_error();
-  }
+  const double model_seconds =
+      session->evaluate(update->ntimestep, node_species, edges.index, edges.vec, node_ids, n_out, node_out);
   const double t2 = wall_seconds();
-  if (!problem.empty())
-    error->one(FLERR, "fix localcond: model evaluation failed at step {}: {}", update->ntimestep,
-               problem);
-
   ++n_calls;
   t_edges += t1 - t0;
   t_python += t2 - t1;
   t_model += model_seconds;
 
   for (int i = 0; i < atom->nlocal; ++i) lambda[i] = 0.0;
-  double sum = 0.0;
-  for (int k = 0; k < n_out; ++k) {
-    lambda[atom_of_node[k]] = node_out[k];
-    sum += node_out[k];
-  }
-  const double t3 = wall_seconds();
-  double local[2] = {sum, (double) n_out}, global[2];
-  MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_SUM, world);
-  group_count = (bigint) global[1];
-  group_mean = group_count > 0 ? global[0] / global[1] : 0.0;
+  for (int k = 0; k < n_out; ++k) lambda[atom_of_node[k]] = node_out[k];
+}
 
-  // the reducers (collective: every rank calls)
-  if (corr_bins > 0) {
-    comm->forward_comm(this);
-    correlation_pairs(n_out);
-    LocalCond::GilLock gil;
-    PyObject *args = Py_BuildValue(
-        "(LNNNNN)", (long long) update->ntimestep, view(pair_li.data(), pair_li.size() * sizeof(double)),
-        view(pair_lj.data(), pair_lj.size() * sizeof(double)),
-        view(pair_si.data(), pair_si.size() * sizeof(int64_t)),
-        view(pair_sj.data(), pair_sj.size() * sizeof(int64_t)),
-        view(pair_r.data(), pair_r.size() * sizeof(double)));
-    call_session("pairs", "the spatial correlation", args, nullptr, 0);
-  }
-  {
-    LocalCond::GilLock gil;
-    PyObject *args = Py_BuildValue("(LdNNN)", (long long) update->ntimestep, group_mean,
-                                   view(node_species.data(), n_out * sizeof(int64_t)),
-                                   view(node_ids.data(), n_out * sizeof(int64_t)),
-                                   view(node_out.data(), node_out.size() * sizeof(double)));
-    call_session("reduce", "reducers", args, running, 3);
-  }
-  if (eh_lags > 0) {
+/* ----------------------------------------------------------------------
+   Hand this evaluation to the statistics (collective): the evaluated ions,
+   their unwrapped positions for the live Einstein-Helfand estimate, the pairs
+   for the spatial correlation. The Python side decides what enters which
+   statistic (python/localcond/reduce/timeline.py) and fills the global vector.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::observe(const char *phase)
+{
+  const double t0 = wall_seconds();
+  std::vector<LocalCond::ArrayView> arrays = {
+      {"species", node_species.data(), n_out * sizeof(int64_t)},
+      {"ids", node_ids.data(), n_out * sizeof(int64_t)},
+      {"lambda", node_out.data(), n_out * sizeof(double)}};
+  if (eh_on) {
     eh_pos.resize(3 * (size_t) n_out);
     eh_charge.resize(n_out);
     for (int k = 0; k < n_out; ++k) {
@@ -734,78 +744,54 @@ void FixLocalCond::evaluate()
       domain->unmap(atom->x[i], atom->image[i], &eh_pos[3 * k]);
       eh_charge[k] = atom->q[i];
     }
-    // time between evaluations in ps (update->dt is in the unit style's time unit)
-    const double interval_ps = nevery * update->dt / force->femtosecond / 1000.0;
-    LocalCond::GilLock gil;
-    PyObject *args = Py_BuildValue(
-        "(LdNNNN)", (long long) update->ntimestep, interval_ps,
-        view(node_ids.data(), n_out * sizeof(int64_t)),
-        view(node_species.data(), n_out * sizeof(int64_t)),
-        view(eh_charge.data(), eh_charge.size() * sizeof(double)),
-        view(eh_pos.data(), eh_pos.size() * sizeof(double)));
-    call_session("displacements", "the live Einstein-Helfand conductivity", args, live_eh, 4);
+    arrays.push_back({"positions", eh_pos.data(), eh_pos.size() * sizeof(double)});
+    arrays.push_back({"charges", eh_charge.data(), eh_charge.size() * sizeof(double)});
   }
-  t_reduce += wall_seconds() - t3;
-  if (write_every > 0 && n_calls % write_every == 0) {
-    LocalCond::GilLock gil;
-    call_session("write", "writing the reducer files", Py_BuildValue("(L)", (long long) update->ntimestep),
-                 nullptr, 0);
+  if (corr_on) {
+    comm->forward_comm(this);
+    correlation_pairs(n_out);
+    arrays.push_back({"pair_lambda_i", pair_li.data(), pair_li.size() * sizeof(double)});
+    arrays.push_back({"pair_lambda_j", pair_lj.data(), pair_lj.size() * sizeof(double)});
+    arrays.push_back({"pair_species_i", pair_si.data(), pair_si.size() * sizeof(int64_t)});
+    arrays.push_back({"pair_species_j", pair_sj.data(), pair_sj.size() * sizeof(int64_t)});
+    arrays.push_back({"pair_r", pair_r.data(), pair_r.size() * sizeof(double)});
   }
-}
-
-/* ----------------------------------------------------------------------
-   Call a session method with the GIL held; `args` is stolen. Doubles from a
-   returned tuple go to `out`. A Python error stops the run on this rank.
-------------------------------------------------------------------------- */
-
-void FixLocalCond::call_session(const char *method, const char *what, PyObject *args, double *out,
-                                int nout)
-{
-  std::string problem;
-  PyObject *callable = args ? PyObject_GetAttrString(session, method) : nullptr;
-  PyObject *result = callable ? PyObject_CallObject(callable, args) : nullptr;
-  Py_XDECREF(callable);
-  Py_XDECREF(args);
-  if (result && nout > 0) {
-    for (int k = 0; k < nout && !PyErr_Occurred(); ++k)
-      out[k] = PyFloat_AsDouble(PyTuple_GetItem(result, k));
-  }
-  Py_XDECREF(result);
-  if (PyErr_Occurred() || !result) problem = LocalCond::take_python_error();
-  if (!problem.empty())
-    error->one(FLERR, "fix localcond: {} failed at step {}: {}", what, update->ntimestep, problem);
+  // ps per step (update->dt is in the unit style's time unit)
+  const double dt_ps = update->dt / force->femtosecond / 1000.0;
+  const std::string notes =
+      session->observe(update->ntimestep, dt_ps, nevery, phase, moved_note, arrays, global);
+  moved_note.clear();
+  if (comm->me == 0 && !notes.empty()) utils::logmesg(lmp, "fix localcond {}: {}\n", id, notes);
+  t_reduce += wall_seconds() - t0;
 }
 
 /* ---------------------------------------------------------------------- */
 
 void FixLocalCond::post_run()
 {
-  if (!output_prefix.empty()) {
-    LocalCond::GilLock gil;
-    call_session("write", "writing the reducer files", Py_BuildValue("(L)", (long long) update->ntimestep),
-                 nullptr, 0);
-  }
+  if (!output_prefix.empty()) session->write(update->ntimestep);
   double mine[4] = {t_edges, t_python - t_model, t_model, t_reduce}, most[4];
   MPI_Reduce(mine, most, 4, MPI_DOUBLE, MPI_MAX, 0, world);
   if (comm->me == 0 && n_calls > 0)
     utils::logmesg(lmp,
                    "fix localcond {}: {} evaluations; per evaluation (slowest rank): "
                    "edges {:.4g} ms, C++/Python bridge {:.4g} ms, model {:.4g} ms, "
-                   "reducers {:.4g} ms\n",
+                   "statistics {:.4g} ms\n",
                    id, n_calls, 1e3 * most[0] / n_calls, 1e3 * most[1] / n_calls,
                    1e3 * most[2] / n_calls, 1e3 * most[3] / n_calls);
   n_calls = 0;
   t_edges = t_python = t_model = t_reduce = 0.0;
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   f_ID[1..9]: group mean of lambda, ions evaluated, running Lambda_pred, its
+   blocking error, std of lambda, live Lambda_EH at the longest lag, its error,
+   the first species' shares of Lambda_EH and of Lambda_pred
+------------------------------------------------------------------------- */
 
 double FixLocalCond::compute_vector(int n)
 {
-  if (n == 0) return group_mean;
-  if (n == 1) return (double) group_count;
-  if (n <= 4) return running[n - 2];
-  return live_eh[n - 5];
+  return global[n];
 }
 
 /* ---------------------------------------------------------------------- */
@@ -832,17 +818,7 @@ double FixLocalCond::memory_usage()
 
 void FixLocalCond::write_restart(FILE *fp)
 {
-  std::string problem;
-  std::string bytes;
-  {
-    LocalCond::GilLock gil;
-    PyObject *result = PyObject_CallMethod(session, "state_bytes", nullptr);
-    if (result && PyBytes_Check(result))
-      bytes.assign(PyBytes_AsString(result), PyBytes_Size(result));
-    Py_XDECREF(result);
-    if (PyErr_Occurred() || !result) problem = LocalCond::take_python_error();
-  }
-  if (!problem.empty()) error->one(FLERR, "fix localcond: saving the reducers failed: {}", problem);
+  const std::string bytes = session->state();
   if (comm->me == 0) {
     const int64_t nbytes = (int64_t) bytes.size();
     const int size = (int) (sizeof(int64_t) + bytes.size());
@@ -856,15 +832,7 @@ void FixLocalCond::restart(char *buf)
 {
   int64_t nbytes;
   memcpy(&nbytes, buf, sizeof(int64_t));
-  std::string problem;
-  {
-    LocalCond::GilLock gil;
-    PyObject *result = PyObject_CallMethod(session, "restore", "y#",
-                                           buf + sizeof(int64_t), (Py_ssize_t) nbytes);
-    Py_XDECREF(result);
-    if (PyErr_Occurred() || !result) problem = LocalCond::take_python_error();
-  }
-  if (!problem.empty()) error->all(FLERR, "fix localcond: cannot continue from the restart file: {}", problem);
+  session->restore(buf + sizeof(int64_t), (size_t) nbytes);
 }
 
 /* ----------------------------------------------------------------------

@@ -10,13 +10,13 @@
 #include "fix.h"
 
 #include "edge_builder.h"
+#include "python_session.h"
 
+#include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
-
-struct _object;
-typedef struct _object PyObject;
 
 namespace LAMMPS_NS {
 
@@ -28,6 +28,7 @@ class FixLocalCond : public Fix {
   void init() override;
   void init_list(int, class NeighList *) override;
   void setup(int) override;
+  void min_setup(int) override;
   void end_of_step() override;
   void post_run() override;
   double compute_vector(int) override;
@@ -58,27 +59,25 @@ class FixLocalCond : public Fix {
   int n_layers;
   int neighbor_mode;
   bool use_lammps_list;
+  bool remap_ghosts;    // a box-changing fix before this one remaps atoms at end_of_step
   class NeighList *list;
 
-  _object *session;    // localcond.fix_bridge.FixSession
+  std::unique_ptr<LocalCond::PythonSession> session;    // all calls into Python
 
   double *lambda;    // per-atom local molar conductivity, S cm^2/mol
-  double group_mean;
-  bigint group_count;
-  double running[3];    // from the reducers: Lambda_pred, its standard error, std of lambda
-  double live_eh[4];    // Lambda_EH at the longest lag, its error, species-1 shares of Lambda_EH and Lambda_pred
+  double global[9];    // f_ID[1..9] (see compute_vector), filled by the statistics
   std::string output_prefix;    // reducer files PREFIX.reduce.npz / PREFIX.summary.json
   int write_every;              // evaluations between writes (0: at the end of each run)
-  double hist_lo, hist_hi;      // histogram of lambda (hist_bins = 0: off)
-  int hist_bins;
-  int tcorr_lags;    // time autocorrelation over this many evaluations (0: off)
-  int eh_lags, eh_block;    // live Einstein-Helfand: lags (evaluations), origins per block (0: off)
-  double eh_temperature;   // K, the thermostat's target
+  std::vector<std::pair<std::string, std::vector<double>>> reducer_options;    // hist, tcorr, corr, eh
+  bool eh_on;    // live Einstein-Helfand: positions and charges go to the statistics
   std::vector<double> eh_pos, eh_charge;
-  double corr_rmax;    // spatial correlation of lambda up to this distance (corr_bins = 0: off)
-  int corr_bins;
+  double corr_rmax;    // spatial correlation of lambda up to this distance
+  bool corr_on;
   std::vector<double> pair_li, pair_lj, pair_r;    // pairs for the spatial correlation
   std::vector<int64_t> pair_si, pair_sj;
+  bigint last_setup_step;    // the step setup() evaluated (-1 after the first end_of_step)
+  std::string moved_note;    // why atoms moved outside dynamics since the last evaluation
+  int n_out;                 // evaluated ions (owned, in the group, of mapped types)
 
   // work buffers reused between evaluations
   std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped
@@ -100,15 +99,16 @@ class FixLocalCond : public Fix {
   void open_session();
   void check_charges();
   void check_ghost_cutoff();
+  double ghost_reach(int type) const;
   void check_group_has_ions();
+  void check_box_changing_fixes();
   std::string mapped_types() const;
   void evaluate();
+  void observe(const char *phase);
   void collect_nodes(int &n_out);
   void edges_from_list();
   void edges_by_binning();
   void correlation_pairs(int n_out);
-  [[noreturn]] void python_failure(const std::string &what, bool on_all_ranks);
-  void call_session(const char *method, const char *what, PyObject *args, double *out, int nout);
 };
 
 }    // namespace LAMMPS_NS

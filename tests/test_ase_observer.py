@@ -93,7 +93,7 @@ def test_replicas_under_mpirun_combine(model, tmp_path):
     assert summary["replicas"] == 2 and summary["n_values"] == values.size
     assert summary["lambda_mean_over_all_values"] == pytest.approx(values.mean(), rel=1e-12)
     reducers, _ = load(tmp_path / "mpi.reduce.npz")
-    assert len(reducers["time_correlation"].ids) == 16  # both replicas' ions, IDs offset by rank
+    assert len(reducers["time_correlation"].ions.ids) == 16  # both replicas' ions, IDs offset by rank
 
 
 def test_unwritable_prefix_is_refused_before_any_step(model, tmp_path):

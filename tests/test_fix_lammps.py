@@ -152,3 +152,48 @@ def test_log_says_neighbor_path_and_torch_threads(tmp_path, models):
     multi = System(model=models["mp"], steps=0, comm_cutoff=10.0).input_text()
     proc = run_lmp(tmp_path, multi)
     assert "neighbors from its own binning of owned and ghost atoms (multi-layer model)" in proc.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_fix_deform_remap_before_the_fix_matches_offline(tmp_path, models, nprocs):
+    """fix deform ... remap x changes the box and moves the owned atoms at end_of_step;
+    defined before fix localcond, the dumped lambda equals `localcond predict` on the
+    dumped frame (the ghosts used to keep their positions from before the remap)."""
+    system = System(model=models["ref"], steps=40, nevery=10, n_per_type=40, box=24.0,
+                    extra_commands=["fix def all deform 1 x erate 0.0005 y erate -0.0005 remap x"])
+    run_lmp(tmp_path, system.input_text(), nprocs=nprocs)
+    frames, _ = assert_fix_matches_offline(tmp_path, models["ref"], SPECIES)
+    assert frames[-1].cell[0, 0] > frames[0].cell[0, 0]  # the box did change
+    check_brute_force(frames)
+
+
+def test_fix_deform_after_the_fix_is_refused(tmp_path, models):
+    text = System(model=models["ref"], steps=10).input_text()
+    text = text.replace("dump d all", "fix def all deform 1 x erate 0.001 remap x\ndump d all")
+    proc = run_lmp(tmp_path, text, check=False)
+    assert proc.returncode != 0
+    assert "fix localcond lc is defined before fix deform def, which changes the box" in proc.stdout
+
+
+MULTI = ["pair_coeff 1 1 0.1 2.5 10.0", "pair_coeff 2 2 0.1 2.5 3.0", "pair_coeff 1 2 0.1 2.5 3.0",
+         "neighbor 2.0 multi", "comm_modify mode multi"]
+
+
+@pytest.mark.mpi
+def test_ghost_reach_is_checked_per_collection_under_comm_modify_multi(tmp_path, models):
+    """With comm_modify mode multi, LAMMPS sends ghosts of each collection only as far
+    as its own pair cutoffs need: here anions 5 Å (3 Å beyond the skin), short of the
+    6 Å model cutoff, which the old check against the largest cutoff (12 Å) let pass."""
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    proc = run_lmp(refused, System(model=models["ref"], pair_cut=10.0, extra_commands=MULTI).input_text(),
+                   nprocs=2, check=False)
+    assert proc.returncode != 0
+    assert ("ghost atoms reach only 3 Å (the ghost cutoff of atom type 2 (PF6) is 5 Å under comm_modify "
+            "mode multi minus neighbor skin 2 Å); add 'comm_modify cutoff/multi * 8'") in proc.stdout
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    run_lmp(fixed, System(model=models["ref"], pair_cut=10.0,
+                          extra_commands=MULTI + ["comm_modify cutoff/multi * 8"]).input_text(), nprocs=2)
+    assert_fix_matches_offline(fixed, models["ref"], SPECIES)

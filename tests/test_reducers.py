@@ -177,7 +177,8 @@ import numpy as np
 from mpi4py import MPI
 from localcond.reduce.moments import RunningMoments
 from localcond.reduce.histogram import Histogram
-from localcond.reduce.store import allreduce, save
+from localcond.reduce.base import allreduce
+from localcond.reduce.store import save
 comm = MPI.COMM_WORLD
 values = np.random.default_rng(0).normal(size=400)
 groups = np.arange(400) % 3

@@ -16,8 +16,6 @@ temporary name and renamed. Under MPI (independent replicas, one per rank,
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +24,8 @@ import numpy as np
 from localcond import __version__
 from localcond.ase import LocalConductivity
 from localcond.io.files import check_writable_prefix
-from localcond.reduce.blocking import BlockingError
-from localcond.reduce.histogram import Histogram
-from localcond.reduce.moments import RunningMoments
-from localcond.reduce.store import Reducer, allreduce, save
-from localcond.reduce.summary import lambda_summary
-from localcond.reduce.timecorr import TimeCorrelation
+from localcond.reduce.reducer_set import ReducerOptions, ReducerSet
+from localcond.reduce.timeline import Evaluation
 
 
 class ConductivityObserver:
@@ -45,57 +39,34 @@ class ConductivityObserver:
         self.comm = comm
         self.write_every = write_every
         self.calls = 0
-        n_species = len(calculator.model.metadata.species)
-        self.reducers: dict[str, Reducer] = {"moments": RunningMoments(n_species),
-                                             "mean_series": BlockingError()}
-        if histogram is not None:
-            lo, hi, bins = histogram
-            self.reducers["histogram"] = Histogram(lo, hi, int(bins), n_species)
-        if nlags is not None:
-            self.reducers["time_correlation"] = TimeCorrelation(int(nlags), n_species)
+        options = {**({"hist": histogram} if histogram is not None else {}),
+                   **({"tcorr": nlags} if nlags is not None else {})}
+        md = calculator.model.metadata
+        self.reducers = ReducerSet(ReducerOptions.from_dict(options), md.species, md.charges, comm, "replicas")
 
     def __call__(self) -> None:
         lam = self.calc.get_property("local_conductivity", self.atoms)
         species = self.calc._species_indices(self.atoms)
         evaluated = species >= 0
-        values, groups = lam[evaluated], species[evaluated]
-        self.reducers["moments"].update(values, groups)
-        self.reducers["mean_series"].update(values.mean())
-        if "histogram" in self.reducers:
-            self.reducers["histogram"].update(values, groups)
-        if "time_correlation" in self.reducers:
-            offset = (self.comm.rank if self.comm is not None else 0) * len(self.atoms)
-            ids = np.flatnonzero(evaluated) + 1 + offset
-            self.reducers["time_correlation"].update(ids, groups, values)
+        offset = (self.comm.rank if self.comm is not None else 0) * len(self.atoms)
+        ids = np.flatnonzero(evaluated) + 1 + offset  # replicas never share an ID
+        # lags count calls (the observer does not know the dynamics' timestep)
+        self.reducers.observe(Evaluation(self.calls, None, 1, "run"), lam[evaluated], species[evaluated], ids)
         self.calls += 1
         if self.write_every and self.calls % self.write_every == 0:
             self.write()
 
-    def merged(self) -> dict[str, Reducer]:
-        if self.comm is None:
-            return {k: r.copy() for k, r in self.reducers.items()}
-        return {k: allreduce(r, self.comm) for k, r in self.reducers.items()}
+    DEFINITION = ("mean over calls of the mean of lambda over ions; error by blocking of that series "
+                  "(pooled over replicas)")
 
-    def summary(self, reducers: dict[str, Reducer]) -> dict:
-        moments: RunningMoments = reducers["moments"]  # type: ignore[assignment]
-        series: BlockingError = reducers["mean_series"]  # type: ignore[assignment]
-        return {
-            **lambda_summary(moments, series, self.calc.model.metadata.species,
-                             "mean over calls of the mean of lambda over ions; error by blocking "
-                             "of that series (pooled over replicas)"),
-            "calls": self.calls, "replicas": self.comm.size if self.comm is not None else 1,
-            "model": str(self.calc.model.path), "localcond_version": __version__,
-        }
+    def _info(self) -> dict:
+        return {"source": "ase", "model": str(self.calc.model.path), "calls": self.calls,
+                "replicas": self.comm.size if self.comm is not None else 1, "localcond_version": __version__}
+
+    def summary(self) -> dict:
+        """The numbers PREFIX.summary.json holds (collective under MPI)."""
+        return {**self.reducers.summary(self.reducers.merged(), self.DEFINITION), **self._info()}
 
     def write(self) -> None:
-        reducers = self.merged()
-        if self.comm is not None and self.comm.rank != 0:
-            return
-        summary = self.summary(reducers)
-        save(self.prefix.with_name(self.prefix.name + ".reduce.npz"), reducers,
-             {"source": "ase", "model": summary["model"], "calls": self.calls})
-        path = self.prefix.with_name(self.prefix.name + ".summary.json")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, path)
-
+        """Write PREFIX.reduce.npz and PREFIX.summary.json (collective under MPI; rank 0 writes)."""
+        self.reducers.write(str(self.prefix), self._info(), self._info(), self.DEFINITION)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localcond.reduce.store import Reducer
+from localcond.reduce.base import Reducer
 
 MAX_LEVELS = 64
 
@@ -59,6 +59,9 @@ class BlockingError(Reducer):
         errors = self.level_errors()
         usable = errors[(self.n >= self.min_blocks) & np.isfinite(errors)]
         return float(usable.max()) if usable.size else float("nan")
+
+    def for_rank(self, rank: int, size: int) -> "BlockingError":
+        return self.copy()  # a global series: every rank holds it whole
 
     def state(self) -> dict[str, np.ndarray]:
         return {"n": self.n, "s": self.s, "s2": self.s2, "pending": self.pending,

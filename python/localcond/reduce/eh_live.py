@@ -1,136 +1,166 @@
-"""Einstein–Helfand conductivity during a run, from unwrapped positions at
-every evaluation (time origins at every evaluation, lags 1 … nlags evaluations).
+"""Einstein–Helfand and Nernst–Einstein conductivity during a run, from the
+ions' unwrapped positions (Å) and charges (e) at each evaluation.
 
-Per lag ℓ it accumulates, over origins, per block of ``block`` consecutive
-origins:
+Two reducers on the same lags (a multiple-tau ladder, :mod:`localcond.reduce.ladder`:
+every lag up to 16 evaluations, then log-spaced up to ``nlags``):
 
-    collective   n, Σ|ΔM|², Σ ΔM_s·ΔM (per species)      ΔM = Σ_j q_j Δr_j over all ions
-    self         Σ_{i∈s} q_i²|Δr_i|², Σ_{i∈s} |Δr_i|²       over the ions this rank owns
+* :class:`CollectiveDisplacement` — ΔM_s = M_s(t+τ) − M_s(t), M_s = Σ_{i∈s} q_i r_i,
+  exact at every lag with origins at every evaluation, from a ring of the last
+  nlags+1 values of M (S×3 numbers each). Per block of ``block`` consecutive
+  origins and lag it sums n, |ΔM|² and ΔM_s·ΔM. M is global (all-reduced), so
+  every MPI rank holds the same sums: a replicated reducer.
+* :class:`SelfDisplacement` — per lag and species the number of ion-origin
+  pairs and Σ q_i²|Δr_i|², over the ions a rank follows (exact displacements;
+  origins every 2^level evaluations at the ladder's coarser levels).
 
-The collective sums are the same on every rank (ΔM is all-reduced) and are
-not added when ranks merge; the self sums are split by ion ownership (atom ID
-modulo the number of ranks) and add. Values pool all origins, as
-``localcond conductivity`` does, so both agree to round-off on the same frames.
+:func:`eh_curves` turns them into Λ_EH(τ) ± its error over blocks, Λ_NE(τ)
+and the species shares ⟨ΔM_s·ΔM⟩/⟨|ΔM|²⟩, in S cm² mol⁻¹ (:mod:`localcond.units`):
+
+    Λ_EH = N_A e² ⟨|ΔM|²⟩ / (6 k_B T τ n_salt),   Λ_NE the same with Σ_i q_i²⟨|Δr_i|²⟩.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from localcond.reduce.store import Reducer
+from localcond.reduce.base import Reducer
+from localcond.reduce.ladder import P_DEFAULT, Ladder
+from localcond.reduce.tracked import TrackedIons
+from localcond.units import molar_conductivity_prefactor
 
 
-class LiveEinsteinHelfand(Reducer):
-    kind = "einstein_helfand"
+class CollectiveDisplacement(Reducer):
+    kind = "eh_collective"
 
-    def __init__(self, nlags: int, n_species: int, block: int) -> None:
+    def __init__(self, nlags: int, n_species: int, block: int, p: int = P_DEFAULT) -> None:
         if nlags < 1 or block < 1:
             raise ValueError(f"Einstein-Helfand needs nlags >= 1 and block >= 1, got {nlags}, {block}")
-        self.nlags, self.n_species, self.block = int(nlags), int(n_species), int(block)
-        self.seen = 0  # evaluations so far
-        self.m_history = np.zeros((nlags + 1, n_species, 3))  # M_s at the last evaluations
-        self.collective = np.zeros((0, nlags, 2 + n_species))  # [block, lag, (n, |dM|^2, dM_s.dM)]
-        self.self_sums = np.zeros((0, nlags, 2, n_species))  # [block, lag, (q^2 dr^2, dr^2), s]
-        self.ids = np.zeros(0, dtype=np.int64)
-        self.species = np.zeros(0, dtype=np.int64)
-        self.charges = np.zeros(0)
-        self.positions = np.zeros((0, nlags + 1, 3))  # per owned ion, ring over evaluations
+        self.nlags, self.n_species, self.block, self.p = int(nlags), int(n_species), int(block), int(p)
+        self.ladder = Ladder(self.nlags, p)
+        self.m_ring = np.zeros((self.nlags + 1, n_species, 3))
+        self.k = 0  # evaluations in the current history
+        self.start = 0  # evaluations in earlier histories (origins are numbered across histories)
+        self.sums = np.zeros((0, self.ladder.lags.size, 2 + n_species))  # [block, lag, (n, |dM|^2, dM_s.dM)]
 
-    def _ensure_blocks(self, n_blocks: int) -> None:
-        grow = n_blocks - self.collective.shape[0]
-        if grow > 0:
-            self.collective = np.concatenate([self.collective, np.zeros((grow,) + self.collective.shape[1:])])
-            self.self_sums = np.concatenate([self.self_sums, np.zeros((grow,) + self.self_sums.shape[1:])])
+    def restart(self) -> None:
+        self.start += self.k
+        self.k = 0
 
-    def update(self, m_species: np.ndarray, ids: np.ndarray, species: np.ndarray, charges: np.ndarray,
-               positions: np.ndarray) -> None:
-        """One evaluation: the global M_s = Σ_{i∈s} q_i r_i [S, 3] and the owned ions'
-        unwrapped positions (Å)."""
-        k, depth = self.seen, self.nlags + 1
-        ids = np.asarray(ids, dtype=np.int64)
-        new = np.setdiff1d(ids, self.ids)
-        if new.size and k > 0:
-            raise ValueError("the set of ions changed during the run")
-        if new.size:
-            order = np.argsort(ids)
-            self.ids = ids[order]
-            self.species = np.asarray(species, dtype=np.int64)[order]
-            self.charges = np.asarray(charges, dtype=float)[order]
-            self.positions = np.zeros((len(ids), depth, 3))
-        rows = np.searchsorted(self.ids, ids)
-        if rows.size != self.ids.size:
-            raise ValueError("the set of ions changed during the run")
-        slot = k % depth
-        self.m_history[slot] = m_species
-        self.positions[rows, slot] = positions
-        lags = np.arange(1, min(k, self.nlags) + 1)
-        if lags.size:
-            past = (k - lags) % depth
-            blocks = (k - lags) // self.block  # block of the origin
-            self._ensure_blocks(int(blocks.max()) + 1)
-            dm_s = m_species[None] - self.m_history[past]  # [L, S, 3]
+    def update(self, m_species: np.ndarray) -> None:
+        """One evaluation's M_s = Σ_{i∈s} q_i r_i [S, 3] (e Å, all ions)."""
+        depth = self.nlags + 1
+        self.m_ring[self.k % depth] = m_species
+        ready = np.flatnonzero(self.ladder.lags <= self.k)
+        if ready.size:
+            lags = self.ladder.lags[ready]
+            dm_s = m_species[None] - self.m_ring[(self.k - lags) % depth]  # [L, S, 3]
             dm = dm_s.sum(axis=1)
-            np.add.at(self.collective, (blocks, lags - 1, 0), 1.0)
-            np.add.at(self.collective, (blocks, lags - 1, 1), np.einsum("lx,lx->l", dm, dm))
-            for s in range(self.n_species):
-                np.add.at(self.collective, (blocks, lags - 1, 2 + s), np.einsum("lx,lx->l", dm_s[:, s], dm))
-            dr = self.positions[:, slot][:, None, :] - self.positions[:, past]  # [n, L, 3]
-            sq = np.einsum("nlx,nlx->nl", dr, dr)
-            onehot = np.eye(self.n_species)[self.species]  # [n, S]
-            q2 = self.charges**2
-            np.add.at(self.self_sums, (blocks, lags - 1, 0), (sq * q2[:, None]).T @ onehot)
-            np.add.at(self.self_sums, (blocks, lags - 1, 1), sq.T @ onehot)
-        self.seen += 1
+            blocks = (self.start + self.k - lags) // self.block
+            grow = int(blocks.max()) + 1 - self.sums.shape[0]
+            if grow > 0:
+                self.sums = np.concatenate([self.sums, np.zeros((grow,) + self.sums.shape[1:])])
+            values = np.concatenate([np.ones((lags.size, 1)), np.einsum("lx,lx->l", dm, dm)[:, None],
+                                     np.einsum("lsx,lx->ls", dm_s, dm)], axis=1)
+            self.sums[blocks, ready] += values  # (block, lag) pairs are distinct within one update
+        self.k += 1
 
-    def merge(self, other: "LiveEinsteinHelfand") -> None:
-        """Combine ranks: self sums add, collective sums (identical) are kept."""
-        if (self.nlags, self.n_species, self.block) != (other.nlags, other.n_species, other.block):
+    def merge(self, other: "CollectiveDisplacement") -> None:
+        """Add another run's sums (block by block)."""
+        if (self.nlags, self.n_species, self.block, self.p) != (other.nlags, other.n_species, other.block, other.p):
             raise ValueError("cannot merge Einstein-Helfand reducers with different settings")
-        n = max(self.self_sums.shape[0], other.self_sums.shape[0])
-        self._ensure_blocks(n)
-        other_sums = other.self_sums
-        if other_sums.shape[0] < n:
-            other_sums = np.concatenate([other_sums, np.zeros((n - other_sums.shape[0],) + other_sums.shape[1:])])
-        self.self_sums = self.self_sums + other_sums
-        if other.collective.shape[0] > self.collective.shape[0]:
-            self.collective = other.collective.copy()
-        ids = np.concatenate([self.ids, other.ids])
-        order = np.argsort(ids, kind="stable")
-        self.ids = ids[order]
-        self.species = np.concatenate([self.species, other.species])[order]
-        self.charges = np.concatenate([self.charges, other.charges])[order]
-        self.positions = np.concatenate([self.positions, other.positions])[order]
+        n = max(self.sums.shape[0], other.sums.shape[0])
+        pad = lambda a: np.concatenate([a, np.zeros((n - a.shape[0],) + a.shape[1:])])  # noqa: E731
+        self.sums = pad(self.sums) + pad(other.sums)
 
-    def pooled(self) -> dict[str, np.ndarray]:
-        """Means over all origins per lag: |dM|^2, dM_s.dM, Σ q²|dr|² and Σ |dr|² per species."""
-        c = self.collective.sum(axis=0)
-        s = self.self_sums.sum(axis=0)
-        n = np.where(c[:, 0] > 0, c[:, 0], np.nan)
-        return {"count": c[:, 0], "m2": c[:, 1] / n, "cross": c[:, 2:] / n[:, None],
-                "self_q2": s[:, 0] / n[:, None], "self_sq": s[:, 1] / n[:, None]}
-
-    def block_means(self) -> dict[str, np.ndarray]:
-        """The same per block [B, lag, ...] (NaN where a block has no origin)."""
-        n = np.where(self.collective[..., 0] > 0, self.collective[..., 0], np.nan)
-        return {"m2": self.collective[..., 1] / n, "cross": self.collective[..., 2:] / n[..., None],
-                "self_q2": self.self_sums[:, :, 0] / n[..., None]}
+    def for_rank(self, rank: int, size: int) -> "CollectiveDisplacement":
+        return self.copy()  # replicated: every rank holds it whole
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"settings": np.array([self.nlags, self.n_species, self.block, self.seen]),
-                "m_history": self.m_history, "collective": self.collective, "self_sums": self.self_sums,
-                "ids": self.ids, "species": self.species, "charges": self.charges,
-                "positions": self.positions}
+        return {"settings": np.array([self.nlags, self.n_species, self.block, self.p, self.k, self.start]),
+                "m_ring": self.m_ring, "sums": self.sums}
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> "LiveEinsteinHelfand":
-        nlags, n_species, block, seen = (int(v) for v in state["settings"])
-        out = cls(nlags, n_species, block)
-        out.seen = seen
-        out.m_history = np.array(state["m_history"], dtype=float)
-        out.collective = np.array(state["collective"], dtype=float).reshape(-1, nlags, 2 + n_species)
-        out.self_sums = np.array(state["self_sums"], dtype=float).reshape(-1, nlags, 2, n_species)
-        out.ids = np.array(state["ids"], dtype=np.int64)
-        out.species = np.array(state["species"], dtype=np.int64)
-        out.charges = np.array(state["charges"], dtype=float)
-        out.positions = np.array(state["positions"], dtype=float).reshape(-1, nlags + 1, 3)
+    def from_state(cls, state: dict[str, np.ndarray]) -> "CollectiveDisplacement":
+        nlags, n_species, block, p, k, start = (int(v) for v in state["settings"])
+        out = cls(nlags, n_species, block, p)
+        out.k, out.start = k, start
+        out.m_ring = np.array(state["m_ring"], dtype=float).reshape(out.m_ring.shape)
+        out.sums = np.array(state["sums"], dtype=float).reshape((-1,) + out.sums.shape[1:])
         return out
+
+
+class SelfDisplacement(Reducer):
+    kind = "eh_self"
+
+    def __init__(self, nlags: int, n_species: int, p: int = P_DEFAULT) -> None:
+        self.nlags, self.n_species, self.p = int(nlags), int(n_species), int(p)
+        self.ladder = Ladder(self.nlags, p)
+        self.sums = np.zeros((self.ladder.lags.size, 2, n_species))  # [lag, (pairs, q^2 |dr|^2), s]
+        self.ions = TrackedIons(self.ladder, 4)  # x, y, z, q
+
+    def restart(self) -> None:
+        self.ions.restart()
+
+    def update(self, ids: np.ndarray, species: np.ndarray, charges: np.ndarray, positions: np.ndarray) -> None:
+        """The followed ions' unwrapped positions [n, 3] (Å) and charges (e)."""
+        values = np.concatenate([np.asarray(positions, dtype=float).reshape(-1, 3),
+                                 np.asarray(charges, dtype=float)[:, None]], axis=1)
+        now, pairs = self.ions.push(ids, species, values)
+        onehot = np.eye(self.n_species)[self.ions.species]  # [n, S]
+        q2 = now[:, 3] ** 2
+        for index, past in pairs:
+            dr = now[:, None, :3] - past[:, :, :3]  # [n, J, 3]
+            sq = np.einsum("njx,njx->nj", dr, dr)
+            self.sums[index, 0] += onehot.sum(axis=0)[None, :]
+            self.sums[index, 1] += (sq * q2[:, None]).T @ onehot
+
+    def merge(self, other: "SelfDisplacement") -> None:
+        if (self.nlags, self.n_species, self.p) != (other.nlags, other.n_species, other.p):
+            raise ValueError("cannot merge Einstein-Helfand reducers with different settings")
+        self.sums += other.sums
+        self.ions = self.ions.joined(other.ions)
+
+    def for_rank(self, rank: int, size: int) -> "SelfDisplacement":
+        out = SelfDisplacement(self.nlags, self.n_species, self.p)
+        if rank == 0:
+            out.sums = self.sums.copy()
+        out.ions = self.ions.owned_by(rank, size)
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"settings": np.array([self.nlags, self.n_species, self.p]), "sums": self.sums,
+                **{f"ions/{k}": v for k, v in self.ions.state().items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "SelfDisplacement":
+        nlags, n_species, p = (int(v) for v in state["settings"])
+        out = cls(nlags, n_species, p)
+        out.sums = np.array(state["sums"], dtype=float).reshape(out.sums.shape)
+        out.ions = TrackedIons.from_state(out.ladder, 4, {k[5:]: v for k, v in state.items()
+                                                           if k.startswith("ions/")})
+        return out
+
+
+def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement, interval_ps: float,
+              temperature_k: float, n_salt: float, ions_per_species: np.ndarray) -> dict[str, np.ndarray]:
+    """Λ_EH(τ) with its standard error over blocks of origins, Λ_NE(τ) and the
+    species shares of Λ_EH at the ladder's lags τ = lag × ``interval_ps``."""
+    prefactor = molar_conductivity_prefactor(temperature_k, n_salt)
+    tau = collective.ladder.lags * interval_ps
+    total = collective.sums.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(total[:, 0] > 0, total[:, 0], np.nan)
+        m2, cross = total[:, 1] / n, total[:, 2:] / n[:, None]
+        block_n = np.where(collective.sums[..., 0] > 0, collective.sums[..., 0], np.nan)
+        block_lam = prefactor * collective.sums[..., 1] / block_n / tau[None, :]
+        counts = np.isfinite(block_lam).sum(axis=0)
+        err = np.full(tau.size, np.nan)
+        for j in np.flatnonzero(counts >= 2):
+            values = block_lam[np.isfinite(block_lam[:, j]), j]
+            err[j] = values.std(ddof=1) / np.sqrt(values.size)
+        per_pair = self_part.sums[:, 1] / self_part.sums[:, 0]  # ⟨q²|Δr|²⟩ per ion of species s
+        self_q2 = np.nansum(per_pair * np.asarray(ions_per_species, dtype=float)[None, :], axis=1)
+        self_q2 = np.where(self_part.sums[:, 0].sum(axis=1) > 0, self_q2, np.nan)
+        return {"tau_ps": tau, "lambda_eh": prefactor * m2 / tau, "stderr": err,
+                "lambda_ne": prefactor * self_q2 / tau, "share": cross / m2[:, None],
+                "complete_blocks": counts, "origins": total[:, 0]}

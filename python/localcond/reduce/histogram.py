@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localcond.reduce.store import Reducer
+from localcond.reduce.base import Reducer, zeroed_like
 
 
 class Histogram(Reducer):
@@ -43,6 +43,9 @@ class Histogram(Reducer):
         width = (self.hi - self.lo) / self.bins
         with np.errstate(invalid="ignore", divide="ignore"):
             return inside / (total * width)
+
+    def for_rank(self, rank: int, size: int) -> "Histogram":
+        return self.copy() if rank == 0 else zeroed_like(self, ("counts",))
 
     def state(self) -> dict[str, np.ndarray]:
         return {"range": np.array([self.lo, self.hi]), "counts": self.counts}

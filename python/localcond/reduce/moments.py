@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localcond.reduce.store import Reducer
+from localcond.reduce.base import Reducer, zeroed_like
 
 
 def _combine(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
@@ -55,6 +55,9 @@ class RunningMoments(Reducer):
         for g in range(len(self.count)):
             n, mean, m2 = _combine(n, mean, m2, self.count[g], self.mean[g], self.m2[g])
         return float(n), float(mean), float(m2 / n) if n else float("nan")
+
+    def for_rank(self, rank: int, size: int) -> "RunningMoments":
+        return self.copy() if rank == 0 else zeroed_like(self, ("count", "mean", "m2"))
 
     def state(self) -> dict[str, np.ndarray]:
         return {"count": self.count, "mean": self.mean, "m2": self.m2}

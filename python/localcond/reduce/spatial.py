@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localcond.reduce.store import Reducer
+from localcond.reduce.base import Reducer, zeroed_like
 
 
 class PairCorrelation(Reducer):
@@ -69,6 +69,9 @@ class PairCorrelation(Reducer):
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[name] = numerator[mask].sum(axis=0) / n[mask].sum(axis=0)
         return out
+
+    def for_rank(self, rank: int, size: int) -> "PairCorrelation":
+        return self.copy() if rank == 0 else zeroed_like(self, ("sums",))
 
     def state(self) -> dict[str, np.ndarray]:
         return {"rmax": np.array(self.rmax), "sums": self.sums}

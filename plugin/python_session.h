@@ -1,0 +1,81 @@
+/* -*- c++ -*- -------------------------------------------------------------
+   localcond: the one place where fix localcond calls Python.
+
+   A PythonSession wraps localcond.fix_bridge.FixSession. Every method is
+   collective over the fix's communicator and agrees on failure: when any
+   rank fails, every rank stops with error->all and the message of the lowest
+   rank that failed by itself (so a Python driver under mpirun gets the
+   exception on every rank, and the message always reaches screen and log).
+------------------------------------------------------------------------- */
+
+#ifndef LOCALCOND_PYTHON_SESSION_H
+#define LOCALCOND_PYTHON_SESSION_H
+
+#include "pointers.h"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+struct _object;
+typedef struct _object PyObject;
+
+namespace LocalCond {
+
+// A named buffer handed to Python as a writable memoryview (no copy).
+struct ArrayView {
+  const char *name;
+  void *data;
+  size_t bytes;
+};
+
+// What the fix tells the Python side once: the reducer options go as one
+// dictionary that Python validates.
+struct SessionSettings {
+  std::string model_file;
+  std::vector<std::string> type_species;    // per type; "NULL" = excluded
+  std::string group;
+  std::string file_prefix;    // empty: no files
+  int write_every = 0;
+  std::vector<std::pair<std::string, std::vector<double>>> reducers;    // keyword -> values
+};
+
+// What the model and type map give the fix.
+struct ModelLayout {
+  double cutoff = 0.0, receptive_field = 0.0;
+  int n_layers = 1;
+  std::vector<int> type_node;    // per type 1..ntypes: model species index, -1 = excluded
+  std::vector<double> type_charge;
+  std::string summary;    // for the log
+};
+
+class PythonSession : protected LAMMPS_NS::Pointers {
+ public:
+  explicit PythonSession(LAMMPS_NS::LAMMPS *lmp);
+  ~PythonSession() override;
+  PythonSession(const PythonSession &) = delete;
+  PythonSession &operator=(const PythonSession &) = delete;
+
+  // Start Python if needed, load and check the model, map the types.
+  ModelLayout open(const SessionSettings &settings);
+  // The model on this rank's nodes (local work); fills out[0..n_local). Returns the model's seconds.
+  double evaluate(LAMMPS_NS::bigint step, std::vector<int64_t> &species, std::vector<int64_t> &edge_index,
+                  std::vector<double> &edge_vec, std::vector<int64_t> &ids, int n_local, std::vector<double> &out);
+  // The statistics (collective). `vector` receives the fix's 9 global values; the
+  // returned text holds notes for the log (empty when none).
+  std::string observe(LAMMPS_NS::bigint step, double dt_ps, int nevery, const char *phase,
+                      const std::string &moved, const std::vector<ArrayView> &arrays, double *vector);
+  void write(LAMMPS_NS::bigint step);
+  std::string state();
+  void restore(const char *data, size_t nbytes);
+
+ private:
+  PyObject *session;
+  // error->all on every rank when any rank's `problem` is not empty
+  void agree(const std::string &problem, const std::string &what);
+};
+
+}    // namespace LocalCond
+
+#endif

@@ -1,0 +1,103 @@
+"""The ions one rank follows through a history of evaluations, by atom ID.
+
+Each rank follows the ions whose atom ID modulo the number of ranks is its
+rank, whichever domain holds them, so an ion's history survives migration.
+A history covers one continuous stretch of evaluations (see
+:mod:`localcond.reduce.timeline`); ``restart`` forgets it, and within it the
+set of ions and their species must not change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from localcond.reduce.ladder import Ladder, LadderHistory
+
+
+class TrackedIons:
+    def __init__(self, ladder: Ladder, dim: int) -> None:
+        self.ladder, self.dim = ladder, dim
+        self.ids = np.zeros(0, dtype=np.int64)  # sorted
+        self.species = np.zeros(0, dtype=np.int64)
+        self.history: LadderHistory | None = None
+
+    def restart(self) -> None:
+        self.ids = self.ids[:0]
+        self.species = self.species[:0]
+        self.history = None
+
+    def push(self, ids: np.ndarray, species: np.ndarray,
+             values: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """Store one evaluation; return the values in row order (sorted IDs) and the
+        (lag positions, past values [n, J, dim]) pairs it completes."""
+        ids = np.asarray(ids, dtype=np.int64)
+        species = np.asarray(species, dtype=np.int64)
+        if self.history is None:
+            order = np.argsort(ids)
+            self.ids, self.species = ids[order], species[order]
+            if np.any(self.ids[1:] == self.ids[:-1]):
+                raise ValueError("two ions share an atom ID")
+            self.history = LadderHistory(self.ladder, ids.size, self.dim)
+        elif ids.size != self.ids.size:
+            raise ValueError(f"this rank's share of the ions changed from {self.ids.size} to {ids.size}")
+        rows = np.searchsorted(self.ids, ids)
+        if ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids)):
+            unknown = np.setdiff1d(ids, self.ids)
+            raise ValueError(f"new atom IDs appeared among the ions (e.g. {unknown[0]}) while others left: "
+                             "the set of ions changed")
+        if np.any(self.species[rows] != species):
+            bad = ids[self.species[rows] != species][0]
+            raise ValueError(f"the species of atom ID {bad} changed during the run")
+        now = np.empty((ids.size, self.dim))
+        now[rows] = np.asarray(values, dtype=float).reshape(ids.size, self.dim)
+        return now, self.history.push(now)
+
+    def moved(self, ids: np.ndarray, values: np.ndarray, tolerance: float) -> bool:
+        """Whether ``values`` differ from the last stored ones of the same ions by more
+        than ``tolerance`` (relative to max(1, |value|)), or the ions differ."""
+        if self.history is None or self.history.k == 0:
+            return False
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.ids, ids)
+        if ids.size != self.ids.size or (ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids))):
+            return True
+        last = self.history.ring[0, rows, (self.history.count[0] - 1) % self.history.depth]
+        values = np.asarray(values, dtype=float).reshape(last.shape)
+        return bool(np.any(np.abs(values - last) > tolerance * np.maximum(1.0, np.abs(last))))
+
+    def owned_by(self, rank: int, size: int) -> "TrackedIons":
+        out = TrackedIons(self.ladder, self.dim)
+        keep = np.flatnonzero(self.ids % size == rank)
+        out.ids, out.species = self.ids[keep], self.species[keep]
+        out.history = self.history.rows(keep) if self.history is not None else None
+        return out
+
+    def joined(self, other: "TrackedIons") -> "TrackedIons":
+        """Two ranks' disjoint ions in one (their histories cover the same evaluations)."""
+        if np.intersect1d(self.ids, other.ids).size:
+            raise ValueError("cannot join histories that follow the same ions")
+        if other.history is None:
+            return self
+        if self.history is None:
+            return other
+        out = TrackedIons(self.ladder, self.dim)
+        ids = np.concatenate([self.ids, other.ids])
+        order = np.argsort(ids, kind="stable")
+        out.ids, out.species = ids[order], np.concatenate([self.species, other.species])[order]
+        out.history = LadderHistory.stack([self.history, other.history], order)
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {"ids": self.ids, "species": self.species, "active": np.array(self.history is not None)}
+        if self.history is not None:
+            out.update(self.history.state("history_"))
+        return out
+
+    @classmethod
+    def from_state(cls, ladder: Ladder, dim: int, state: dict[str, np.ndarray]) -> "TrackedIons":
+        out = cls(ladder, dim)
+        out.ids = np.array(state["ids"], dtype=np.int64)
+        out.species = np.array(state["species"], dtype=np.int64)
+        if bool(state["active"]):
+            out.history = LadderHistory.from_state(ladder, state, "history_", dim)
+        return out
