@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from localcond.dataset import check_directory, read_record
+from localcond.generate import trend_resolution
 from localcond.grid import load_grid, seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,7 @@ def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
     if p < 4:  # the pilot stopped early only with a window settled two octaves below its reach
         assert plan["pilot"]["window_passed"]
         assert 8 * plan["window_ps"][0] <= plan["pilot"]["longest_lag_ps"] + 1e-9
+        assert trend_resolution(plan["pilot"]["windows"], plan["window_ps"], 8 * plan["window_ps"][0]) <= 0.07
     assert n == min(max(int(np.ceil(p * (plan["pilot"]["relative_error"] / 0.07) ** 2)), 4), 5)
     assert row["production_ps"] == 40.0 * n and row["pilot_ps"] == 40.0 * p
     assert row["seeds"] == [seed("tiny", "c1.000_e20_r1", k) for k in range(p + n)]
@@ -126,3 +128,17 @@ def test_seeds_are_unique_across_the_grid():
                 seen[derived] = (system.name, k)
     assert len(seen) == 3 * sum(int(grid.max_production_ps[s.role] // grid.segment_ps)
                                 + grid.max_pilot_segments for s in grid.systems)
+
+
+def test_trend_resolution_by_hand():
+    """Window [4, 8] (Λ 100 ± 3) against longer windows up to start 16: the largest
+    relative error of a difference, hypot(3, 4) / 100 = 5 % (the window at 32 is
+    beyond the reach and does not count)."""
+    rows = [{"tau_window_ps": [2.0, 4.0], "value": 120.0, "stderr": 1.0},
+            {"tau_window_ps": [4.0, 8.0], "value": 100.0, "stderr": 3.0},
+            {"tau_window_ps": [8.0, 16.0], "value": 98.0, "stderr": 2.0},
+            {"tau_window_ps": [16.0, 32.0], "value": 97.0, "stderr": 4.0},
+            {"tau_window_ps": [32.0, 64.0], "value": 90.0, "stderr": 40.0}]
+    assert trend_resolution(rows, [4.0, 8.0], 16.0) == pytest.approx(0.05)
+    assert trend_resolution(rows, [4.0, 8.0], 32.0) == pytest.approx(np.hypot(3, 40) / 100)
+    assert trend_resolution(rows, [32.0, 64.0], 256.0) == float("inf")

@@ -10,8 +10,11 @@ held-out). Per system:
 1. **Pilot** (segment 0: minimisation, equilibration, then one segment of
    ``segment_ps``; extended to 2 and then 4 segments while the window rule
    cannot settle: its window [t, 2t] is settled when the lags up to 8t could
-   be tested, i.e. two octaves of longer windows saw no trend — the pilot's
-   blocks are 5 per pilot, so its longest testable lag grows with it). Its
+   be tested, i.e. two octaves of longer windows saw no trend, and the test
+   could have seen one as large as the statistical target (the relative
+   standard error of the difference to each of those windows at most the
+   target) — the pilot's blocks are 5 per pilot, so its longest testable lag
+   grows with it). Its
    data fix, once and for all, the slope-form window [τ1, τ2] (the rule of
    :mod:`localcond.labels.windows`) and the production length: the number of segments that
    brings the pilot's relative statistical error of Λ at that window down to
@@ -83,6 +86,22 @@ SPECIES = ["cation", "anion"]  # atom types 1 and 2 of the model electrolyte
 
 def _lmp() -> str:
     return str(Path(sys.executable).parent / "lmp")
+
+
+def trend_resolution(windows: list[dict], window_ps: list[float], up_to_ps: float) -> float:
+    """The largest relative standard error of Λ(window) − Λ(w) over the longer windows
+    w = [t', 2t'] with t' ≤ ``up_to_ps`` (independent errors assumed: conservative
+    for overlapping windows, whose difference varies less). A trend of this relative
+    size would be a 1σ effect; infinite when no longer window was measured."""
+    own = next(w for w in windows if list(w["tau_window_ps"]) == list(window_ps))
+    worst = math.inf
+    for w in windows:
+        start = w["tau_window_ps"][0]
+        if start <= window_ps[0] or start > up_to_ps + 1e-9:
+            continue
+        rel = math.hypot(own["stderr"], w["stderr"]) / abs(own["value"])
+        worst = rel if worst == math.inf else max(worst, rel)
+    return worst
 
 
 class SystemRun:
@@ -266,13 +285,16 @@ class SystemRun:
         """The window rule on pilot segments 0 … n−1 (5 blocks of n sub-blocks each, so
         lags up to n × 125 ps for 2.5 ns segments) and whether its choice is final:
         a passing window [t, 2t] is final when the two octaves above it, up to 8t, were
-        tested, or when the pilot has its maximum length."""
+        tested precisely enough to see a trend as large as the role's statistical target
+        (:func:`trend_resolution`), or when the pilot has its maximum length."""
         result = self.analysis([self.load(k) for k in range(n)], merge=n)
         if result.get("window_rule") is None:
             raise LocalcondError(f"{self.system.name}: the pilot supports fewer than two windows")
         longest = self.grid.longest_lag_ps(n)
         t1 = result["tau_window_ps"][0]
-        settled = result["window_check_passed"] and 8 * t1 <= longest + 1e-9
+        target = self.grid.target_statistical_error[self.system.role]
+        settled = (result["window_check_passed"] and 8 * t1 <= longest + 1e-9
+                   and trend_resolution(result["windows"], result["tau_window_ps"], 8 * t1) <= target)
         return result, settled or n >= self.grid.max_pilot_segments
 
     def plan(self) -> dict:
@@ -319,7 +341,9 @@ class SystemRun:
         plan = {
             "system": self.system.name, "role": role,
             "rule": ("two-stage: pilot segments (1, doubled up to "
-                     f"{grid.max_pilot_segments} while the window rule cannot settle; not used in any "
+                     f"{grid.max_pilot_segments} while the window rule cannot settle, i.e. until its window "
+                     "[t, 2t] passes against windows up to 8t, each difference resolved to the target; "
+                     "not used in any "
                      "reported number) fix the window and the production length "
                      f"ceil(pilot segments x (pilot relative error / {target:g})^2) segments of "
                      f"{grid.segment_ps:g} ps, clamped to [{grid.min_production_segments}, {longest}]"),
