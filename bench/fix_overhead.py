@@ -69,9 +69,14 @@ def make_input(mode: str, every: int, steps: int) -> str:
     if mode == "fix+reducers":
         lines.append(f"fix lc all localcond {every} ${{model}} types Li PF6 file bench "
                      "hist -2000 2000 100 tcorr 20 corr 12 24 eh 50 100 298")
+    if mode == "statistics":
+        # every statistic at its longest lags, the cheap reference model: the statistics' own cost
+        lines.append(f"fix lc all localcond {every} ${{reference}} types Li PF6 file bench "
+                     "hist -2000 2000 100 tcorr 1000 corr 12 24 eh 1000 100 298")
     lines.append("thermo 1000")
-    # untimed warm-up: TorchScript optimises a model during its first calls
-    lines.append("run 300")
+    # untimed warm-up: TorchScript optimises a model during its first calls; the statistics
+    # reach their steady cost once their longest lag (1000 evaluations) has passed
+    lines.append(f"run {10 * 1000 + 300 if mode == 'statistics' else 300}")
     lines.append(f"run {steps}")
     return "\n".join(lines) + "\n"
 
@@ -81,6 +86,7 @@ def run_case(workdir: Path, model: Path, npairs: int, mode: str, every: int, ste
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [LMP, "-in", "in.bench", "-var", "model", str(model), "-var", "npairs", str(npairs),
+         "-var", "reference", str(model.with_name("reference.pt")),
          "-log", "log.bench", "-screen", "none"],
         cwd=workdir, capture_output=True, text=True, env=env,
     )
@@ -91,13 +97,13 @@ def run_case(workdir: Path, model: Path, npairs: int, mode: str, every: int, ste
     result = {"loop_s": loops[-1]}
     summaries = list(re.finditer(
         r"(\d+) evaluations; per evaluation \(slowest rank\): edges ([0-9.eE+-]+) ms, "
-        r"C\+\+/Python bridge ([0-9.eE+-]+) ms, model ([0-9.eE+-]+) ms, reducers ([0-9.eE+-]+) ms",
+        r"C\+\+/Python bridge ([0-9.eE+-]+) ms, model ([0-9.eE+-]+) ms, statistics ([0-9.eE+-]+) ms",
         log))
     if summaries:
         m = summaries[-1]  # the timed run
         result.update(evaluations=int(m.group(1)), edges_ms=float(m.group(2)),
                       bridge_ms=float(m.group(3)), model_ms=float(m.group(4)),
-                      reducers_ms=float(m.group(5)))
+                      statistics_ms=float(m.group(5)))
     return result
 
 
@@ -106,11 +112,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000], help="cation-anion pairs")
+    parser.add_argument("--cases", nargs="+", default=["plain", "ghost32", "fix:10", "fix:100", "fix+reducers:100",
+                                                        "statistics:10"],
+                        help="MODE[:N] cases (modes: plain ghost32 fix fix+reducers statistics)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fix_overhead.json")
     args = parser.parse_args()
 
     from localcond.model.export import save_model
     from localcond.model.message_passing import make_untrained_model
+    from localcond.model.reference import make_reference_model
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +128,8 @@ def main() -> None:
         model = save_model(*make_untrained_model(["Li", "PF6"], [1.0, -1.0], cutoff=10.0,
                                                  n_layers=3, n_features=64, dtype="float32"),
                            workdir / "mpnn-untrained.pt")
-        cases = [("plain", 0), ("ghost32", 0), ("fix", 10), ("fix", 100), ("fix+reducers", 100)]
+        save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 6.0), workdir / "reference.pt")
+        cases = [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else 0) for c in args.cases]
         for npairs in args.sizes:
             for mode, every in cases:
                 runs = []
@@ -128,13 +139,14 @@ def main() -> None:
                 entry = {"ions": 2 * npairs, "mode": mode, "every": every or None,
                          "loop_s_median": statistics.median(r["loop_s"] for r in runs),
                          "runs": runs}
-                for key in ("edges_ms", "bridge_ms", "model_ms", "reducers_ms"):
+                for key in ("edges_ms", "bridge_ms", "model_ms", "statistics_ms"):
                     if key in runs[0]:
                         entry[key + "_median"] = statistics.median(r[key] for r in runs)
                 results.append(entry)
     for entry in results:
-        base = next(e for e in results if e["ions"] == entry["ions"] and e["mode"] == "plain")
-        entry["overhead_vs_plain"] = entry["loop_s_median"] / base["loop_s_median"] - 1.0
+        base = next((e for e in results if e["ions"] == entry["ions"] and e["mode"] == "plain"), None)
+        if base is not None:
+            entry["overhead_vs_plain"] = entry["loop_s_median"] / base["loop_s_median"] - 1.0
     report = {
         "benchmark": "fix_overhead",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -148,7 +160,9 @@ def main() -> None:
         "modes": {"plain": "no fix, default ghost cutoff",
                   "ghost32": "no fix, comm_modify cutoff 32 (what the 3-layer model needs)",
                   "fix": "fix localcond every N steps, comm_modify cutoff 32",
-                  "fix+reducers": "the same with every reducer on (file, hist, tcorr 20, corr 12 A, eh 50 lags)"},
+                  "fix+reducers": "the same with every reducer on (file, hist, tcorr 20, corr 12 A, eh 50 lags)",
+                  "statistics": "the reference model (cheap) with every statistic at 1000 lags (file, hist, "
+                                "tcorr 1000, corr 12 A, eh 1000), timed after 1030 warm-up evaluations"},
         "steps": args.steps, "repeats": args.repeats, "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,9 +173,9 @@ def main() -> None:
         extra = ""
         if "model_ms_median" in e:
             extra = (f"  per call: edges {e['edges_ms_median']:.2f} ms, bridge {e['bridge_ms_median']:.3f} ms, "
-                     f"model {e['model_ms_median']:.2f} ms, reducers {e['reducers_ms_median']:.2f} ms")
-        print(f"{e['ions']:5d} ions {e['mode']:7s} N={e['every']}: loop {e['loop_s_median']:.2f} s, "
-              f"overhead {100 * e['overhead_vs_plain']:+.1f} %{extra}")
+                     f"model {e['model_ms_median']:.2f} ms, statistics {e['statistics_ms_median']:.2f} ms")
+        overhead = f"overhead {100 * e['overhead_vs_plain']:+.1f} %" if "overhead_vs_plain" in e else ""
+        print(f"{e['ions']:5d} ions {e['mode']:7s} N={e['every']}: loop {e['loop_s_median']:.2f} s {overhead}{extra}")
     print(f"wrote {args.out}")
 
 

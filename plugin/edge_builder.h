@@ -40,6 +40,23 @@ struct EdgeList {
   void finalize();
 };
 
+// Points binned into cells at least `cutoff` wide, coordinates copied in cell
+// order so that the search walks memory in order.
+class CellList {
+ public:
+  CellList(const std::vector<double> &pos, double cutoff);
+  // visit(i, j, dx, dy, dz, rsq) for every center point i (point_center[i] != 0)
+  // and every other point j with |pos[j] - pos[i]|^2 < cutoff^2; (dx, dy, dz) = pos[j] - pos[i]
+  template <class Visit> void for_each_pair(const std::vector<char> &point_center, Visit &&visit) const;
+
+ private:
+  double cutsq, lo[3], scale[3];
+  int64_t nbin[3];
+  std::vector<int64_t> start, order;    // points of cell c: order[start[c] .. start[c+1])
+  std::vector<double> sorted;           // coordinates in that order
+  int64_t bin(const double *x, int d) const;
+};
+
 // Cell-list search over points (point k at pos[3k..3k+2], model node
 // point_node[k]): an edge (point_node[i], point_node[j]) with vector
 // pos[j] - pos[i] for every center point i (point_center[i] != 0) and every
@@ -47,6 +64,37 @@ struct EdgeList {
 // images of one atom); an atom's own image is a neighbor like any other.
 void build_edges_binned(const std::vector<double> &pos, const std::vector<int64_t> &point_node,
                         const std::vector<char> &point_center, double cutoff, EdgeList &edges);
+
+inline int64_t CellList::bin(const double *x, int d) const
+{
+  const int64_t b = static_cast<int64_t>((x[d] - lo[d]) * scale[d]);
+  return b < 0 ? 0 : (b >= nbin[d] ? nbin[d] - 1 : b);
+}
+
+template <class Visit> void CellList::for_each_pair(const std::vector<char> &point_center, Visit &&visit) const
+{
+  const int64_t ncell = nbin[0] * nbin[1] * nbin[2];
+  for (int64_t c = 0; c < ncell; ++c) {
+    const int64_t cx = c % nbin[0], cy = (c / nbin[0]) % nbin[1], cz = c / (nbin[0] * nbin[1]);
+    for (int64_t s = start[c]; s < start[c + 1]; ++s) {
+      const int64_t i = order[s];
+      if (!point_center[i]) continue;
+      const double xi = sorted[3 * s], yi = sorted[3 * s + 1], zi = sorted[3 * s + 2];
+      for (int64_t z = (cz > 0 ? cz - 1 : 0); z <= (cz + 1 < nbin[2] ? cz + 1 : nbin[2] - 1); ++z)
+        for (int64_t y = (cy > 0 ? cy - 1 : 0); y <= (cy + 1 < nbin[1] ? cy + 1 : nbin[1] - 1); ++y) {
+          const int64_t row = (z * nbin[1] + y) * nbin[0];
+          const int64_t first = start[row + (cx > 0 ? cx - 1 : 0)];
+          const int64_t last = start[row + (cx + 1 < nbin[0] ? cx + 1 : nbin[0] - 1) + 1];
+          for (int64_t t = first; t < last; ++t) {    // three cells adjacent in memory
+            if (t == s) continue;
+            const double dx = sorted[3 * t] - xi, dy = sorted[3 * t + 1] - yi, dz = sorted[3 * t + 2] - zi;
+            const double rsq = dx * dx + dy * dy + dz * dz;
+            if (rsq < cutsq) visit(i, order[t], dx, dy, dz, rsq);
+          }
+        }
+    }
+  }
+}
 
 }    // namespace LocalCond
 

@@ -109,7 +109,7 @@ std::string tune_malloc()
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), lambda(nullptr),
-    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, write_every(0), eh_on(false), corr_rmax(0.0),
+    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
     corr_on(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
 {
@@ -242,6 +242,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
       if (key == "corr") {
         corr_on = true;
         corr_rmax = values[0];
+        corr_bins = (int) values[1];
       }
       if (key == "eh") eh_on = true;
       reducer_options.emplace_back(key, values);
@@ -273,6 +274,7 @@ void FixLocalCond::open_session()
   cutoff = layout.cutoff;
   receptive_field = layout.receptive_field;
   n_layers = layout.n_layers;
+  n_species = layout.n_species;
   type_node = layout.type_node;
   type_charge = layout.type_charge;
 
@@ -643,43 +645,54 @@ void FixLocalCond::edges_by_binning()
 }
 
 /* ----------------------------------------------------------------------
-   Ordered pairs (i owned and evaluated here, j any atom of the group with a
-   mapped type, ghosts included) closer than corr RMAX, with their lambda.
+   The spatial correlation's sums over ordered pairs (i owned and evaluated
+   here, j any atom of the group with a mapped type, ghosts included) closer
+   than corr RMAX: per (species of i, species of j, distance bin) the number of
+   pairs, sum of lambda_i, of lambda_j and of lambda_i lambda_j, laid out
+   [4][S][S][NBINS] as localcond.reduce.spatial.PairCorrelation keeps them.
 ------------------------------------------------------------------------- */
 
-void FixLocalCond::correlation_pairs(int n_out)
+void FixLocalCond::correlation_sums(int n_out)
 {
   double **x = atom->x;
+  const int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
-  std::vector<double> pos;
-  std::vector<int64_t> index;
-  std::vector<char> center;
-  std::vector<int> atom_of_point;
+  // only ghosts within RMAX of an evaluated owned atom's bounding box can pair
+  // with one (the model's ghost cutoff is often far longer than RMAX)
+  double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+  for (int k = 0; k < n_out; ++k)
+    for (int d = 0; d < 3; ++d) {
+      lo[d] = std::min(lo[d], x[atom_of_node[k]][d] - corr_rmax);
+      hi[d] = std::max(hi[d], x[atom_of_node[k]][d] + corr_rmax);
+    }
+  pair_pos.clear();
+  pair_center.clear();
+  pair_atom.clear();
   for (int i = 0; i < nall; ++i) {
-    if (!(atom->mask[i] & groupbit) || type_node[atom->type[i]] < 0) continue;
-    pos.insert(pos.end(), {x[i][0], x[i][1], x[i][2]});
-    index.push_back((int64_t) atom_of_point.size());
-    center.push_back(i < nlocal && node_of_atom[i] >= 0 && node_of_atom[i] < n_out);
-    atom_of_point.push_back(i);
+    if (!(atom->mask[i] & groupbit) || type_node[type[i]] < 0) continue;
+    if (i >= nlocal && (x[i][0] < lo[0] || x[i][0] > hi[0] || x[i][1] < lo[1] || x[i][1] > hi[1] ||
+                        x[i][2] < lo[2] || x[i][2] > hi[2]))
+      continue;
+    pair_pos.insert(pair_pos.end(), {x[i][0], x[i][1], x[i][2]});
+    pair_center.push_back(i < nlocal && node_of_atom[i] >= 0 && node_of_atom[i] < n_out);
+    pair_atom.push_back(i);
   }
-  LocalCond::EdgeList pairs;
-  LocalCond::build_edges_binned(pos, index, center, corr_rmax, pairs);
-  const int64_t n = pairs.size();
-  pair_li.resize(n);
-  pair_lj.resize(n);
-  pair_si.resize(n);
-  pair_sj.resize(n);
-  pair_r.resize(n);
-  for (int64_t e = 0; e < n; ++e) {
-    const int i = atom_of_point[pairs.center[e]], j = atom_of_point[pairs.neighbor[e]];
-    pair_li[e] = lambda[i];
-    pair_lj[e] = lambda[j];
-    pair_si[e] = type_node[atom->type[i]];
-    pair_sj[e] = type_node[atom->type[j]];
-    const double *d = &pairs.vec[3 * e];
-    pair_r[e] = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-  }
+  const int64_t S = n_species, bins = corr_bins, plane = S * S * bins;
+  const double per_r = corr_bins / corr_rmax;
+  pair_sums.assign(4 * plane, 0.0);
+  LocalCond::CellList cells(pair_pos, corr_rmax);
+  cells.for_each_pair(pair_center, [&](int64_t i, int64_t j, double, double, double, double rsq) {
+    const int a = pair_atom[i], b = pair_atom[j];
+    const int64_t bin = static_cast<int64_t>(std::sqrt(rsq) * per_r);
+    if (bin >= bins) return;
+    const int64_t k = (type_node[type[a]] * S + type_node[type[b]]) * bins + bin;
+    const double li = lambda[a], lj = lambda[b];
+    pair_sums[k] += 1.0;
+    pair_sums[plane + k] += li;
+    pair_sums[2 * plane + k] += lj;
+    pair_sums[3 * plane + k] += li * lj;
+  });
 }
 
 int FixLocalCond::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
@@ -749,12 +762,8 @@ void FixLocalCond::observe(const char *phase)
   }
   if (corr_on) {
     comm->forward_comm(this);
-    correlation_pairs(n_out);
-    arrays.push_back({"pair_lambda_i", pair_li.data(), pair_li.size() * sizeof(double)});
-    arrays.push_back({"pair_lambda_j", pair_lj.data(), pair_lj.size() * sizeof(double)});
-    arrays.push_back({"pair_species_i", pair_si.data(), pair_si.size() * sizeof(int64_t)});
-    arrays.push_back({"pair_species_j", pair_sj.data(), pair_sj.size() * sizeof(int64_t)});
-    arrays.push_back({"pair_r", pair_r.data(), pair_r.size() * sizeof(double)});
+    correlation_sums(n_out);
+    arrays.push_back({"pair_sums", pair_sums.data(), pair_sums.size() * sizeof(double)});
   }
   // ps per step (update->dt is in the unit style's time unit)
   const double dt_ps = update->dt / force->femtosecond / 1000.0;

@@ -57,6 +57,7 @@ class FixLocalCond : public Fix {
   std::vector<double> type_charge;          // per type: the model's charge for its species
   double cutoff, receptive_field;
   int n_layers;
+  int n_species;    // the model's species
   int neighbor_mode;
   bool use_lammps_list;
   bool remap_ghosts;    // a box-changing fix before this one remaps atoms at end_of_step
@@ -71,10 +72,12 @@ class FixLocalCond : public Fix {
   std::vector<std::pair<std::string, std::vector<double>>> reducer_options;    // hist, tcorr, corr, eh
   bool eh_on;    // live Einstein-Helfand: positions and charges go to the statistics
   std::vector<double> eh_pos, eh_charge;
-  double corr_rmax;    // spatial correlation of lambda up to this distance
+  double corr_rmax;    // spatial correlation of lambda up to this distance, in corr_bins bins
+  int corr_bins;
   bool corr_on;
-  std::vector<double> pair_li, pair_lj, pair_r;    // pairs for the spatial correlation
-  std::vector<int64_t> pair_si, pair_sj;
+  std::vector<double> pair_pos, pair_sums;    // spatial correlation: points, sums [4][S][S][bins]
+  std::vector<char> pair_center;
+  std::vector<int> pair_atom;
   bigint last_setup_step;    // the step setup() evaluated (-1 after the first end_of_step)
   std::string moved_note;    // why atoms moved outside dynamics since the last evaluation
   int n_out;                 // evaluated ions (owned, in the group, of mapped types)
@@ -108,7 +111,7 @@ class FixLocalCond : public Fix {
   void collect_nodes(int &n_out);
   void edges_from_list();
   void edges_by_binning();
-  void correlation_pairs(int n_out);
+  void correlation_sums(int n_out);
 };
 
 }    // namespace LAMMPS_NS

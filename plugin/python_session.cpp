@@ -119,7 +119,7 @@ ModelLayout PythonSession::open(const SessionSettings &s)
     Py_XDECREF(names);
     Py_XDECREF(module);
     PyObject *result = session ? PyObject_CallMethod(session, "layout", nullptr) : nullptr;
-    if (result && PyTuple_Check(result) && PyTuple_Size(result) == 6) {
+    if (result && PyTuple_Check(result) && PyTuple_Size(result) == 7) {
       layout.cutoff = PyFloat_AsDouble(PyTuple_GetItem(result, 0));
       layout.receptive_field = PyFloat_AsDouble(PyTuple_GetItem(result, 1));
       layout.n_layers = (int) PyLong_AsLong(PyTuple_GetItem(result, 2));
@@ -133,6 +133,7 @@ ModelLayout PythonSession::open(const SessionSettings &s)
       }
       const char *text = PyUnicode_AsUTF8(PyTuple_GetItem(result, 5));
       if (text) layout.summary = text;
+      layout.n_species = (int) PyLong_AsLong(PyTuple_GetItem(result, 6));
     }
     Py_XDECREF(result);
     if (PyErr_Occurred() || !session) {

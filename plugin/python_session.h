@@ -45,6 +45,7 @@ struct SessionSettings {
 struct ModelLayout {
   double cutoff = 0.0, receptive_field = 0.0;
   int n_layers = 1;
+  int n_species = 0;
   std::vector<int> type_node;    // per type 1..ntypes: model species index, -1 = excluded
   std::vector<double> type_charge;
   std::string summary;    // for the log

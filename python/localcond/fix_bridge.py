@@ -75,10 +75,11 @@ class FixSession:
 
     def layout(self) -> tuple:
         """What the plugin needs once: (cutoff Å, receptive field Å, layers, per-type
-        species index (−1 excluded), per-type charge, the description for the log)."""
+        species index (−1 excluded), per-type charge, the description for the log,
+        the number of species)."""
         md = self.model.metadata
         return (float(md.cutoff), float(md.receptive_field), int(md.n_layers), list(self.type_species_index),
-                list(self.type_charge), self.summary)
+                list(self.type_charge), self.summary, len(md.species))
 
     def evaluate(self, step: int, species: memoryview, edge_index: memoryview, edge_vec: memoryview,
                  ids: memoryview, n_local: int, out: memoryview) -> float:
@@ -105,21 +106,19 @@ class FixSession:
                 views: dict[str, memoryview]) -> tuple:
         """Feed the statistics with this evaluation (collective). ``views``: ``species``,
         ``ids`` (int64), ``lambda`` (float64) of the evaluated ions; with ``eh`` also
-        ``charges`` and ``positions`` (unwrapped, Å); with ``corr`` the pairs
-        ``pair_lambda_i``, ``pair_lambda_j``, ``pair_r`` (float64), ``pair_species_i``,
-        ``pair_species_j`` (int64). Returns the fix's global vector (9 values) and the
+        ``charges`` and ``positions`` (unwrapped, Å); with ``corr`` ``pair_sums``, the
+        pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the fix's global vector (9 values) and the
         notes to log (one string, empty when none)."""
-        pairs = None
-        if "pair_r" in views:
-            pairs = (_array(views, "pair_lambda_i", np.float64), _array(views, "pair_lambda_j", np.float64),
-                     _array(views, "pair_species_i", np.int64), _array(views, "pair_species_j", np.int64),
-                     _array(views, "pair_r", np.float64))
+        pair_sums = None
+        if "pair_sums" in views:
+            n = len(self.model.metadata.species)
+            pair_sums = _array(views, "pair_sums", np.float64).reshape(4, n, n, -1)
         positions = _array(views, "positions", np.float64) if "positions" in views else None
         charges = _array(views, "charges", np.float64) if "charges" in views else None
         result = self.reducers.observe(
             Evaluation(int(step), float(dt_ps), int(nevery), phase, moved or None),
             _array(views, "lambda", np.float64), _array(views, "species", np.int64),
-            _array(views, "ids", np.int64), charges, positions, pairs)
+            _array(views, "ids", np.int64), charges, positions, pair_sums)
         self.observed += 1
         if self.prefix is not None and self.write_every and self.observed % self.write_every == 0:
             self.write(step)

@@ -2,7 +2,7 @@
 ions' unwrapped positions (Å) and charges (e) at each evaluation.
 
 Two reducers on the same lags (a multiple-tau ladder, :mod:`localcond.reduce.ladder`:
-every lag up to 16 evaluations, then log-spaced up to ``nlags``):
+every lag up to 8 evaluations, then 4 per octave up to ``nlags``):
 
 * :class:`CollectiveDisplacement` — ΔM_s = M_s(t+τ) − M_s(t), M_s = Σ_{i∈s} q_i r_i,
   exact at every lag with origins at every evaluation, from a ring of the last
@@ -96,23 +96,23 @@ class SelfDisplacement(Reducer):
         self.nlags, self.n_species, self.p = int(nlags), int(n_species), int(p)
         self.ladder = Ladder(self.nlags, p)
         self.sums = np.zeros((self.ladder.lags.size, 2, n_species))  # [lag, (pairs, q^2 |dr|^2), s]
-        self.ions = TrackedIons(self.ladder, 4)  # x, y, z, q
+        self.ions = TrackedIons(self.ladder, 3)  # positions; charges as the history's constants
 
     def restart(self) -> None:
         self.ions.restart()
 
     def update(self, ids: np.ndarray, species: np.ndarray, charges: np.ndarray, positions: np.ndarray) -> None:
-        """The followed ions' unwrapped positions [n, 3] (Å) and charges (e)."""
-        values = np.concatenate([np.asarray(positions, dtype=float).reshape(-1, 3),
-                                 np.asarray(charges, dtype=float)[:, None]], axis=1)
-        now, pairs = self.ions.push(ids, species, values)
-        onehot = np.eye(self.n_species)[self.ions.species]  # [n, S]
-        q2 = now[:, 3] ** 2
+        """The followed ions' unwrapped positions [n, 3] (Å) and charges (e; fixed
+        for a history: the fix checks them against the model's species charges)."""
+        now, pairs = self.ions.push(ids, species, positions, constants=charges)
+        onehot = self.ions.indicator(self.n_species)  # [n, S]
+        weights = onehot * (self.ions.constants**2)[:, None]  # q_i^2 per species column
+        counts = onehot.sum(axis=0)
         for index, past in pairs:
-            dr = now[:, None, :3] - past[:, :, :3]  # [n, J, 3]
-            sq = np.einsum("njx,njx->nj", dr, dr)
-            self.sums[index, 0] += onehot.sum(axis=0)[None, :]
-            self.sums[index, 1] += (sq * q2[:, None]).T @ onehot
+            dr = now[None, :, :] - past  # [J, n, 3]
+            sq = np.einsum("jnx,jnx->jn", dr, dr)
+            self.sums[index, 0] += counts[None, :]
+            self.sums[index, 1] += sq @ weights
 
     def merge(self, other: "SelfDisplacement") -> None:
         if (self.nlags, self.n_species, self.p) != (other.nlags, other.n_species, other.p):
@@ -136,31 +136,35 @@ class SelfDisplacement(Reducer):
         nlags, n_species, p = (int(v) for v in state["settings"])
         out = cls(nlags, n_species, p)
         out.sums = np.array(state["sums"], dtype=float).reshape(out.sums.shape)
-        out.ions = TrackedIons.from_state(out.ladder, 4, {k[5:]: v for k, v in state.items()
+        out.ions = TrackedIons.from_state(out.ladder, 3, {k[5:]: v for k, v in state.items()
                                                            if k.startswith("ions/")})
         return out
 
 
 def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement, interval_ps: float,
-              temperature_k: float, n_salt: float, ions_per_species: np.ndarray) -> dict[str, np.ndarray]:
+              temperature_k: float, n_salt: float, ions_per_species: np.ndarray,
+              longest_only: bool = False) -> dict[str, np.ndarray]:
     """Λ_EH(τ) with its standard error over blocks of origins, Λ_NE(τ) and the
-    species shares of Λ_EH at the ladder's lags τ = lag × ``interval_ps``."""
+    species shares of Λ_EH at the ladder's lags τ = lag × ``interval_ps`` (only
+    the longest lag with ``longest_only``: what the fix reports every evaluation)."""
     prefactor = molar_conductivity_prefactor(temperature_k, n_salt)
-    tau = collective.ladder.lags * interval_ps
-    total = collective.sums.sum(axis=0)
+    pick = slice(-1, None) if longest_only else slice(None)
+    tau = collective.ladder.lags[pick] * interval_ps
+    blocks, own = collective.sums[:, pick], self_part.sums[pick]
+    total = blocks.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         n = np.where(total[:, 0] > 0, total[:, 0], np.nan)
         m2, cross = total[:, 1] / n, total[:, 2:] / n[:, None]
-        block_n = np.where(collective.sums[..., 0] > 0, collective.sums[..., 0], np.nan)
-        block_lam = prefactor * collective.sums[..., 1] / block_n / tau[None, :]
+        block_n = np.where(blocks[..., 0] > 0, blocks[..., 0], np.nan)
+        block_lam = prefactor * blocks[..., 1] / block_n / tau[None, :]
         counts = np.isfinite(block_lam).sum(axis=0)
         err = np.full(tau.size, np.nan)
         for j in np.flatnonzero(counts >= 2):
             values = block_lam[np.isfinite(block_lam[:, j]), j]
             err[j] = values.std(ddof=1) / np.sqrt(values.size)
-        per_pair = self_part.sums[:, 1] / self_part.sums[:, 0]  # ⟨q²|Δr|²⟩ per ion of species s
+        per_pair = own[:, 1] / own[:, 0]  # ⟨q²|Δr|²⟩ per ion of species s
         self_q2 = np.nansum(per_pair * np.asarray(ions_per_species, dtype=float)[None, :], axis=1)
-        self_q2 = np.where(self_part.sums[:, 0].sum(axis=1) > 0, self_q2, np.nan)
+        self_q2 = np.where(own[:, 0].sum(axis=1) > 0, self_q2, np.nan)
         return {"tau_ps": tau, "lambda_eh": prefactor * m2 / tau, "stderr": err,
                 "lambda_ne": prefactor * self_q2 / tau, "share": cross / m2[:, None],
                 "complete_blocks": counts, "origins": total[:, 0]}

@@ -166,10 +166,11 @@ class ReducerSet:
 
     def observe(self, ev: Evaluation, lam: np.ndarray, species: np.ndarray, ids: np.ndarray,
                 charges: np.ndarray | None = None, positions: np.ndarray | None = None,
-                pairs: tuple[np.ndarray, ...] | None = None) -> Observed:
+                pair_sums: np.ndarray | None = None) -> Observed:
         """Feed one evaluation (collective over ranks): this rank's evaluated ions with
         their λ, species index and atom ID, and for ``eh`` their charges and unwrapped
-        positions [n, 3]; for ``corr`` the pairs (λ_i, λ_j, s_i, s_j, r)."""
+        positions [n, 3]; for ``corr`` this rank's pair sums [4, S, S, bins]
+        (:meth:`PairCorrelation.add`)."""
         lam = np.asarray(lam, dtype=float)
         species = np.asarray(species, dtype=np.int64)
         ids = np.asarray(ids, dtype=np.int64)
@@ -183,8 +184,8 @@ class ReducerSet:
                 raise ValueError("a species index is outside the model's species")
             if "eh_self" in self.reducers and (charges is None or positions is None):
                 raise ValueError("eh needs the ions' charges and unwrapped positions")
-            if "pair_correlation" in self.reducers and pairs is None:
-                raise ValueError("corr needs the pairs of ions")
+            if "pair_correlation" in self.reducers and pair_sums is None:
+                raise ValueError("corr needs the pairs' sums")
             return np.bincount(species, minlength=len(self.species)).astype(float)
 
         counts = agreed(self.comm, check)
@@ -207,7 +208,7 @@ class ReducerSet:
             if "histogram" in self.reducers:
                 self.reducers["histogram"].update(lam, species)  # type: ignore[attr-defined]
             if "pair_correlation" in self.reducers:
-                self.reducers["pair_correlation"].update(*pairs)  # type: ignore[attr-defined,misc]
+                self.reducers["pair_correlation"].add(pair_sums)  # type: ignore[attr-defined]
         notes = []
         if time_correlated and (decision.correlate or decision.duplicate):
             x = np.asarray(positions, dtype=float).reshape(-1, 3) if positions is not None else np.zeros((ids.size, 3))
@@ -220,7 +221,7 @@ class ReducerSet:
                         own_ids, own_lam, LAMBDA_TOLERANCE)
                 if "eh_self" in self.reducers:
                     moved += self.reducers["eh_self"].ions.moved(  # type: ignore[attr-defined]
-                        own_ids, np.concatenate([own_x, own_q[:, None]], axis=1), POSITION_TOLERANCE)
+                        own_ids, own_x, POSITION_TOLERANCE)
                 if self._global_sum(np.array([moved]))[0] > 0:
                     decision = self.timeline.restart_here(
                         ev, decision.count, "the atoms moved since the last evaluation of this step, "
@@ -234,8 +235,9 @@ class ReducerSet:
                 if "time_correlation" in self.reducers:
                     self.reducers["time_correlation"].update(own_ids, own_species, own_lam)  # type: ignore[attr-defined]
                 if "eh_self" in self.reducers:
-                    m_local = np.zeros((len(self.species), 3))
-                    np.add.at(m_local, species, q[:, None] * x)
+                    qx = q[:, None] * x
+                    m_local = np.stack([np.bincount(species, weights=qx[:, d], minlength=len(self.species))
+                                        for d in range(3)], axis=1)
                     self.reducers["eh_collective"].update(self._global_sum(m_local))  # type: ignore[attr-defined]
                     self.reducers["eh_self"].update(own_ids, own_species, own_q, own_x)  # type: ignore[attr-defined]
         return self._observed(group_mean, n, notes)
@@ -255,16 +257,18 @@ class ReducerSet:
                        pred_share_first=float(weights[0] / weights.sum()) if weights.sum() != 0 else float("nan"),
                        notes=notes)
         if "eh_collective" in self.reducers and self.timeline.interval_ps is not None:
-            curves = self._eh_curves(self.reducers["eh_collective"], self.reducers["eh_self"])  # type: ignore[arg-type]
+            curves = self._eh_curves(self.reducers["eh_collective"], self.reducers["eh_self"],  # type: ignore[arg-type]
+                                     longest_only=True)
             out.lambda_eh, out.lambda_eh_stderr = float(curves["lambda_eh"][-1]), float(curves["stderr"][-1])
             out.eh_share_first = float(curves["share"][-1, 0])
         return out
 
-    def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement) -> dict:
+    def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement,
+                   longest_only: bool = False) -> dict:
         assert self.options.eh is not None
         n_salt = sum(c for c, q in zip(self.ions_per_species or [], self.charges) if q > 0) or float("nan")
-        return eh_curves(collective, self_part, self.timeline.interval_ps or float("nan"),
-                         self.options.eh[2], n_salt, np.asarray(self.ions_per_species or [np.nan] * len(self.species)))
+        return eh_curves(collective, self_part, self.timeline.interval_ps or float("nan"), self.options.eh[2],
+                         n_salt, np.asarray(self.ions_per_species or [np.nan] * len(self.species)), longest_only)
 
     # -- merged state, files, restarts ---------------------------------------------------------
 

@@ -31,14 +31,27 @@ class PairCorrelation(Reducer):
     def update(self, lam_i: np.ndarray, lam_j: np.ndarray, species_i: np.ndarray,
                species_j: np.ndarray, r: np.ndarray) -> None:
         r = np.asarray(r, dtype=float)
+        si, sj = np.asarray(species_i, dtype=np.int64), np.asarray(species_j, dtype=np.int64)
+        li, lj = np.asarray(lam_i, dtype=float), np.asarray(lam_j, dtype=float)
         keep = r < self.rmax
-        b = (r[keep] / self.rmax * self.bins).astype(int)
-        si, sj = np.asarray(species_i)[keep], np.asarray(species_j)[keep]
-        li, lj = np.asarray(lam_i, dtype=float)[keep], np.asarray(lam_j, dtype=float)[keep]
-        flat = np.ravel_multi_index((si, sj, b), self.sums.shape[1:])
-        size = int(np.prod(self.sums.shape[1:]))
-        for k, w in enumerate((None, li, lj, li * lj)):  # bincount: far faster than np.add.at
-            self.sums[k] += np.bincount(flat, weights=w, minlength=size).reshape(self.sums.shape[1:])
+        if not keep.all():  # the fix hands over pairs inside RMAX only; others may not
+            r, si, sj, li, lj = r[keep], si[keep], sj[keep], li[keep], lj[keep]
+        s = self.sums.shape[1]
+        flat = (si * s + sj) * self.bins + (r * (self.bins / self.rmax)).astype(np.int64)
+        size = s * s * self.bins
+        shape = self.sums.shape[1:]
+        self.sums[0] += np.bincount(flat, minlength=size).reshape(shape)  # bincount: far faster than np.add.at
+        self.sums[1] += np.bincount(flat, weights=li, minlength=size).reshape(shape)
+        self.sums[2] += np.bincount(flat, weights=lj, minlength=size).reshape(shape)
+        self.sums[3] += np.bincount(flat, weights=li * lj, minlength=size).reshape(shape)
+
+    def add(self, sums: np.ndarray) -> None:
+        """Add sums already binned by the caller ([4, S, S, bins]: n, Σλ_i, Σλ_j, Σλ_iλ_j,
+        bin = floor(r · bins / rmax)), as the LAMMPS plugin hands them over."""
+        sums = np.asarray(sums, dtype=float)
+        if sums.shape != self.sums.shape:
+            raise ValueError(f"pair sums of shape {sums.shape}, expected {self.sums.shape}")
+        self.sums += sums
 
     def merge(self, other: "PairCorrelation") -> None:
         if (self.rmax, self.bins) != (other.rmax, other.bins) or self.sums.shape != other.sums.shape:

@@ -1,5 +1,5 @@
 """Time autocorrelation of each ion's λ, at lags 0 … nlags−1 evaluations on a
-multiple-tau ladder (:mod:`localcond.reduce.ladder`: every lag up to 16, then
+multiple-tau ladder (:mod:`localcond.reduce.ladder`: every lag up to 8, then
 log-spaced; exact pairs, fewer origins at long lags).
 
 Ions are followed by atom ID (:mod:`localcond.reduce.tracked`). Per species
@@ -39,19 +39,20 @@ class TimeCorrelation(Reducer):
 
     def update(self, ids: np.ndarray, species: np.ndarray, lam: np.ndarray) -> None:
         now, pairs = self.ions.push(ids, species, lam)
-        onehot = np.eye(self.n_species)[self.ions.species]  # [n, S]
+        onehot = self.ions.indicator(self.n_species)  # [n, S]
         b = now[:, 0]
-        self.sums[0, :, 0] += onehot.sum(axis=0)
-        self.sums[1, :, 0] += b @ onehot
-        self.sums[2, :, 0] += b @ onehot
-        self.sums[3, :, 0] += (b * b) @ onehot
+        counts, b_sums = onehot.sum(axis=0), b @ onehot  # [S]
+        self.sums[0][:, 0] += counts
+        self.sums[1][:, 0] += b_sums
+        self.sums[2][:, 0] += b_sums
+        self.sums[3][:, 0] += (b * b) @ onehot
         for index, past in pairs:
-            a = past[:, :, 0]  # [n, J]
+            a = past[:, :, 0]  # [J, n]
             lag = index + 1
-            self.sums[0][:, lag] += onehot.sum(axis=0)[:, None]  # [S, J]
-            self.sums[1][:, lag] += onehot.T @ a
-            self.sums[2][:, lag] += (b @ onehot)[:, None]
-            self.sums[3][:, lag] += onehot.T @ (a * b[:, None])
+            self.sums[0][:, lag] += counts[:, None]  # [S, J]
+            self.sums[1][:, lag] += (a @ onehot).T
+            self.sums[2][:, lag] += b_sums[:, None]
+            self.sums[3][:, lag] += ((a * b[None, :]) @ onehot).T
 
     def _check(self, other: "TimeCorrelation") -> None:
         if (self.nlags, self.n_species, self.p) != (other.nlags, other.n_species, other.p):

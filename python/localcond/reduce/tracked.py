@@ -20,36 +20,62 @@ class TrackedIons:
         self.ids = np.zeros(0, dtype=np.int64)  # sorted
         self.species = np.zeros(0, dtype=np.int64)
         self.history: LadderHistory | None = None
+        self.onehot = np.zeros((0, 0))  # [n, S] species indicator of the rows
+        self.constants = np.zeros(0)  # per row, fixed for the history (e.g. charges)
+        self._given: np.ndarray | None = None  # the IDs as last given, and their rows
+        self._rows = np.zeros(0, dtype=np.int64)
 
     def restart(self) -> None:
         self.ids = self.ids[:0]
         self.species = self.species[:0]
+        self.constants = self.constants[:0]
+        self.onehot = np.zeros((0, 0))
+        self._given = None
         self.history = None
 
-    def push(self, ids: np.ndarray, species: np.ndarray,
-             values: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    def indicator(self, n_species: int) -> np.ndarray:
+        """[n, S]: 1 where row i is of species s (cached for the history)."""
+        if self.onehot.shape != (self.ids.size, n_species):
+            self.onehot = np.eye(n_species)[self.species]
+        return self.onehot
+
+    def push(self, ids: np.ndarray, species: np.ndarray, values: np.ndarray,
+             constants: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """Store one evaluation; return the values in row order (sorted IDs) and the
-        (lag positions, past values [n, J, dim]) pairs it completes."""
+        (lag positions, past values [J, n, dim]) pairs it completes."""
         ids = np.asarray(ids, dtype=np.int64)
         species = np.asarray(species, dtype=np.int64)
         if self.history is None:
             order = np.argsort(ids)
             self.ids, self.species = ids[order], species[order]
+            self.constants = np.asarray(constants, dtype=float)[order] if constants is not None else np.zeros(ids.size)
             if np.any(self.ids[1:] == self.ids[:-1]):
                 raise ValueError("two ions share an atom ID")
+            self.onehot = np.zeros((0, 0))
+            self._given = None
             self.history = LadderHistory(self.ladder, ids.size, self.dim)
         elif ids.size != self.ids.size:
             raise ValueError(f"this rank's share of the ions changed from {self.ids.size} to {ids.size}")
-        rows = np.searchsorted(self.ids, ids)
-        if ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids)):
-            unknown = np.setdiff1d(ids, self.ids)
-            raise ValueError(f"new atom IDs appeared among the ions (e.g. {unknown[0]}) while others left: "
-                             "the set of ions changed")
+        values = np.asarray(values, dtype=float).reshape(ids.size, self.dim)
+        if np.array_equal(ids, self.ids):  # given in ID order
+            if not np.array_equal(species, self.species):
+                bad = ids[self.species != species][0]
+                raise ValueError(f"the species of atom ID {bad} changed during the run")
+            return values, self.history.push(values)
+        if self._given is not None and np.array_equal(ids, self._given):
+            rows = self._rows  # the same order as last time (LAMMPS reorders atoms rarely)
+        else:
+            rows = np.searchsorted(self.ids, ids)
+            if ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids)):
+                unknown = np.setdiff1d(ids, self.ids)
+                raise ValueError(f"new atom IDs appeared among the ions (e.g. {unknown[0]}) while others "
+                                 "left: the set of ions changed")
+            self._given, self._rows = ids.copy(), rows
         if np.any(self.species[rows] != species):
             bad = ids[self.species[rows] != species][0]
             raise ValueError(f"the species of atom ID {bad} changed during the run")
         now = np.empty((ids.size, self.dim))
-        now[rows] = np.asarray(values, dtype=float).reshape(ids.size, self.dim)
+        now[rows] = values
         return now, self.history.push(now)
 
     def moved(self, ids: np.ndarray, values: np.ndarray, tolerance: float) -> bool:
@@ -61,14 +87,14 @@ class TrackedIons:
         rows = np.searchsorted(self.ids, ids)
         if ids.size != self.ids.size or (ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids))):
             return True
-        last = self.history.ring[0, rows, (self.history.count[0] - 1) % self.history.depth]
+        last = self.history.last()[rows]
         values = np.asarray(values, dtype=float).reshape(last.shape)
         return bool(np.any(np.abs(values - last) > tolerance * np.maximum(1.0, np.abs(last))))
 
     def owned_by(self, rank: int, size: int) -> "TrackedIons":
         out = TrackedIons(self.ladder, self.dim)
         keep = np.flatnonzero(self.ids % size == rank)
-        out.ids, out.species = self.ids[keep], self.species[keep]
+        out.ids, out.species, out.constants = self.ids[keep], self.species[keep], self.constants[keep]
         out.history = self.history.rows(keep) if self.history is not None else None
         return out
 
@@ -84,11 +110,13 @@ class TrackedIons:
         ids = np.concatenate([self.ids, other.ids])
         order = np.argsort(ids, kind="stable")
         out.ids, out.species = ids[order], np.concatenate([self.species, other.species])[order]
+        out.constants = np.concatenate([self.constants, other.constants])[order]
         out.history = LadderHistory.stack([self.history, other.history], order)
         return out
 
     def state(self) -> dict[str, np.ndarray]:
-        out = {"ids": self.ids, "species": self.species, "active": np.array(self.history is not None)}
+        out = {"ids": self.ids, "species": self.species, "constants": self.constants,
+               "active": np.array(self.history is not None)}
         if self.history is not None:
             out.update(self.history.state("history_"))
         return out
@@ -98,6 +126,7 @@ class TrackedIons:
         out = cls(ladder, dim)
         out.ids = np.array(state["ids"], dtype=np.int64)
         out.species = np.array(state["species"], dtype=np.int64)
+        out.constants = np.array(state["constants"], dtype=float)
         if bool(state["active"]):
             out.history = LadderHistory.from_state(ladder, state, "history_", dim)
         return out
