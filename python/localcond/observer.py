@@ -60,7 +60,8 @@ class ConductivityObserver:
                   "(pooled over replicas)")
 
     def _info(self) -> dict:
-        return {"source": "ase", "model": str(self.calc.model.path), "calls": self.calls,
+        return {"source": "ase", "model": str(self.calc.model.path),
+                "model_id": self.calc.model.metadata.fingerprint(), "calls": self.calls,
                 "replicas": self.comm.size if self.comm is not None else 1, "localcond_version": __version__}
 
     def summary(self) -> dict:

@@ -99,6 +99,12 @@ class ModelMetadata:
             out.append(f"units must be {UNITS}, got {self.units}")
         return out
 
+    def fingerprint(self) -> str:
+        """A short hash of the metadata: files written with the same model carry the same one."""
+        import hashlib
+
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
     def to_json(self) -> str:
         data = asdict(self)
         data["receptive_field"] = self.receptive_field

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,8 @@ def load(path: str | Path | io.BytesIO, what: str | None = None) -> tuple[dict[s
     try:
         data = np.load(path, allow_pickle=False)
         header = json.loads(str(data["__header__"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise LocalcondError(f"{name_of} is not a localcond reducer file: {exc}") from None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise LocalcondError(f"{name_of} is not a localcond reducer file (or is truncated): {exc}") from None
     if header.get("format_version") != FORMAT_VERSION:
         raise LocalcondError(f"{name_of}: reducer format {header.get('format_version')} is not "
                              f"supported (this localcond reads {FORMAT_VERSION})")
@@ -67,5 +68,8 @@ def load(path: str | Path | io.BytesIO, what: str | None = None) -> tuple[dict[s
             raise LocalcondError(f"{name_of}: unknown reducer kind {kind!r}")
         prefix = name + "/"
         state = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
-        reducers[name] = Reducer.registry[kind].from_state(state)
+        try:
+            reducers[name] = Reducer.registry[kind].from_state(state)
+        except (KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise LocalcondError(f"{name_of}: reducer {name!r} is damaged: {exc}") from None
     return reducers, header["metadata"]

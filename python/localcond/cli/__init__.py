@@ -1,0 +1,30 @@
+"""The ``localcond`` command line: one module per group of commands, each with
+its own parsers and handlers (``register`` adds them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from localcond.cli import grid, learn, models, reduce, trajectories
+from localcond.errors import LocalcondError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="localcond", description="Local molar conductivity of ions (LAMMPS plugin + Python)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (models, trajectories, grid, learn, reduce):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (LocalcondError, FileNotFoundError) as exc:
+        print(f"localcond {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,113 @@
+"""``localcond generate``, ``dataset``, ``data-card``: the training grid and its compact records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from localcond.errors import LocalcondError
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from localcond.generate import generate
+
+    if args.reanalyse:
+        from localcond.generate import reanalyse
+
+        results = reanalyse(args.grid, args.table, args.progress_dir, args.records_dir)
+        print(f"{len(results)} systems reanalysed from {args.progress_dir}; table in {args.table}")
+        return 0
+    results = generate(args.grid, args.data_dir, args.table, args.progress_dir, args.records_dir,
+                       only=args.only, jobs=args.jobs)
+    print(f"{len(results)} systems done; table in {args.table}")
+    return 0
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from localcond.dataset import build_from_dumps, check_directory, sha256, update_manifest
+
+    if args.check is not None:
+        directories = args.check or sorted(p.parent for p in Path("training/data").glob("*/manifest.json"))
+        if not directories:
+            raise LocalcondError("no manifest found under training/data/; give the directory to check")
+        for directory in directories:
+            rows = check_directory(directory)
+            for row in rows:
+                print(f"{directory}/{row['record']}: sha256 ok, {row['n_origins']} origins, mean label "
+                      f"{row['mean_label']:.6g} = Lambda over the same origins {row['lambda_same_origins']:.6g}"
+                      " S cm^2/mol")
+            print(f"{directory}: {len(rows)} records verified")
+        return 0
+    if not args.dumps or not args.out or not args.types:
+        raise LocalcondError("give DUMP... --types NAME... --timestep-fs DT --temperature-k T --out FILE.npz "
+                             "(or --check [DIR...])")
+    if args.timestep_fs is None or args.temperature_k is None:
+        raise LocalcondError("--timestep-fs and --temperature-k are required to build a record")
+    species = {k + 1: name for k, name in enumerate(args.types) if name.upper() != "NULL"}
+    path, meta = build_from_dumps(
+        args.dumps, species, args.timestep_fs, args.temperature_k, args.out,
+        window_ps=tuple(args.window_ps) if args.window_ps else None, radii=tuple(args.radii or ()),
+        stride_ps=args.stride_ps, max_origins=args.max_origins)
+    update_manifest(path.parent, path, {"command": " ".join(["localcond", *sys.argv[1:]]),
+                                        "system": meta["system"]})
+    lam = meta["molar_conductivity"]
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, sha256 {sha256(path)[:12]}…): Lambda = "
+          f"{lam['value']:.4g} +- {lam['stderr']:.2g} S cm^2/mol over {meta['tau_window_ps'][0]:g}-"
+          f"{meta['tau_window_ps'][1]:g} ps")
+    for warning in meta["diffusive_warnings"]:
+        print(f"localcond dataset: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_card(args: argparse.Namespace) -> int:
+    from localcond.datacard import write_data_card
+
+    path = write_data_card(args.grid, args.table, args.out, args.plot)
+    print(f"wrote {path}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="simulate a grid of model electrolytes and measure "
+                       "their conductivity (resumable)")
+    p.add_argument("grid", help="grid file (JSON), e.g. training/grid.json")
+    p.add_argument("--data-dir", default="data", help="where trajectories go (default: data/)")
+    p.add_argument("--table", default="training/systems.json",
+                   help="per-system results table to update (default: training/systems.json)")
+    p.add_argument("--progress-dir", default="training/progress",
+                   help="committed per-segment state that a new machine resumes from "
+                   "(default: training/progress/)")
+    p.add_argument("--records-dir", default="training/data",
+                   help="compact training records, one per finished system (default: training/data/)")
+    p.add_argument("--only", nargs="+", metavar="SYSTEM", help="run only these systems")
+    p.add_argument("--reanalyse", action="store_true", help="redo the analysis of every system whose "
+                   "production is complete in the progress directory (no LAMMPS), then stop")
+    p.add_argument("--jobs", type=int, default=1, help="systems run at the same time (default 1)")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("dataset", help="build a compact training record from LAMMPS dumps, or "
+                       "--check committed records (checksums and label means, no LAMMPS)")
+    p.add_argument("dumps", nargs="*", help="LAMMPS text dumps with id type q xu yu zu (.gz ok): "
+                   "one trajectory each of the same system")
+    p.add_argument("--check", nargs="*", metavar="DIR", help="verify the records listed in DIR/manifest.json "
+                   "(default: every training/data/*/)")
+    p.add_argument("--types", nargs="+", metavar="SPECIES", help="species name (or NULL) per atom type")
+    p.add_argument("--timestep-fs", type=float, help="MD timestep in fs")
+    p.add_argument("--temperature-k", type=float, help="the thermostat's target temperature in K")
+    p.add_argument("--window-ps", type=float, nargs=2, metavar=("TAU1", "TAU2"),
+                   help="slope-form window of the labels (default: chosen by the window rule)")
+    p.add_argument("--radii", type=float, nargs="+", help="also labels truncated at these radii (A)")
+    p.add_argument("--stride-ps", type=float, help="time between label origins (default: about "
+                   "--max-origins origins in all)")
+    p.add_argument("--max-origins", type=int, default=100, help="origins to store when no stride is given")
+    p.add_argument("--out", help="record to write (.npz)")
+    p.set_defaults(func=_cmd_dataset)
+
+    p = sub.add_parser("data-card", help="write the data card (Markdown + plot) of a generated grid")
+    p.add_argument("--grid", default="training/grid.json")
+    p.add_argument("--table", default="training/systems.json")
+    p.add_argument("--out", default="training/DATA_CARD.md")
+    p.add_argument("--plot", default="training/data_card.png")
+    p.set_defaults(func=_cmd_data_card)

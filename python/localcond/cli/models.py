@@ -1,0 +1,97 @@
+"""``localcond plugin-path``, ``reference-model``, ``info``, ``predict``: the plugin and model files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from localcond.errors import LocalcondError
+
+
+def _species_charge(text: str) -> tuple[str, float]:
+    name, sep, charge = text.rpartition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME:CHARGE, got {text!r}")
+    try:
+        return name, float(charge)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"charge in {text!r} is not a number") from None
+
+
+def _cmd_plugin_path(args: argparse.Namespace) -> int:
+    from localcond.plugin import plugin_dir, plugin_file
+
+    plugin_file()  # fails clearly if the build is missing
+    print(plugin_dir())
+    return 0
+
+
+def _cmd_reference_model(args: argparse.Namespace) -> int:
+    from localcond.model.export import save_model
+    from localcond.model.reference import make_reference_model
+
+    if args.cutoff <= 0:
+        raise LocalcondError(f"--cutoff must be positive, got {args.cutoff}")
+    names = [n for n, _ in args.species]
+    module, metadata = make_reference_model(names, [q for _, q in args.species], args.cutoff)
+    path = save_model(module, metadata, args.out)
+    print(f"wrote reference model {path} (species {', '.join(names)}, cutoff {args.cutoff:g} A)")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from localcond.model.contract import read_metadata
+
+    print(read_metadata(args.model).to_json())
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from localcond.predict import predict_dump, write_prediction
+
+    types = [None if t.upper() == "NULL" else t for t in args.types]
+    prediction = predict_dump(args.model, args.dump, types, progress=sys.stderr.isatty())
+    prefix = args.out or str(Path(args.dump).with_suffix("")) + ".localcond"
+    files = write_prediction(prediction, prefix, args.model, args.dump, types)
+    mean = prediction.frame_mean.mean()
+    print(
+        f"{len(prediction.timesteps)} frames, {int(prediction.evaluated.sum())} ions; "
+        f"mean lambda over frames {mean:.6g} S cm^2/mol; wrote {', '.join(map(str, files))}"
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plugin-path", help="print the directory holding the LAMMPS plugin")
+    p.set_defaults(func=_cmd_plugin_path)
+
+    p = sub.add_parser(
+        "reference-model",
+        help="write the analytic reference model (for checking an installation)",
+    )
+    p.add_argument("out", help="output model file (.pt)")
+    p.add_argument("--species", nargs="+", required=True, type=_species_charge,
+                   metavar="NAME:CHARGE", help="species names and charges in e, e.g. Li:1 PF6:-1")
+    p.add_argument("--cutoff", type=float, required=True, help="cutoff RC in Angstrom")
+    p.set_defaults(func=_cmd_reference_model)
+
+    p = sub.add_parser("info", help="print a model file's metadata (JSON)")
+    p.add_argument("model")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("predict", help="evaluate a model on every frame of a LAMMPS text dump")
+    p.add_argument("model")
+    p.add_argument("dump", help="LAMMPS text dump with id type and x y z or xu yu zu (.gz ok)")
+    p.add_argument("--types", nargs="+", required=True, metavar="SPECIES",
+                   help="species name (or NULL) for each atom type, in type order")
+    p.add_argument("--out", help="output prefix (default: DUMP without suffix + .localcond)")
+    p.set_defaults(func=_cmd_predict)
+
+    def trajectory_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dumps", nargs="+", help="LAMMPS text dumps with id type q xu yu zu (.gz ok)")
+        p.add_argument("--timestep-fs", type=float, required=True, help="MD timestep in fs")
+        p.add_argument("--temperature-k", type=float, required=True,
+                       help="the thermostat's target temperature in K")
+        p.add_argument("--n-salt", type=float, help="number of formula units (overrides --concentration)")

@@ -1,0 +1,131 @@
+"""``localcond reduce``: files of one system combine exactly (two halves of a run
+give the numbers of the whole where pairs do not span the cut), systems stay
+apart, bad files are named and leave nothing behind, figures show the
+summary's numbers with units, and two MPI ranks give what one gives."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import MPIRUN
+from localcond.cli.reduce import reduce_files
+from localcond.errors import LocalcondError
+from localcond.reduce import figures
+from localcond.reduce.reducer_set import ReducerOptions, ReducerSet
+from localcond.reduce.timeline import Evaluation
+
+OPTIONS = {"hist": [-3, 3, 12], "tcorr": 5, "corr": [6.0, 4], "eh": [6, 4, 298.0]}
+N_IONS = 10
+
+
+def trajectory(steps: int, seed: int = 5):
+    rng = np.random.default_rng(seed)
+    species = np.arange(N_IONS) % 2
+    charges = np.where(species == 0, 1.0, -1.0)
+    x = rng.normal(size=(steps, N_IONS, 3)).cumsum(axis=0)
+    lam = rng.normal(size=(steps, N_IONS)) + species
+    pairs = rng.integers(0, 5, size=(steps, 4, 2, 2, 4)).astype(float)
+    pairs[:, 1:] *= rng.normal(size=(steps, 3, 2, 2, 4))
+    return species, charges, x, lam, pairs
+
+
+def write_run(path_prefix, frames, options=OPTIONS, first_step=0, model_id="m1"):
+    species, charges, x, lam, pairs = frames
+    red = ReducerSet(ReducerOptions.from_dict(options), ["A", "B"], [1.0, -1.0])
+    for k in range(len(lam)):
+        step = 10 * (first_step + k)
+        red.observe(Evaluation(step, 0.002, 10, "run"), lam[k], species, np.arange(1, N_IONS + 1), charges,
+                    x[k], pairs[k] if "corr" in options else None)
+    red.write(str(path_prefix), {"source": "test", "model_id": model_id}, {}, "test")
+    return path_prefix.parent / (path_prefix.name + ".reduce.npz")
+
+
+def cut(frames, a, b):
+    return tuple(f[a:b] if f.ndim > 1 else f for f in frames)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    frames = trajectory(64)
+    whole = write_run(root / "whole", frames)
+    first = write_run(root / "first", cut(frames, 0, 32))
+    second = write_run(root / "second", cut(frames, 32, 64), first_step=32)
+    return {"whole": whole, "first": first, "second": second, "root": root}
+
+
+def system_of(out_dir):
+    report = json.loads((out_dir / "summary.json").read_text())
+    (system,) = report["systems"]
+    return system
+
+
+def test_two_halves_give_the_whole(runs, tmp_path):
+    reduce_files([str(runs["whole"])], tmp_path / "whole")
+    reduce_files([str(runs["first"]), str(runs["second"])], tmp_path / "halves")
+    whole, halves = system_of(tmp_path / "whole"), system_of(tmp_path / "halves")
+    assert halves["replicas"] == 2 and halves["evaluations"] == whole["evaluations"] == 64
+    # instantaneous statistics add exactly; the blocking error too (halves of 32 = whole blocks)
+    for key in ("value", "stderr"):
+        assert halves["lambda_pred"][key] == pytest.approx(whole["lambda_pred"][key], rel=1e-12)
+    assert halves["lambda_std"] == pytest.approx(whole["lambda_std"], rel=1e-12)
+    assert halves["curves"]["lambda_distribution"] == whole["curves"]["lambda_distribution"]
+    np.testing.assert_allclose(halves["curves"]["spatial_correlation"]["like"],
+                               whole["curves"]["spatial_correlation"]["like"], rtol=1e-12)
+    # time correlations: each half keeps its own pairs; only those spanning the cut are missing
+    for lag, n_whole, n_halves in zip(whole["einstein_helfand"]["lags"], whole["einstein_helfand"]["origins"],
+                                      halves["einstein_helfand"]["origins"]):
+        assert n_whole - n_halves == lag
+
+
+def test_systems_stay_apart_and_bad_files_are_named(runs, tmp_path):
+    other = write_run(runs["root"] / "other", trajectory(8), model_id="m2")
+    reduce_files([str(runs["whole"]), str(other)], tmp_path / "two")
+    report = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert len(report["systems"]) == 2
+    junk = tmp_path / "junk.reduce.npz"
+    junk.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(LocalcondError, match="junk.reduce.npz"):
+        reduce_files([str(runs["whole"]), str(junk)], tmp_path / "bad")
+    assert not (tmp_path / "bad" / "summary.json").exists()
+
+
+def test_figures_show_the_summary_with_units(runs, tmp_path):
+    reduce_files([str(runs["whole"])], tmp_path)
+    s = system_of(tmp_path)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) == 5  # four per system and Λ_pred against Λ_EH
+    fig = figures.lambda_distribution(s)
+    (ax,) = fig.axes
+    assert "S cm$^2$ mol$^{-1}$" in ax.get_xlabel()
+    assert [line.get_label() for line in ax.lines] == ["A", "B"]
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), s["curves"]["lambda_distribution"]["density"]["B"])
+    fig = figures.spatial_correlation(s)
+    labels = [line.get_label() for line in fig.axes[0].lines if not line.get_label().startswith("_")]
+    assert labels == ["like charges", "unlike charges"] and "(Å)" in fig.axes[0].get_xlabel()
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), s["curves"]["spatial_correlation"]["unlike"])
+    fig = figures.einstein_helfand(s)
+    top = fig.axes[0]
+    np.testing.assert_allclose(top.lines[0].get_ydata(), s["einstein_helfand"]["molar_conductivity"])
+    assert "(ps)" in fig.axes[1].get_xlabel()
+    fig = figures.time_autocorrelation(s)
+    assert "(ps)" in fig.axes[0].get_xlabel() and len(fig.axes[0].lines) == 3  # two species and the zero line
+
+
+@pytest.mark.mpi
+def test_two_ranks_equal_one(runs, tmp_path):
+    files = [str(runs[k]) for k in ("first", "second", "whole")]
+    reduce_files(files, tmp_path / "one")
+    proc = subprocess.run([MPIRUN, "-np", "2", sys.executable, "-m", "localcond", "reduce", *files,
+                           "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, two = system_of(tmp_path / "one"), system_of(tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["ranks"] == 2
+    assert two["replicas"] == 3
+    for key in ("value", "stderr"):
+        assert two["lambda_pred"][key] == pytest.approx(one["lambda_pred"][key], rel=1e-12)
+    np.testing.assert_allclose(two["einstein_helfand"]["molar_conductivity"],
+                               one["einstein_helfand"]["molar_conductivity"], rtol=1e-12)
