@@ -26,6 +26,7 @@ from localcond.errors import LocalcondError
 from localcond.neighbors import periodic_edges
 from localcond.runtime import LoadedModel, evaluate, load_model
 from localcond.species import CHARGE_TOLERANCE
+from localcond.species import index_of
 
 LOCAL_PROPERTIES = ["local_conductivity", "mean_local_conductivity"]
 
@@ -56,11 +57,9 @@ class LocalConductivity(Calculator):
         known = self.model.metadata.species
         out = np.empty(len(atoms), dtype=np.int64)
         for k, symbol in enumerate(atoms.get_chemical_symbols()):
-            name = self.species.get(symbol, symbol)
-            if name is None:
-                out[k] = -1
-            elif name in known:
-                out[k] = known.index(name)
+            index = index_of(self.model.metadata, self.species.get(symbol, symbol))
+            if index is not None:
+                out[k] = index
             else:
                 hint = "" if symbol in self.species else " (map it with species={...})"
                 raise ValueError(f"atom {k} ({symbol}) has no species in the model{hint}; the model's "

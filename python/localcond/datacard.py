@@ -21,6 +21,7 @@ from scipy import constants
 from localcond.generate import ROOT
 from localcond.grid import COULOMB_BJERRUM_A, GridSpec, load_grid
 from localcond.labels.windows import BLOCKS_PER_LAG, Z_CHECK, Z_TREND, critical_z
+from localcond.io.files import atomic_path, write_text
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -382,9 +383,8 @@ def _floats(values: list[float | None]) -> np.ndarray:
 
 def _save(fig: Figure, path: Path, dpi: int) -> None:
     """Write ``fig`` as PNG atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=dpi, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
 
 
 def plot_overview(rows: list[dict], path: Path) -> None:
@@ -545,9 +545,7 @@ def windows_plot_path(plot_path: Path) -> Path:
 
 # --- the card -----------------------------------------------------------------
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def write_data_card(grid_path: str | Path, table: str | Path, out: str | Path,

@@ -12,7 +12,6 @@ Both are written to temporary names and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from localcond.io.lammps_dump import DumpFrame, read_dump
 from localcond.neighbors import periodic_edges
 from localcond.runtime import LoadedModel, evaluate, load_model
 from localcond.species import check_charges, map_types
+from localcond.io.files import atomic_path
 
 
 @dataclass
@@ -102,16 +102,6 @@ def predict_dump(
     return Prediction(np.array(timesteps), ref[0], ref[1], ref[2], lam_all, frame_mean)
 
 
-def _replace_when_written(path: Path, write: "callable[[Path], None]") -> None:  # type: ignore[valid-type]
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_prediction(
     prediction: Prediction, prefix: str | Path, model_path: str | Path, dump_path: str | Path,
     type_species: Sequence[str | None],
@@ -144,6 +134,7 @@ def write_prediction(
             for step, mean in zip(prediction.timesteps, prediction.frame_mean):
                 handle.write(f"{step},{n_ions},{mean:.17g}\n")
 
-    _replace_when_written(npz, write_npz)
-    _replace_when_written(csv, write_csv)
+    for path, write in ((npz, write_npz), (csv, write_csv)):
+        with atomic_path(path) as tmp:
+            write(tmp)
     return [npz, csv]

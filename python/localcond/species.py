@@ -1,4 +1,6 @@
-"""Map LAMMPS atom types to a model's species, by name (as pair_nequip does)."""
+"""Map names to a model's species: LAMMPS atom types (the fix, ``predict``) and
+ASE chemical symbols (the calculator) go through :func:`index_of`, by name (as
+pair_nequip does)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,22 @@ from localcond.model.contract import ModelMetadata
 CHARGE_TOLERANCE = 1e-5  # e
 
 
+def index_of(metadata: ModelMetadata, name: str | None) -> int | None:
+    """The model's index of species ``name``; −1 for None or NULL (excluded); None
+    when the model does not know the name."""
+    if name is None or name.upper() == "NULL":
+        return -1
+    return metadata.species.index(name) if name in metadata.species else None
+
+
 def map_types(metadata: ModelMetadata, type_species: Sequence[str | None]) -> list[int]:
     """Species index per atom type (type t at position t−1); −1 for NULL (excluded)."""
     known = metadata.species
     indices = []
     for t, name in enumerate(type_species, start=1):
-        if name is None or name.upper() == "NULL":
-            indices.append(-1)
-        elif name in known:
-            indices.append(known.index(name))
+        index = index_of(metadata, name)
+        if index is not None:
+            indices.append(index)
         else:
             raise TypeMapError(
                 f"atom type {t} is mapped to species '{name}', which the model does not know; "

@@ -18,8 +18,6 @@ independent replicas of one system.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +42,7 @@ from localcond.labels.windows import (
     systematic,
     window_lags,
 )
+from localcond.io.files import write_json as write_json_file
 from localcond.units import (
     concentration_mol_per_l,
     diffusion_cm2_per_s,
@@ -362,8 +361,4 @@ def _choose_tau(slope_m2: np.ndarray, slope_msd: np.ndarray, warnings: list[str]
 def write_json(summary: dict, path: str | Path, inputs: Sequence[str | Path]) -> Path:
     path = Path(path)
     summary = dict(summary, inputs=[str(Path(p).resolve()) for p in inputs])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_file(path, summary)

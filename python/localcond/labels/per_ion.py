@@ -16,7 +16,6 @@ labels; plus the ions' IDs, types and charges and the metadata that made it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from localcond.errors import LocalcondError
 from localcond.labels.trajectory import IonSet, count_frames, ion_frames
 from localcond.units import concentration_mol_per_l, molar_conductivity_prefactor
 from localcond.neighbors import periodic_edges
+from localcond.io.files import atomic_path
 
 
 @dataclass
@@ -147,16 +147,13 @@ def _label_origin(ions: IonSet, origin, later: list, lag: int, lag1: int, lag2: 
 
 def write_dataset(path: str | Path, ions: IonSet, arrays: dict[str, np.ndarray], metadata: dict) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle, id=ions.ids, type=ions.types, charge=ions.charges, pbc=np.array(ions.pbc),
             metadata=json.dumps(metadata), **{f"label_{k}" if k not in
                                               ("time_ps", "timestep", "positions", "cell") else k: v
                                               for k, v in arrays.items()},
         )
-    os.replace(tmp, path)
     return path
 
 

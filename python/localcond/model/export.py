@@ -7,14 +7,13 @@ graph (with more nodes than outputs) before it is written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from localcond.errors import ModelFileError
 from localcond.model.contract import METADATA_FILE, ModelMetadata
+from localcond.io.files import atomic_path
 
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -55,15 +54,6 @@ def save_model(module: torch.nn.Module, metadata: ModelMetadata, path: str | Pat
     scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
     _check_on_small_graph(scripted, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: metadata.to_json()})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: metadata.to_json()})
     return path
