@@ -97,7 +97,7 @@ def test_figures_show_the_summary_with_units(runs, tmp_path):
     reduce_files([str(runs["whole"])], tmp_path)
     s = system_of(tmp_path)
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(pngs) == 5  # four per system and Λ_pred against Λ_EH
+    assert len(pngs) == 6  # five per system and Λ_pred against Λ_EH
     fig = figures.lambda_distribution(s)
     (ax,) = fig.axes
     assert "S cm$^2$ mol$^{-1}$" in ax.get_xlabel()
@@ -111,6 +111,11 @@ def test_figures_show_the_summary_with_units(runs, tmp_path):
     top = fig.axes[0]
     np.testing.assert_allclose(top.lines[0].get_ydata(), s["einstein_helfand"]["molar_conductivity"])
     assert "(ps)" in fig.axes[1].get_xlabel()
+    fig = figures.convergence(s)
+    (trace,) = s["curves"]["convergence"]
+    assert trace["evaluations"] == [1, 2, 4, 8, 16, 32, 50, 64]  # powers of two and every 50
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata()[-1], s["lambda_pred"]["value"], rtol=1e-12)
+    assert "evaluations" in fig.axes[-1].get_xlabel()
     fig = figures.time_autocorrelation(s)
     assert "(ps)" in fig.axes[0].get_xlabel() and len(fig.axes[0].lines) == 3  # two species and the zero line
 

@@ -70,6 +70,7 @@ class System:
     files: list[Path] = field(default_factory=list)
     reducers: ReducerSet | None = None
     sources: set[str] = field(default_factory=set)
+    traces: list[dict[str, Any]] = field(default_factory=list)  # per file: convergence with run length
 
     @property
     def name(self) -> str:
@@ -96,6 +97,9 @@ class System:
         self.reducers.evaluations += int(run.metadata["evaluations"])
         self.files.append(run.path)
         self.sources.add(str(run.metadata.get("source", "unknown")))
+        trace = run.metadata.get("trace") or []
+        self.traces.append({"file": str(run.path), "evaluations": [row[0] for row in trace],
+                            "lambda_pred": [row[2] for row in trace], "lambda_eh": [row[3] for row in trace]})
 
     def absorb(self, other: "System") -> None:
         """Combine another partial combination of this system (e.g. from another MPI rank)."""
@@ -105,6 +109,7 @@ class System:
         self.reducers.evaluations += other.reducers.evaluations
         self.files += other.files
         self.sources |= other.sources
+        self.traces += other.traces
 
 
 def is_reducer_file(path: str | Path) -> bool:
@@ -230,6 +235,7 @@ def summarize(system: System) -> dict[str, Any]:
                                     "value": eh["molar_conductivity"][-1] if eh["molar_conductivity"] else None,
                                     "stderr": eh["stderr"][-1] if eh["stderr"] else None}
     out["transference_first_species"] = {"species": species[0], **transference}
+    curves["convergence"] = sorted(system.traces, key=lambda t: t["file"])
     out["curves"] = curves
     return out
 

@@ -104,6 +104,30 @@ def einstein_helfand(summary: dict[str, Any]):
     return fig
 
 
+def convergence(summary: dict[str, Any]):
+    """Running Λ_pred and Λ_EH (longest lag) against the evaluations counted, one
+    curve per file: how far from converged each number is."""
+    plt = _pyplot()
+    traces = summary["curves"]["convergence"]
+    with_eh = any(v is not None for t in traces for v in t["lambda_eh"])
+    fig, axes = plt.subplots(2 if with_eh else 1, 1, figsize=(5, 5 if with_eh else 3.2), sharex=True,
+                             squeeze=False)
+    for t in traces:
+        label = Path(t["file"]).name
+        axes[0, 0].plot(t["evaluations"], _array(t["lambda_pred"]), marker="o", ms=2, label=label)
+        if with_eh:
+            axes[1, 0].plot(t["evaluations"], _array(t["lambda_eh"]), marker="o", ms=2, label=label)
+    axes[0, 0].set_ylabel(f"running Λ$_{{pred}}$ ({LAMBDA})")
+    axes[0, 0].set_title(f"convergence with run length\n{summary['system']}", fontsize=9)
+    if with_eh:
+        axes[1, 0].set_ylabel(f"Λ$_{{EH}}$, longest lag ({LAMBDA})")
+    axes[-1, 0].set_xlabel("evaluations counted")
+    axes[-1, 0].set_xscale("log")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def pred_versus_eh(summaries: list[dict[str, Any]]):
     """Λ_pred against Λ_EH at the longest lag, one point per system."""
     plt = _pyplot()
@@ -149,6 +173,8 @@ def write_figures(summaries: list[dict[str, Any]], out_dir: str | Path) -> list[
             save(time_autocorrelation(s), f"{s['system']}.time_autocorrelation.png")
         if "einstein_helfand" in s:
             save(einstein_helfand(s), f"{s['system']}.einstein_helfand.png")
+        if any(t["evaluations"] for t in s["curves"].get("convergence", [])):
+            save(convergence(s), f"{s['system']}.convergence.png")
     if any(s.get("lambda_eh_longest", {}).get("value") is not None for s in summaries):
         save(pred_versus_eh(summaries), "lambda_pred_versus_lambda_eh.png")
     return written

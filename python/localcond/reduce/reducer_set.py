@@ -40,6 +40,7 @@ REPLICATED = ("mean_series", "eh_collective")  # identical on every rank of one 
 TIME_CORRELATED = ("time_correlation", "eh_collective", "eh_self")
 POSITION_TOLERANCE = 1e-9  # relative (to max(1 Å, |x|)): the same configuration evaluated again
 LAMBDA_TOLERANCE = 1e-9
+TRACE_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ class ReducerSet:
         self.timeline = Timeline()
         self.ions_per_species: list[float] | None = None
         self.evaluations = 0  # evaluations counted in the instantaneous statistics
+        # convergence with run length: [evaluations, step, running Λ_pred, Λ_EH at the longest lag]
+        # at 1, 2, 4, … and every TRACE_EVERY counted evaluations
+        self.trace: list[list[float | None]] = []
 
     # -- MPI helpers -------------------------------------------------------------------------
 
@@ -240,7 +244,11 @@ class ReducerSet:
                                         for d in range(3)], axis=1)
                     self.reducers["eh_collective"].update(self._global_sum(m_local))  # type: ignore[attr-defined]
                     self.reducers["eh_self"].update(own_ids, own_species, own_q, own_x)  # type: ignore[attr-defined]
-        return self._observed(group_mean, n, notes)
+        out = self._observed(group_mean, n, notes)
+        k = self.evaluations
+        if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
+            self.trace.append([k, ev.step, finite(out.lambda_pred), finite(out.lambda_eh)])
+        return out
 
     def _per_species(self, counts: Sequence[float]) -> str:
         return ", ".join(f"{name} {int(c)}" for name, c in zip(self.species, counts))
@@ -285,7 +293,8 @@ class ReducerSet:
     def metadata(self) -> dict[str, Any]:
         return {"species": self.species, "charges": self.charges.tolist(), "options": self.options.to_dict(),
                 "role": self.role, "ranks": self.size, "timeline": self.timeline.state(),
-                "ions_per_species": self.ions_per_species, "evaluations": self.evaluations}
+                "ions_per_species": self.ions_per_species, "evaluations": self.evaluations,
+                "trace": self.trace}
 
     def summary(self, merged: dict[str, Reducer], definition: str) -> dict[str, Any]:
         moments: RunningMoments = merged["moments"]  # type: ignore[assignment]
@@ -341,6 +350,7 @@ class ReducerSet:
         self.timeline = Timeline.from_state(metadata["timeline"])
         self.ions_per_species = metadata["ions_per_species"]
         self.evaluations = int(metadata["evaluations"])
+        self.trace = [list(row) for row in metadata.get("trace", [])]
         for name, reducer in reducers.items():
             replicated = self.role == "domains" and name in REPLICATED
             self.reducers[name] = reducer.copy() if replicated else reducer.for_rank(self.rank, self.size)
