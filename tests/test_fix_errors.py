@@ -179,3 +179,17 @@ def test_error_on_one_rank_stops_mpirun(tmp_path, files):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "model returned" in output and "non-finite value(s)" in output
+
+
+@pytest.mark.mpi
+def test_every_rank_failing_at_once_always_reports(tmp_path, files):
+    """The model fails on both ranks at the same step: six runs in a row, each must
+    end with the message on the screen and in the log (one in six used to exit
+    silently when every rank aborted at once)."""
+    for k in range(6):
+        run_dir = tmp_path / f"run{k}"
+        run_dir.mkdir()
+        proc = run_lmp(run_dir, input_for(files, dict(model="raises")), nprocs=2, check=False, timeout=120)
+        assert proc.returncode != 0
+        assert "RuntimeError: deliberate failure inside the model" in proc.stdout
+        assert "RuntimeError: deliberate failure inside the model" in (run_dir / "log.lammps").read_text()
