@@ -75,6 +75,15 @@ def test_two_halves_give_the_whole(runs, tmp_path):
     assert halves["curves"]["lambda_distribution"] == whole["curves"]["lambda_distribution"]
     np.testing.assert_allclose(halves["curves"]["spatial_correlation"]["like"],
                                whole["curves"]["spatial_correlation"]["like"], rtol=1e-12)
+    # errors of the spatial correlation from the scatter of the two files' own curves: for two
+    # values the standard error of their mean is |a - b| / 2
+    assert whole["curves"]["spatial_correlation"]["like_stderr"] is None
+    reduce_files([str(runs["first"])], tmp_path / "first")
+    reduce_files([str(runs["second"])], tmp_path / "second")
+    a = system_of(tmp_path / "first")["curves"]["spatial_correlation"]["unlike"]
+    b = system_of(tmp_path / "second")["curves"]["spatial_correlation"]["unlike"]
+    np.testing.assert_allclose(halves["curves"]["spatial_correlation"]["unlike_stderr"],
+                               np.abs(np.array(a) - np.array(b)) / 2, rtol=1e-10)
     # time correlations: each half keeps its own pairs; only those spanning the cut are missing
     for lag, n_whole, n_halves in zip(whole["einstein_helfand"]["lags"], whole["einstein_helfand"]["origins"],
                                       halves["einstein_helfand"]["origins"]):

@@ -71,6 +71,7 @@ class System:
     reducers: ReducerSet | None = None
     sources: set[str] = field(default_factory=set)
     traces: list[dict[str, Any]] = field(default_factory=list)  # per file: convergence with run length
+    spatial: list[dict[str, np.ndarray]] = field(default_factory=list)  # per file: like/unlike covariance
 
     @property
     def name(self) -> str:
@@ -97,6 +98,10 @@ class System:
         self.reducers.evaluations += int(run.metadata["evaluations"])
         self.files.append(run.path)
         self.sources.add(str(run.metadata.get("source", "unknown")))
+        if "pair_correlation" in reducers:  # each file's own curves, for the scatter between files
+            mean = reducers["moments"].mean  # type: ignore[attr-defined]
+            self.spatial.append(reducers["pair_correlation"].by_charge_class(  # type: ignore[attr-defined]
+                mean, np.asarray(run.metadata["charges"])))
         trace = run.metadata.get("trace") or []
         self.traces.append({"file": str(run.path), "evaluations": [row[0] for row in trace],
                             "lambda_pred": [row[2] for row in trace], "lambda_eh": [row[3] for row in trace]})
@@ -110,6 +115,7 @@ class System:
         self.files += other.files
         self.sources |= other.sources
         self.traces += other.traces
+        self.spatial += other.spatial
 
 
 def is_reducer_file(path: str | Path) -> bool:
@@ -212,6 +218,10 @@ def summarize(system: System) -> dict[str, Any]:
         classes = pc.by_charge_class(moments.mean, np.asarray(red.charges))  # type: ignore[attr-defined]
         r = pc.r_centers  # type: ignore[attr-defined]
         curves["spatial_correlation"] = {"r_A": r.tolist(), **{k: [finite(v) for v in c] for k, c in classes.items()}}
+        for name in classes:  # standard error from the scatter between files (replicas), when there are several
+            per_file = np.array([c[name] for c in system.spatial])
+            err = per_file.std(axis=0, ddof=1) / np.sqrt(len(per_file)) if len(per_file) > 1 else None
+            curves["spatial_correlation"][f"{name}_stderr"] = None if err is None else [finite(v) for v in err]
         out["correlation_length_A"] = {k: _decay_point(r, np.abs(c)) for k, c in classes.items()}
     if "time_correlation" in out:
         tc = out["time_correlation"]

@@ -46,13 +46,18 @@ def lambda_distribution(summary: dict[str, Any]):
 
 
 def spatial_correlation(summary: dict[str, Any]):
-    """Covariance of λ fluctuations of pairs at distance r, like and unlike charges."""
+    """Covariance of λ fluctuations of pairs at distance r, like and unlike charges
+    (a band of ± one standard error from the scatter between files, when there are several)."""
     plt = _pyplot()
     data = summary["curves"]["spatial_correlation"]
     r = np.asarray(data["r_A"])
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name in ("like", "unlike"):
-        ax.plot(r, _array(data[name]), marker="o", ms=3, label=f"{name} charges")
+        line, = ax.plot(r, _array(data[name]), marker="o", ms=3, label=f"{name} charges")
+        err = data.get(f"{name}_stderr")
+        if err is not None:  # the scatter between files
+            y, e = _array(data[name]), _array(err)
+            ax.fill_between(r, y - e, y + e, color=line.get_color(), alpha=0.25, lw=0)
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_xlabel("distance r (Å)")
     ax.set_ylabel(f"covariance of λ ({LAMBDA})$^2$")
