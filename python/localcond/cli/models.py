@@ -88,10 +88,3 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="species name (or NULL) for each atom type, in type order")
     p.add_argument("--out", help="output prefix (default: DUMP without suffix + .localcond)")
     p.set_defaults(func=_cmd_predict)
-
-    def trajectory_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("dumps", nargs="+", help="LAMMPS text dumps with id type q xu yu zu (.gz ok)")
-        p.add_argument("--timestep-fs", type=float, required=True, help="MD timestep in fs")
-        p.add_argument("--temperature-k", type=float, required=True,
-                       help="the thermostat's target temperature in K")
-        p.add_argument("--n-salt", type=float, help="number of formula units (overrides --concentration)")

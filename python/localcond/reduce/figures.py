@@ -28,6 +28,14 @@ def _array(values: list) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
+def _finish(fig, ax, what: str, summary: dict[str, Any]):
+    """Title (what, and the system), legend, layout."""
+    ax.set_title(f"{what}\n{summary['system']}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def lambda_distribution(summary: dict[str, Any]):
     """Probability density of λ, one curve per species."""
     plt = _pyplot()
@@ -39,10 +47,7 @@ def lambda_distribution(summary: dict[str, Any]):
         ax.plot(centers, _array(density), drawstyle="steps-mid", label=name)
     ax.set_xlabel(f"local molar conductivity λ ({LAMBDA})")
     ax.set_ylabel(f"probability density (1 / ({LAMBDA}))")
-    ax.set_title(f"distribution of λ\n{summary['system']}", fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "distribution of λ", summary)
 
 
 def spatial_correlation(summary: dict[str, Any]):
@@ -61,10 +66,7 @@ def spatial_correlation(summary: dict[str, Any]):
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_xlabel("distance r (Å)")
     ax.set_ylabel(f"covariance of λ ({LAMBDA})$^2$")
-    ax.set_title(f"spatial correlation of λ\n{summary['system']}", fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "spatial correlation of λ", summary)
 
 
 def time_autocorrelation(summary: dict[str, Any]):
@@ -80,10 +82,7 @@ def time_autocorrelation(summary: dict[str, Any]):
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_xlabel("lag τ (ps)" if in_ps else "lag (evaluations)")
     ax.set_ylabel("C(τ) / C(0) (dimensionless)")
-    ax.set_title(f"time autocorrelation of λ\n{summary['system']}", fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "time autocorrelation of λ", summary)
 
 
 def einstein_helfand(summary: dict[str, Any]):
