@@ -91,7 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "--check committed records (checksums and label means, no LAMMPS)")
     p.add_argument("dumps", nargs="*", help="LAMMPS text dumps with id type q xu yu zu (.gz ok): "
                    "one trajectory each of the same system")
-    p.add_argument("--check", nargs="*", metavar="DIR", help="verify the records listed in DIR/manifest.json "
+    what = p.add_mutually_exclusive_group()  # build one record, or check the committed ones
+    what.add_argument("--check", nargs="*", metavar="DIR", help="verify the records listed in DIR/manifest.json "
                    "(default: every training/data/*/)")
     p.add_argument("--types", nargs="+", metavar="SPECIES", help="species name (or NULL) per atom type")
     p.add_argument("--timestep-fs", type=float, help="MD timestep in fs")
@@ -102,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride-ps", type=float, help="time between label origins (default: about "
                    "--max-origins origins in all)")
     p.add_argument("--max-origins", type=int, default=100, help="origins to store when no stride is given")
-    p.add_argument("--out", help="record to write (.npz)")
+    what.add_argument("--out", help="record to write (.npz)")
     p.set_defaults(func=_cmd_dataset)
 
     p = sub.add_parser("data-card", help="write the data card (Markdown + plot) of a generated grid")
