@@ -179,7 +179,11 @@ def protocol(grid: GridSpec) -> list[str]:
         "the same Ewald sum differently at the same accuracy (2–2.7× faster than 12 Å with order 5).",
         f"- Run length, two stages: a pilot of P segments of {grid.segment_ps:g} ps (P = 1, extended to 2 "
         f"and {grid.max_pilot_segments} while the window rule cannot settle: a window [t, 2t] is settled "
-        "when the pilot could test lags up to 8t, two octaves above it) fixes, once, the window and the "
+        "when the pilot could test lags up to 8t, two octaves above it, and each difference between its Λ "
+        "and those of the windows up to 8t has a relative standard error within the statistical target, "
+        "so that a trend that large would have shown; the first 8 systems, c0.200_* and c0.350_*, were "
+        "planned before this second condition, and two of those, c0.350_e14 and c0.350_e30, failed the "
+        "diffusive check in production) fixes, once, the window and the "
         f"number of production segments, n = ⌈P · (pilot relative statistical error / target)²⌉ clamped "
         f"to [{grid.min_production_segments}, max] ({clamps}). The pilot's data enter no reported number, "
         "so the choice of length cannot bias Λ or its error (no optional stopping).",
