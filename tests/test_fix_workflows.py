@@ -182,3 +182,26 @@ def test_model_failure_on_one_rank_stops_a_python_driver_on_every_rank(tmp_path)
         line = (tmp_path / f"rank{rank}.txt").read_text()
         assert "model evaluation failed at step 0" in line and "non-finite value(s)" in line
         assert "(MPI rank 0 of 2)" in line
+
+
+@pytest.mark.mpi
+def test_species_swapped_between_runs_start_a_new_history(tmp_path, model):
+    """Two atoms swap types (and charges) between runs, the counts per species unchanged:
+    the setup's re-evaluation of the same step sees different λ, so the time correlation
+    starts a new history instead of pairing an ion with its old species."""
+    text = base(model, 20, "tcorr 3") + "\n".join([
+        "set atom 1 type 2", "set atom 1 charge -1.0", "set atom 41 type 1", "set atom 41 charge 1.0",
+        "run 20"]) + "\n"
+    run_lmp(tmp_path, text, nprocs=2)
+    assert "new history at step 20: the atoms moved since the last evaluation" in (tmp_path / "log.lammps").read_text()
+
+
+@pytest.mark.mpi
+def test_species_swapped_during_a_run_stops_every_rank(tmp_path, model):
+    """fix atom/swap changes types during the run: the rank following a changed ion
+    notices, and under mpirun every rank stops with its message instead of waiting in a
+    collective."""
+    text = base(model, 10, "tcorr 3").replace("run 10", "fix mc all atom/swap 10 5 29494 100000.0 types 1 2\nrun 40")
+    proc = run_lmp(tmp_path, text, nprocs=2, check=False, timeout=120)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "the species of atom ID" in proc.stdout and "changed during the run" in proc.stdout

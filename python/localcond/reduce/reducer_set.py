@@ -215,18 +215,28 @@ class ReducerSet:
                 self.reducers["pair_correlation"].add(pair_sums)  # type: ignore[attr-defined]
         notes = []
         if time_correlated and (decision.correlate or decision.duplicate):
+            # collective steps first, then the per-rank work inside agreed(): a rank that fails
+            # there (an ion's species changed) must not leave the others waiting in a collective
             x = np.asarray(positions, dtype=float).reshape(-1, 3) if positions is not None else np.zeros((ids.size, 3))
             q = np.asarray(charges, dtype=float) if charges is not None else np.zeros(ids.size)
             own_ids, own_species, own_lam, own_q, own_x = self._to_owners(ids, species, lam, q, x)
+            m_global = None
+            if "eh_collective" in self.reducers:
+                qx = q[:, None] * x
+                m_global = self._global_sum(np.stack(
+                    [np.bincount(species, weights=qx[:, d], minlength=len(self.species)) for d in range(3)], axis=1))
             if decision.duplicate:
-                moved = 0.0
-                if "time_correlation" in self.reducers:
-                    moved += self.reducers["time_correlation"].ions.moved(  # type: ignore[attr-defined]
-                        own_ids, own_lam, LAMBDA_TOLERANCE)
-                if "eh_self" in self.reducers:
-                    moved += self.reducers["eh_self"].ions.moved(  # type: ignore[attr-defined]
-                        own_ids, own_x, POSITION_TOLERANCE)
-                if self._global_sum(np.array([moved]))[0] > 0:
+                def moved_here() -> float:
+                    moved = 0.0
+                    if "time_correlation" in self.reducers:
+                        moved += self.reducers["time_correlation"].ions.moved(  # type: ignore[attr-defined]
+                            own_ids, own_lam, LAMBDA_TOLERANCE)
+                    if "eh_self" in self.reducers:
+                        moved += self.reducers["eh_self"].ions.moved(  # type: ignore[attr-defined]
+                            own_ids, own_x, POSITION_TOLERANCE)
+                    return moved
+
+                if self._global_sum(np.array([agreed(self.comm, moved_here)]))[0] > 0:
                     decision = self.timeline.restart_here(
                         ev, decision.count, "the atoms moved since the last evaluation of this step, "
                         "without dynamics (a command between runs such as displace_atoms)")
@@ -236,14 +246,15 @@ class ReducerSet:
                         self.reducers[name].restart()  # type: ignore[attr-defined]
                     if decision.note:
                         notes.append(decision.note)
-                if "time_correlation" in self.reducers:
-                    self.reducers["time_correlation"].update(own_ids, own_species, own_lam)  # type: ignore[attr-defined]
-                if "eh_self" in self.reducers:
-                    qx = q[:, None] * x
-                    m_local = np.stack([np.bincount(species, weights=qx[:, d], minlength=len(self.species))
-                                        for d in range(3)], axis=1)
-                    self.reducers["eh_collective"].update(self._global_sum(m_local))  # type: ignore[attr-defined]
-                    self.reducers["eh_self"].update(own_ids, own_species, own_q, own_x)  # type: ignore[attr-defined]
+
+                def update_here() -> None:
+                    if "time_correlation" in self.reducers:
+                        self.reducers["time_correlation"].update(own_ids, own_species, own_lam)  # type: ignore[attr-defined]
+                    if "eh_self" in self.reducers:
+                        self.reducers["eh_collective"].update(m_global)  # type: ignore[attr-defined]
+                        self.reducers["eh_self"].update(own_ids, own_species, own_q, own_x)  # type: ignore[attr-defined]
+
+                agreed(self.comm, update_here)
         out = self._observed(group_mean, n, notes)
         k = self.evaluations
         if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
