@@ -143,3 +143,26 @@ def test_two_ranks_equal_one(runs, tmp_path):
         assert two["lambda_pred"][key] == pytest.approx(one["lambda_pred"][key], rel=1e-12)
     np.testing.assert_allclose(two["einstein_helfand"]["molar_conductivity"],
                                one["einstein_helfand"]["molar_conductivity"], rtol=1e-12)
+
+
+def test_diffusive_window_on_a_random_walk_finds_the_analytic_conductivity(tmp_path):
+    """Independent random walks (variance 1 Å² per axis per evaluation): ⟨|ΔM|²⟩ = 3 τ Σ q²
+    exactly in expectation, so the window rule passes and its Λ equals the analytic
+    prefactor · 3 Σ q² / interval within its error."""
+    from localcond.units import molar_conductivity_prefactor
+
+    n, steps = 20, 3000
+    rng = np.random.default_rng(11)
+    species = np.arange(n) % 2
+    charges = np.where(species == 0, 1.0, -1.0)
+    red = ReducerSet(ReducerOptions.from_dict({"eh": [64, 100, 298.0]}), ["A", "B"], [1.0, -1.0])
+    x = np.zeros((n, 3))
+    for k in range(steps):
+        x = x + rng.normal(size=(n, 3))
+        red.observe(Evaluation(10 * k, 0.002, 10, "run"), np.zeros(n), species, np.arange(1, n + 1), charges, x)
+    red.write(str(tmp_path / "walk"), {"source": "test", "model_id": "walk"}, {}, "test")
+    reduce_files([str(tmp_path / "walk.reduce.npz")], tmp_path / "out")
+    window = system_of(tmp_path / "out")["einstein_helfand"]["diffusive_window"]
+    expected = molar_conductivity_prefactor(298.0, n / 2) * 3 * n / 0.02  # Σ q² = n, interval 0.02 ps
+    assert window["passed"]
+    assert abs(window["value"] - expected) < 3 * window["stderr"]

@@ -241,6 +241,7 @@ def summarize(system: System) -> dict[str, Any]:
         first = species[0]
         shares = eh["species_share"][first]
         transference["from_einstein_helfand"] = shares[-1] if shares else None
+        eh["diffusive_window"] = _diffusive_window(merged["eh_collective"], red)  # type: ignore[arg-type]
         out["lambda_eh_longest"] = {"tau_ps": eh["tau_ps"][-1] if eh["tau_ps"] else None,
                                     "value": eh["molar_conductivity"][-1] if eh["molar_conductivity"] else None,
                                     "stderr": eh["stderr"][-1] if eh["stderr"] else None}
@@ -248,6 +249,35 @@ def summarize(system: System) -> dict[str, Any]:
     curves["convergence"] = sorted(system.traces, key=lambda t: t["file"])
     out["curves"] = curves
     return out
+
+
+def _diffusive_window(collective: Any, red: ReducerSet) -> dict[str, Any] | None:
+    """The window rule of ``localcond conductivity`` (:mod:`localcond.labels.windows`) on the
+    live collective displacements: slope-form windows [t, 2t] whose ends are both lags of
+    the ladder, blocks of origins as recorded. None without a lag unit or two windows."""
+    from localcond.labels.windows import RULE, choose_window, frames_to_ps
+    from localcond.units import molar_conductivity_prefactor
+
+    interval = red.timeline.interval_ps
+    if interval is None or red.options.eh is None or not red.ions_per_species:
+        return None
+    n_salt = sum(c for c, q in zip(red.ions_per_species, red.charges) if q > 0)
+    sums = collective.sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = sums[..., 1].sum(axis=0) / sums[..., 0].sum(axis=0)
+        blocks = np.where(sums[..., 0] > 0, sums[..., 1] / sums[..., 0], np.nan)
+    lags = collective.ladder.lags
+    choice = choose_window(lags, interval, pooled, blocks, molar_conductivity_prefactor(red.options.eh[2], n_salt),
+                           float(lags.max()) * interval)
+    if choice is None:
+        return None
+    window = frames_to_ps(choice.window_frames, interval)
+    row = next(r for r in choice.table if r["tau_window_ps"] == window)
+    return {"tau_window_ps": window, "value": finite(row["value"]), "stderr": finite(row["stderr"]),
+            "passed": choice.passed, "critical_z": choice.critical_z,
+            "tau_systematic": finite(choice.systematic.value) if choice.systematic else None,
+            "rule": RULE + " (on the ladder's lags: windows whose ends are both lags)",
+            "windows": [{k: (finite(v) if isinstance(v, float) else v) for k, v in r.items()} for r in choice.table]}
 
 
 def _tails(counts: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
