@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Continue the training grid in the background from what git holds
-# (training/progress/, training/systems.json), on both cores:
+# (training/progress/, training/systems.json), on both cores; systems whose
+# production failed the diffusive check are replanned once (--replan-failed):
 #
 #   bash scripts/continue_grid.sh            # start (or say it is already running)
 #   tail -f runs/grid/generate.log           # watch
@@ -26,6 +27,6 @@ echo "[grid] generating from commit $(git -C "$RUN/code" rev-parse --short HEAD)
 cd "$ROOT"
 PYTHONPATH="$RUN/code/python" nohup "$VENV/bin/python" -m localcond generate "$RUN/code/training/grid.json" \
     --data-dir "$RUN/data" --table "$ROOT/training/systems.json" \
-    --progress-dir "$ROOT/training/progress" --records-dir "$ROOT/training/data" --jobs 2 \
+    --progress-dir "$ROOT/training/progress" --records-dir "$ROOT/training/data" --jobs 2 --replan-failed \
     >> "$RUN/generate.log" 2>&1 &
 echo "[grid] started (pid $!)"

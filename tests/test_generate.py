@@ -112,6 +112,27 @@ def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
     assert proc.returncode == 2
     assert f"segment {p}: labels for window [1, 2]" in proc.stderr + proc.stdout
 
+    # A production that failed the diffusive check is replanned once: every segment so far
+    # becomes the pilot, and a fresh production follows (the earlier ones are in no number).
+    table = json.loads((a / "systems.json").read_text())
+    table["systems"][0]["diffusive_check_passed"] = False
+    (a / "systems.json").write_text(json.dumps(table))
+    proc = generate(tiny_grid, a, "--replan-failed")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "replanned after its failed diffusive check" in proc.stdout
+    replanned = json.loads((a / "progress/tiny/c1.000_e20_r1/plan.json").read_text())
+    assert replanned["pilot_segments"] == p + n and replanned["replan_of"]["production_segments"] == n
+    n2 = replanned["production_segments"]
+    (row2,) = json.loads((a / "systems.json").read_text())["systems"]
+    assert row2["seeds"] == [seed("tiny", "c1.000_e20_r1", k) for k in range(p + n + n2)]
+    assert set(read_record(a / "records/tiny/c1.000_e20_r1.npz")["segment"].tolist()) == set(range(p + n, p + n + n2))
+    # once only
+    table = json.loads((a / "systems.json").read_text())
+    table["systems"][0]["diffusive_check_passed"] = False
+    (a / "systems.json").write_text(json.dumps(table))
+    proc = generate(tiny_grid, a, "--replan-failed")
+    assert proc.returncode == 0 and "1 of 1 systems done, 0 to run" in proc.stdout, proc.stdout + proc.stderr
+
 
 def test_seeds_are_unique_across_the_grid():
     """Every segment of every system (up to its role's maximum) gets its own seed, and

@@ -301,7 +301,7 @@ class SystemRun:
         path = self.progress / "plan.json"
         if path.exists():
             return json.loads(path.read_text())
-        grid, role = self.grid, self.system.role
+        grid = self.grid
         n_pilot = 1
         while True:
             for k in range(n_pilot):
@@ -313,23 +313,54 @@ class SystemRun:
                      f"(rule: {pilot['tau_window_ps']} ps, passed {pilot['window_check_passed']}): "
                      f"extending it to {2 * n_pilot}")
             n_pilot = min(2 * n_pilot, grid.max_pilot_segments)
+        plan = self._plan_from_pilot(pilot, n_pilot, f"chosen by the window rule on a pilot of {n_pilot} segment(s)")
+        write_json(path, plan)
+        return plan
+
+    def replan(self) -> dict:
+        """Second stage, once, for a system whose production failed the diffusive check:
+        every segment so far (pilot and failed production) becomes the pilot of a new
+        plan (window by the rule, production length from its error, as in the first
+        stage), and a fresh production continues the trajectory. The earlier data enter
+        no reported number, so the new length cannot bias Λ either."""
+        path = self.progress / "plan.json"
+        old = json.loads(path.read_text())
+        if old.get("replan_of"):
+            raise LocalcondError(f"{self.system.name}: replanned once already; not again")
+        n_pilot = old["pilot_segments"] + old["production_segments"]
+        pilot, _ = self.pilot(n_pilot)
+        plan = self._plan_from_pilot(
+            pilot, n_pilot, f"replanned after the production failed the diffusive check: the window rule on "
+            f"all {n_pilot} earlier segments (pilot and failed production)")
+        plan["replan_of"] = {k: v for k, v in old.items() if k != "pilot"}
+        plan["rule"] += "; replanned once after a failed diffusive check, all earlier segments as the pilot"
+        write_json(path, plan)
+        self.log(f"  {self.system.name}: replanned after its failed diffusive check")
+        return plan
+
+    def _plan_from_pilot(self, pilot: dict, n_pilot: int, how: str) -> dict:
+        grid, role = self.grid, self.system.role
         rows = pilot["windows"]
-        if pilot["window_check_passed"]:
+        # the production (one block per segment) checks a window against longer ones up to its
+        # own longest lag: a longer pilot (a replan) may not choose beyond that
+        starts = candidate_starts(grid.frame_ps, grid.longest_lag_ps(grid.sub_blocks))
+        reachable = pilot["window_check_passed"] and \
+            pilot["tau_window_ps"][0] <= frames_to_ps((starts[-2],), grid.frame_ps)[0] + 1e-9
+        if reachable:
             window_ps = tuple(pilot["tau_window_ps"])
             row = next(r for r in rows if r["tau_window_ps"] == list(window_ps))
             rel = row["stderr"] / abs(row["value"])
-            how = f"chosen by the window rule on a pilot of {n_pilot} segment(s)"
         else:
             # No window passes even on the longest pilot: take the longest production
             # window that still has a longer one to be checked against, and scale the
-            # error of the pilot's longest window (∝ √τ2) to it.
-            starts = candidate_starts(grid.frame_ps, grid.longest_lag_ps(grid.sub_blocks))
+            # error of the pilot's nearest window (∝ √τ2) to it.
             window_ps = tuple(frames_to_ps((starts[-2], 2 * starts[-2]), grid.frame_ps))
-            row = rows[-1]
+            row = min(rows, key=lambda r: abs(r["tau_window_ps"][0] - window_ps[0]))
             rel = row["stderr"] / abs(row["value"]) * math.sqrt(window_ps[1] / row["tau_window_ps"][1])
-            how = (f"no window passed the rule on a pilot of {n_pilot} segment(s) (lags up to "
-                   f"{grid.longest_lag_ps(n_pilot):g} ps): the longest production window with a "
-                   "longer one to check it against")
+            why = "no window passed" if not pilot["window_check_passed"] else \
+                f"the rule's window {pilot['tau_window_ps']} ps lies beyond what the production can check"
+            how = (f"{how}: {why} (lags up to {grid.longest_lag_ps(n_pilot):g} ps); the longest "
+                   "production window with a longer one to check it against")
         window_frames = [int(round(t / grid.frame_ps)) for t in window_ps]
         target = grid.target_statistical_error[role]
         wanted = math.ceil(n_pilot * (rel / target) ** 2)  # error ∝ 1/√length
@@ -349,7 +380,7 @@ class SystemRun:
                      f"{grid.segment_ps:g} ps, clamped to [{grid.min_production_segments}, {longest}]"),
             "window_ps": list(window_ps), "window_frames": window_frames, "window_choice": how,
             "pilot_segments": n_pilot,
-            "pilot": {"relative_error": rel, "window_passed": pilot["window_check_passed"],
+            "pilot": {"relative_error": rel, "window_passed": bool(reachable),
                       "critical_z": pilot["critical_z"], "longest_lag_ps": grid.longest_lag_ps(n_pilot),
                       "windows": rows},
             "production_segments": n, "wanted_segments": wanted,
@@ -360,7 +391,6 @@ class SystemRun:
         if wanted > longest:
             plan["warning"] = (f"the pilot asks for {wanted} production segments, more than the "
                                f"{longest} affordable: the statistical target will be missed")
-        write_json(path, plan)
         self.log(f"  {self.system.name}: plan: window {window_ps[0]:g}-{window_ps[1]:g} ps, "
                  f"pilot {n_pilot} segment(s) with error {rel:.1%}, {n} production segments "
                  f"({production_ps / 1000:g} ns)")
@@ -559,7 +589,7 @@ def reanalyse(grid_path: str | Path, table: str | Path, progress_dir: str | Path
 
 def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
              progress_dir: str | Path, records_dir: str | Path, only: list[str] | None = None,
-             jobs: int = 1, log=print) -> list[dict]:
+             jobs: int = 1, log=print, replan_failed: bool = False) -> list[dict]:
     """Run every missing system of the grid (``jobs`` at a time) and update the table.
 
     ``data_dir``: scratch trajectories; ``progress_dir``: committed per-segment state;
@@ -574,6 +604,13 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
         unknown = sorted(set(only) - {s.name for s in grid.systems})
         raise LocalcondError(f"unknown systems {unknown}; the grid has {[s.name for s in grid.systems]}")
     recorded = _recorded(Path(table), grid)
+    if replan_failed:  # a second stage for systems whose production failed the diffusive check
+        for s in systems:
+            row = recorded.get(s.name)
+            if row is not None and not row.get("diffusive_check_passed", True) and \
+                    not row.get("plan", {}).get("replan_of"):
+                SystemRun(grid, s, *dirs, log=log).replan()
+                del recorded[s.name]
     results = {s.name: recorded[s.name] for s in systems if s.name in recorded}
     todo = [s for s in systems if s.name not in results]
     started_segments = {s.name: SystemRun(grid, s, *dirs).done() for s in todo}

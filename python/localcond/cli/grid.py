@@ -18,7 +18,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"{len(results)} systems reanalysed from {args.progress_dir}; table in {args.table}")
         return 0
     results = generate(args.grid, args.data_dir, args.table, args.progress_dir, args.records_dir,
-                       only=args.only, jobs=args.jobs)
+                       only=args.only, jobs=args.jobs, replan_failed=args.replan_failed)
     print(f"{len(results)} systems done; table in {args.table}")
     return 0
 
@@ -85,6 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reanalyse", action="store_true", help="redo the analysis of every system whose "
                    "production is complete in the progress directory (no LAMMPS), then stop")
     p.add_argument("--jobs", type=int, default=1, help="systems run at the same time (default 1)")
+    p.add_argument("--replan-failed", action="store_true", help="once per system, replan the systems whose "
+                   "production failed the diffusive check (all their segments so far become the pilot) and "
+                   "run a fresh production")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("dataset", help="build a compact training record from LAMMPS dumps, or "
