@@ -186,7 +186,10 @@ def protocol(grid: GridSpec) -> list[str]:
         "diffusive check in production) fixes, once, the window and the "
         f"number of production segments, n = ⌈P · (pilot relative statistical error / target)²⌉ clamped "
         f"to [{grid.min_production_segments}, max] ({clamps}). The pilot's data enter no reported number, "
-        "so the choice of length cannot bias Λ or its error (no optional stopping).",
+        "so the choice of length cannot bias Λ or its error (no optional stopping). A system whose "
+        "production fails the diffusive check is replanned once (`localcond generate --replan-failed`): "
+        "all its segments so far become the pilot of a new plan by the same rules, a fresh production "
+        "continues the trajectory, and only that production is reported (marked “stage 2” below).",
         "- Window rule: slope-form windows [t, 2t] in half-octave steps, "
         "Λ = P · [⟨|ΔM|²⟩(2t) − ⟨|ΔM|²⟩(t)] / t; the chosen window is the shortest whose Λ differs from "
         "that of every longer supported window by at most z_c block standard errors of the difference, "
@@ -221,7 +224,8 @@ def _system_line(row: dict, note: str) -> str:
         segment_ps = row["production_ps"] / plan["production_segments"]
         production += f" (wanted {plan['wanted_segments'] * segment_ps / 1000:g})"
     cells = [
-        row["system"] + (f" [{note}]" if note else ""), row["role"],
+        row["system"] + (" (stage 2)" if plan.get("replan_of") else "") + (f" [{note}]" if note else ""),
+        row["role"],
         f"{row['concentration_mol_per_l']:.3f}", f"{row['dielectric_constant']:g}",
         f"{row['bjerrum_length_A']:.1f}", "–".join(f"{t:g}" for t in row["tau_window_ps"]),
         _pm(lam["value"], lam["stderr"], lam["tau_systematic"]), f"{row['relative_total_error']:.1%}",
