@@ -126,6 +126,17 @@ def test_two_stage_plan_record_and_resume_on_a_new_machine(tiny_grid, tmp_path):
     (row2,) = json.loads((a / "systems.json").read_text())["systems"]
     assert row2["seeds"] == [seed("tiny", "c1.000_e20_r1", k) for k in range(p + n + n2)]
     assert set(read_record(a / "records/tiny/c1.000_e20_r1.npz")["segment"].tolist()) == set(range(p + n, p + n + n2))
+    # A second stage interrupted before its row was written (the table still holds the
+    # failed first-stage row) resumes where it stopped, identically; it is not replanned again.
+    (a / "systems.json").write_text(json.dumps(table))
+    last2 = p + n + n2 - 1
+    (a / f"progress/tiny/c1.000_e20_r1/seg{last2:03d}.npz").unlink()
+    proc = generate(tiny_grid, a, "--replan-failed")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "replanned after" not in proc.stdout and f"segment {last2} done" in proc.stdout
+    assert f"segment {last2 - 1} done" not in proc.stdout
+    (resumed,) = json.loads((a / "systems.json").read_text())["systems"]
+    assert resumed["molar_conductivity"] == row2["molar_conductivity"]
     # once only
     table = json.loads((a / "systems.json").read_text())
     table["systems"][0]["diffusive_check_passed"] = False

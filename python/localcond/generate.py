@@ -317,6 +317,11 @@ class SystemRun:
         write_json(path, plan)
         return plan
 
+    def replanned(self) -> bool:
+        """Whether the committed plan is already a second stage (``replan``)."""
+        path = self.progress / "plan.json"
+        return path.exists() and bool(json.loads(path.read_text()).get("replan_of"))
+
     def replan(self) -> dict:
         """Second stage, once, for a system whose production failed the diffusive check:
         every segment so far (pilot and failed production) becomes the pilot of a new
@@ -609,7 +614,9 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
             row = recorded.get(s.name)
             if row is not None and not row.get("diffusive_check_passed", True) and \
                     not row.get("plan", {}).get("replan_of"):
-                SystemRun(grid, s, *dirs, log=log).replan()
+                run = SystemRun(grid, s, *dirs, log=log)
+                if not run.replanned():  # else: a second stage interrupted before its row was written
+                    run.replan()
                 del recorded[s.name]
     results = {s.name: recorded[s.name] for s in systems if s.name in recorded}
     todo = [s for s in systems if s.name not in results]
