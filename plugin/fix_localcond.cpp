@@ -110,7 +110,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), lambda(nullptr),
     global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
-    corr_on(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
+    corr_on(false), corr_from_list(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
 {
   parse_arguments(narg, arg);
@@ -334,6 +334,16 @@ void FixLocalCond::init()
     neighbor_note = "neighbors from its own binning of owned and ghost atoms ('neighbors binning')";
   else
     neighbor_note = "neighbors from its own binning of owned and ghost atoms (" + why_not + ")";
+
+  // the spatial correlation's pairs come from the same list when its pair cutoff covers RMAX
+  corr_from_list = corr_on && use_lammps_list;
+  for (int i = 1; i <= atom->ntypes && corr_from_list; ++i)
+    for (int j = 1; j <= atom->ntypes && corr_from_list; ++j)
+      if (type_node[i] >= 0 && type_node[j] >= 0 && force->pair->cutsq[i][j] < corr_rmax * corr_rmax)
+        corr_from_list = false;
+  if (corr_on)
+    neighbor_note += corr_from_list ? "; corr pairs from the same list"
+                                    : "; corr pairs from its own binning of owned and ghost atoms";
 
   check_box_changing_fixes();
 
@@ -652,6 +662,19 @@ void FixLocalCond::edges_by_binning()
    [4][S][S][NBINS] as localcond.reduce.spatial.PairCorrelation keeps them.
 ------------------------------------------------------------------------- */
 
+void FixLocalCond::add_pair(int si, int sj, double li, double lj, double rsq)
+{
+  const int64_t S = n_species, bins = corr_bins, plane = S * S * bins;
+  const double per_r = corr_bins / corr_rmax;    // as localcond.reduce.spatial bins r
+  const int64_t bin = static_cast<int64_t>(std::sqrt(rsq) * per_r);
+  if (bin >= bins) return;
+  const int64_t k = (si * S + sj) * bins + bin;
+  pair_sums[k] += 1.0;
+  pair_sums[plane + k] += li;
+  pair_sums[2 * plane + k] += lj;
+  pair_sums[3 * plane + k] += li * lj;
+}
+
 void FixLocalCond::correlation_sums(int n_out)
 {
   double **x = atom->x;
@@ -678,22 +701,54 @@ void FixLocalCond::correlation_sums(int n_out)
     pair_center.push_back(i < nlocal && node_of_atom[i] >= 0 && node_of_atom[i] < n_out);
     pair_atom.push_back(i);
   }
-  const int64_t S = n_species, bins = corr_bins, plane = S * S * bins;
-  const double per_r = corr_bins / corr_rmax;
-  pair_sums.assign(4 * plane, 0.0);
+  pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
   LocalCond::CellList cells(pair_pos, corr_rmax);
   cells.for_each_pair(pair_center, [&](int64_t i, int64_t j, double, double, double, double rsq) {
     const int a = pair_atom[i], b = pair_atom[j];
-    const int64_t bin = static_cast<int64_t>(std::sqrt(rsq) * per_r);
-    if (bin >= bins) return;
-    const int64_t k = (type_node[type[a]] * S + type_node[type[b]]) * bins + bin;
-    const double li = lambda[a], lj = lambda[b];
-    pair_sums[k] += 1.0;
-    pair_sums[plane + k] += li;
-    pair_sums[2 * plane + k] += lj;
-    pair_sums[3 * plane + k] += li * lj;
+    add_pair(type_node[type[a]], type_node[type[b]], lambda[a], lambda[b], rsq);
   });
 }
+
+/* ----------------------------------------------------------------------
+   The same sums from LAMMPS's full neighbor list (the model's edges use it too),
+   when its pair cutoff covers RMAX for every pair of mapped types: each owned
+   evaluated atom i with every neighbor j of the group, owned or ghost. The owned
+   atoms evaluated here are exactly the owned ones of the group with a mapped
+   type. A pair of two of them is in both their lists: it is taken once (from the
+   lower index) and added in both orders.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::correlation_sums_from_list()
+{
+  double **x = atom->x;
+  const int *type = atom->type, *mask = atom->mask;
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+  corr_species.resize(nall);    // species of a mapped atom of the group, else -1
+  for (int i = 0; i < nall; ++i) corr_species[i] = (mask[i] & groupbit) ? type_node[type[i]] : -1;
+  const double rmaxsq = corr_rmax * corr_rmax;
+  pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
+  for (int ii = 0; ii < list->inum; ++ii) {
+    const int i = list->ilist[ii];
+    const int si = corr_species[i];
+    if (si < 0) continue;
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2], li = lambda[i];
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; ++jj) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const bool both = j < nlocal;    // j is evaluated here too when it is mapped
+      if (both && j < i) continue;
+      const int sj = corr_species[j];
+      if (sj < 0) continue;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq >= rmaxsq) continue;
+      add_pair(si, sj, li, lambda[j], rsq);
+      if (both) add_pair(sj, si, lambda[j], li, rsq);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
 
 int FixLocalCond::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
 {
@@ -762,7 +817,10 @@ void FixLocalCond::observe(const char *phase)
   }
   if (corr_on) {
     comm->forward_comm(this);
-    correlation_sums(n_out);
+    if (corr_from_list)
+      correlation_sums_from_list();
+    else
+      correlation_sums(n_out);
     arrays.push_back({"pair_sums", pair_sums.data(), pair_sums.size() * sizeof(double)});
   }
   // ps per step (update->dt is in the unit style's time unit)

@@ -75,9 +75,11 @@ class FixLocalCond : public Fix {
   double corr_rmax;    // spatial correlation of lambda up to this distance, in corr_bins bins
   int corr_bins;
   bool corr_on;
+  bool corr_from_list;    // the pairs from LAMMPS's full list (it covers RMAX), else binned here
   std::vector<double> pair_pos, pair_sums;    // spatial correlation: points, sums [4][S][S][bins]
   std::vector<char> pair_center;
   std::vector<int> pair_atom;
+  std::vector<int> corr_species;    // list path: per local+ghost atom, species if mapped in the group, else -1
   bigint last_setup_step;    // the step setup() evaluated (-1 after the first end_of_step)
   std::string moved_note;    // why atoms moved outside dynamics since the last evaluation
   int n_out;                 // evaluated ions (owned, in the group, of mapped types)
@@ -112,6 +114,10 @@ class FixLocalCond : public Fix {
   void edges_from_list();
   void edges_by_binning();
   void correlation_sums(int n_out);
+  void correlation_sums_from_list();
+  // one ordered pair (a evaluated here, b any mapped atom of the group) at distance^2 rsq < RMAX^2
+  // one ordered pair: species, lambda of each, distance^2 (< RMAX^2)
+  inline void add_pair(int si, int sj, double li, double lj, double rsq);
 };
 
 }    // namespace LAMMPS_NS

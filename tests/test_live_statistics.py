@@ -94,6 +94,40 @@ def test_ladder_statistics_equal_brute_force_over_their_origins():
             assert tcorr.sums[0, s, k + 1] == t0.size * (s_rows == s).sum()
 
 
+def test_ladder_statistics_continue_exactly_after_a_restore_and_a_rank_split():
+    """Restored from their state mid-history, or split between two ranks and joined
+    again, the self displacement and the λ autocorrelation continue as if nothing
+    happened (the self part rebuilds its per-evaluation sums of squares from the ring)."""
+    n, steps, split = 7, 300, 137
+    species = np.arange(n) % 2
+    q = np.where(species == 0, 1.0, -1.0)
+    ids = np.array([5, 2, 9, 1, 7, 3, 8])
+    x = 300.0 + rng.normal(size=(steps, n, 3)).cumsum(axis=0)  # far from the origin
+    lam = rng.normal(size=(steps, n))
+
+    def feed(self_part, tcorr, t0, t1):
+        for t in range(t0, t1):
+            self_part.update(ids, species, q, x[t])
+            tcorr.update(ids, species, lam[t])
+
+    whole = (SelfDisplacement(200, 2), TimeCorrelation(201, 2))
+    feed(*whole, 0, steps)
+    restored = (SelfDisplacement(200, 2), TimeCorrelation(201, 2))
+    feed(*restored, 0, split)
+    restored = (SelfDisplacement.from_state(restored[0].state()), TimeCorrelation.from_state(restored[1].state()))
+    feed(*restored, split, steps)
+    joined = (SelfDisplacement(200, 2), TimeCorrelation(201, 2))
+    feed(*joined, 0, split)
+    parts = [(joined[0].for_rank(r, 2), joined[1].for_rank(r, 2)) for r in range(2)]
+    parts[0][0].merge(parts[1][0])
+    parts[0][1].merge(parts[1][1])
+    joined = parts[0]
+    feed(*joined, split, steps)
+    for other in (restored, joined):
+        np.testing.assert_allclose(other[0].sums, whole[0].sums, rtol=1e-11)
+        np.testing.assert_allclose(other[1].sums, whole[1].sums, rtol=1e-12)
+
+
 def run(timeline: Timeline, calls: list[tuple]) -> list:
     out = []
     for step, phase, *rest in calls:

@@ -18,6 +18,8 @@ a block, 1/12 of the lag at p = 8.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 P_DEFAULT = 8  # 4 lags per octave beyond 8: ample for smooth curves, half the work of 16
@@ -49,13 +51,26 @@ class Ladder:
         self.levels = len(self.js)
 
 
+class Pairs(NamedTuple):
+    """Lags completed by one push: their positions in ``Ladder.lags``, the past
+    values they pair with [J, n, dim] (a view), and where those lie in the ring."""
+
+    index: np.ndarray
+    past: np.ndarray
+    level: int
+    slots: slice
+
+
 class LadderHistory:
     """Histories of ``n`` rows (ions) of ``dim`` values each, kept on a ladder.
 
     ``push(values)`` stores one evaluation and returns, per level that samples
     it, the lag positions available and the past values [J, n, dim] those lags
-    pair with the new values (views into the history: use before the next push). ``k`` counts the evaluations of this history.
-    Storage is [level, slot, row, value], so one evaluation is one contiguous write.
+    pair with the new values (views into the history: use before the next push),
+    with the level and ring slots of those values (:class:`Pairs`); ``written``
+    lists the (level, slot) the push stored to. ``k`` counts the evaluations of
+    this history. Storage is [level, slot, row, value], so one evaluation is one
+    contiguous write.
     """
 
     def __init__(self, ladder: Ladder, n: int, dim: int) -> None:
@@ -64,30 +79,46 @@ class LadderHistory:
         self.ring = np.zeros((ladder.levels, self.depth, n, dim))
         self.count = np.zeros(ladder.levels, dtype=np.int64)  # samples stored per level
         self.k = 0
+        self.written: list[tuple[int, int]] = []  # (level, slot) stored by the last push
+        self._cache: dict[tuple[int, int, int], list[tuple[np.ndarray, int, int]]] = {}
 
-    def push(self, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def push(self, values: np.ndarray) -> list["Pairs"]:
         out = []
+        self.written = []
         for level in range(self.ladder.levels):
             if self.k % (1 << level):
                 break
             slot = int(self.count[level] % self.depth)
             self.ring[level, slot] = values
+            self.written.append((level, slot))
+            for index, first, last in self._runs(level, slot, int(self.count[level])):
+                out.append(Pairs(index, self.ring[level, first:last + 1], level, slice(first, last + 1)))
+            self.count[level] += 1
+        self.k += 1
+        return out
+
+    def _runs(self, level: int, slot: int, count: int) -> list[tuple[np.ndarray, int, int]]:
+        """The lags of ``level`` a value stored at ``slot`` completes, after ``count``
+        earlier samples of the level, as (lag positions, first slot, last slot) runs.
+        The past slots of consecutive j are consecutive in the ring (up to one wrap),
+        so a push hands out views of at most two contiguous runs instead of a gathered
+        copy. The runs depend only on (level, slot, min(count, p)): cached."""
+        key = (level, slot, min(count, self.ladder.p))
+        runs = self._cache.get(key)
+        if runs is None:
+            runs = []
             js = self.ladder.js[level]
-            ready = js <= self.count[level]
+            ready = js <= count
             if ready.any():
-                # the past slots of consecutive j are consecutive in the ring (up to one wrap):
-                # hand out views of at most two contiguous runs instead of a gathered copy
                 index = self.ladder.index[level][ready][::-1]  # j descending = slots ascending
                 slots = (slot - js[ready][::-1]) % self.depth
                 wrap = np.flatnonzero(np.diff(slots) != 1)
                 cut = int(wrap[0]) + 1 if wrap.size else slots.size
                 for part in (slice(0, cut), slice(cut, slots.size)):
                     if part.start < part.stop:
-                        first, last = slots[part.start], slots[part.stop - 1]
-                        out.append((index[part], self.ring[level, first:last + 1]))
-            self.count[level] += 1
-        self.k += 1
-        return out
+                        runs.append((index[part], int(slots[part.start]), int(slots[part.stop - 1])))
+            self._cache[key] = runs
+        return runs
 
     def last(self) -> np.ndarray:
         """The values of the last evaluation [n, dim]."""

@@ -39,20 +39,22 @@ class TimeCorrelation(Reducer):
 
     def update(self, ids: np.ndarray, species: np.ndarray, lam: np.ndarray) -> None:
         now, pairs = self.ions.push(ids, species, lam)
-        onehot = self.ions.indicator(self.n_species)  # [n, S]
+        rows = self.ions.indicator_rows(self.n_species)  # [S, n]
         b = now[:, 0]
-        counts, b_sums = onehot.sum(axis=0), b @ onehot  # [S]
-        self.sums[0][:, 0] += counts
-        self.sums[1][:, 0] += b_sums
-        self.sums[2][:, 0] += b_sums
-        self.sums[3][:, 0] += (b * b) @ onehot
-        for index, past in pairs:
-            a = past[:, :, 0]  # [J, n]
-            lag = index + 1
-            self.sums[0][:, lag] += counts[:, None]  # [S, J]
-            self.sums[1][:, lag] += (a @ onehot).T
-            self.sums[2][:, lag] += b_sums[:, None]
-            self.sums[3][:, lag] += ((a * b[None, :]) @ onehot).T
+        counts, b_sums = self.ions.species_counts(self.n_species), rows @ b  # [S]
+        self.sums[:, :, 0] += np.stack([counts, b_sums, b_sums, rows @ (b * b)])
+        if not pairs:
+            return
+        s = self.n_species
+        both = np.concatenate([rows, rows * b[None, :]])  # [2S, n]: Σλ(t) and Σλ(t)λ(t+k)
+        for index, past, _, _ in pairs:
+            sums = past[:, :, 0] @ both.T  # [J, 2S]
+            block = np.empty((4, s, index.size))  # n, Σλ(t), Σλ(t+k), Σλ(t)λ(t+k) [., S, J]
+            block[0] = counts[:, None]
+            block[1] = sums[:, :s].T
+            block[2] = b_sums[:, None]
+            block[3] = sums[:, s:].T
+            self.sums[:, :, index + 1] += block  # lag positions are distinct within one update
 
     def _check(self, other: "TimeCorrelation") -> None:
         if (self.nlags, self.n_species, self.p) != (other.nlags, other.n_species, other.p):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localcond.reduce.ladder import Ladder, LadderHistory
+from localcond.reduce.ladder import Ladder, LadderHistory, Pairs
 
 
 class TrackedIons:
@@ -22,8 +22,11 @@ class TrackedIons:
         self.history: LadderHistory | None = None
         self.onehot = np.zeros((0, 0))  # [n, S] species indicator of the rows
         self.constants = np.zeros(0)  # per row, fixed for the history (e.g. charges)
-        self._given: np.ndarray | None = None  # the IDs as last given, and their rows
+        self.onehot_rows = np.zeros((0, 0))  # cached with onehot: its transpose [S, n]
+        self.counts = np.zeros(0)  # ... and the rows per species [S]
+        self._given: np.ndarray | None = None  # the IDs as last given, their rows, and the inverse
         self._rows = np.zeros(0, dtype=np.int64)
+        self._take = np.zeros(0, dtype=np.int64)
 
     def restart(self) -> None:
         self.ids = self.ids[:0]
@@ -37,12 +40,25 @@ class TrackedIons:
         """[n, S]: 1 where row i is of species s (cached for the history)."""
         if self.onehot.shape != (self.ids.size, n_species):
             self.onehot = np.eye(n_species)[self.species]
+            self.onehot_rows = np.ascontiguousarray(self.onehot.T)
+            self.counts = self.onehot.sum(axis=0)
         return self.onehot
 
+    def indicator_rows(self, n_species: int) -> np.ndarray:
+        """[S, n], contiguous: the indicator transposed (numpy is slow on a short
+        trailing axis, so products with per-ion vectors use this layout)."""
+        self.indicator(n_species)
+        return self.onehot_rows
+
+    def species_counts(self, n_species: int) -> np.ndarray:
+        """[S]: the rows of each species (cached for the history)."""
+        self.indicator(n_species)
+        return self.counts
+
     def push(self, ids: np.ndarray, species: np.ndarray, values: np.ndarray,
-             constants: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+             constants: np.ndarray | None = None) -> tuple[np.ndarray, list[Pairs]]:
         """Store one evaluation; return the values in row order (sorted IDs) and the
-        (lag positions, past values [J, n, dim]) pairs it completes."""
+        lags it completes with their past values (:class:`~localcond.reduce.ladder.Pairs`)."""
         ids = np.asarray(ids, dtype=np.int64)
         species = np.asarray(species, dtype=np.int64)
         if self.history is None:
@@ -70,12 +86,11 @@ class TrackedIons:
                 unknown = np.setdiff1d(ids, self.ids)
                 raise ValueError(f"new atom IDs appeared among the ions (e.g. {unknown[0]}) while others "
                                  "left: the set of ions changed")
-            self._given, self._rows = ids.copy(), rows
+            self._given, self._rows, self._take = ids.copy(), rows, np.argsort(rows)
         if np.any(self.species[rows] != species):
             bad = ids[self.species[rows] != species][0]
             raise ValueError(f"the species of atom ID {bad} changed during the run")
-        now = np.empty((ids.size, self.dim))
-        now[rows] = values
+        now = np.take(values, self._take, axis=0)  # now[rows] = values, as a gather (faster)
         return now, self.history.push(now)
 
     def moved(self, ids: np.ndarray, values: np.ndarray, tolerance: float) -> bool:
