@@ -16,6 +16,8 @@ Units: λ in S cm² mol⁻¹, positions in Å, charges in e, times in ps.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +140,8 @@ class ReducerSet:
         # convergence with run length: [evaluations, step, running Λ_pred, Λ_EH at the longest lag]
         # at 1, 2, 4, … and every TRACE_EVERY counted evaluations
         self.trace: list[list[float | None]] = []
+        self._eh_key: tuple = ()  # what the kept Λ_EH at the longest lag was computed from
+        self._eh_values = (math.nan, math.nan, math.nan)
 
     # -- MPI helpers -------------------------------------------------------------------------
 
@@ -222,9 +226,9 @@ class ReducerSet:
             own_ids, own_species, own_lam, own_q, own_x = self._to_owners(ids, species, lam, q, x)
             m_global = None
             if "eh_collective" in self.reducers:
-                qx = q[:, None] * x
-                m_global = self._global_sum(np.stack(
-                    [np.bincount(species, weights=qx[:, d], minlength=len(self.species)) for d in range(3)], axis=1))
+                charge_rows = np.zeros((len(self.species), ids.size))  # [S, n]: q_i in its species' row
+                charge_rows[species, np.arange(ids.size)] = q
+                m_global = self._global_sum(charge_rows @ x)  # M_s = Σ_{i∈s} q_i r_i [S, 3]
             if decision.duplicate:
                 def moved_here() -> float:
                     moved = 0.0
@@ -276,11 +280,22 @@ class ReducerSet:
                        pred_share_first=float(weights[0] / weights.sum()) if weights.sum() != 0 else float("nan"),
                        notes=notes)
         if "eh_collective" in self.reducers and self.timeline.interval_ps is not None:
-            curves = self._eh_curves(self.reducers["eh_collective"], self.reducers["eh_self"],  # type: ignore[arg-type]
-                                     longest_only=True)
-            out.lambda_eh, out.lambda_eh_stderr = float(curves["lambda_eh"][-1]), float(curves["stderr"][-1])
-            out.eh_share_first = float(curves["share"][-1, 0])
+            out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first = self._eh_longest()
         return out
+
+    def _eh_longest(self) -> tuple[float, float, float]:
+        """Λ_EH at the longest lag, its error and the first species' share. Its sums
+        change only when that lag gains an origin (every 2^level evaluations at the
+        ladder's top level), so the values are kept until then."""
+        collective: CollectiveDisplacement = self.reducers["eh_collective"]  # type: ignore[assignment]
+        key = (float(collective.sums[:, -1, 0].sum()), collective.sums.shape[0], self.timeline.interval_ps,
+               tuple(self.ions_per_species or ()))
+        if key != self._eh_key:
+            curves = self._eh_curves(collective, self.reducers["eh_self"], longest_only=True)  # type: ignore[arg-type]
+            self._eh_key = key
+            self._eh_values = (float(curves["lambda_eh"][-1]), float(curves["stderr"][-1]),
+                               float(curves["share"][-1, 0]))
+        return self._eh_values
 
     def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement,
                    longest_only: bool = False) -> dict:
@@ -362,6 +377,7 @@ class ReducerSet:
         self.ions_per_species = metadata["ions_per_species"]
         self.evaluations = int(metadata["evaluations"])
         self.trace = [list(row) for row in metadata.get("trace", [])]
+        self._eh_key = ()
         for name, reducer in reducers.items():
             replicated = self.role == "domains" and name in REPLICATED
             self.reducers[name] = reducer.copy() if replicated else reducer.for_rank(self.rank, self.size)
