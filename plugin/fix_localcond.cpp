@@ -108,7 +108,7 @@ std::string tune_malloc()
 
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
-    neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), lambda(nullptr),
+    neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), corr_list(nullptr), lists_given(0), lambda(nullptr),
     global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
     corr_on(false), corr_from_list(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
@@ -299,26 +299,23 @@ int FixLocalCond::setmask()
    and by default for multi-layer models.
 ------------------------------------------------------------------------- */
 
+std::string FixLocalCond::list_unusable(double cut, const char *what) const
+{
+  if (!force->pair) return "there is no pair style";
+  if (atom->molecular != Atom::ATOMIC) return "the system has bonds, whose special pairs may be missing from the list";
+  if (neighbor->exclude) return "neigh_modify exclude removes pairs from the list";
+  if (!force->pair->cutsq) return "the pair style has no per-type cutoffs";
+  for (int i = 1; i <= atom->ntypes; ++i)
+    for (int j = 1; j <= atom->ntypes; ++j)
+      if (type_node[i] >= 0 && type_node[j] >= 0 && force->pair->cutsq[i][j] < cut * cut)
+        return fmt::format("the pair cutoff between types {} and {} ({:.6g} Å) is shorter than {} ({:.6g} Å)",
+                           i, j, std::sqrt(force->pair->cutsq[i][j]), what, cut);
+  return "";
+}
+
 void FixLocalCond::init()
 {
-  std::string why_not;
-  if (!force->pair)
-    why_not = "there is no pair style";
-  else if (atom->molecular != Atom::ATOMIC)
-    why_not = "the system has bonds, whose special pairs may be missing from the list";
-  else if (neighbor->exclude)
-    why_not = "neigh_modify exclude removes pairs from the list";
-  else if (!force->pair->cutsq)
-    why_not = "the pair style has no per-type cutoffs";
-  else {
-    const double cutsq = cutoff * cutoff;
-    for (int i = 1; i <= atom->ntypes && why_not.empty(); ++i)
-      for (int j = 1; j <= atom->ntypes && why_not.empty(); ++j)
-        if (type_node[i] >= 0 && type_node[j] >= 0 && force->pair->cutsq[i][j] < cutsq)
-          why_not = fmt::format("the pair cutoff between types {} and {} ({:.6g} Å) is shorter than "
-                                "the model cutoff ({:.6g} Å)",
-                                i, j, std::sqrt(force->pair->cutsq[i][j]), cutoff);
-  }
+  std::string why_not = list_unusable(cutoff, "the model cutoff");
 
   if (neighbor_mode == NEIGH_LAMMPS && !why_not.empty())
     error->all(FLERR, "fix localcond: cannot use the LAMMPS neighbor list ('neighbors lammps'): {}",
@@ -335,23 +332,27 @@ void FixLocalCond::init()
   else
     neighbor_note = "neighbors from its own binning of owned and ghost atoms (" + why_not + ")";
 
-  // the spatial correlation's pairs come from the same list when its pair cutoff covers RMAX
-  corr_from_list = corr_on && use_lammps_list;
-  for (int i = 1; i <= atom->ntypes && corr_from_list; ++i)
-    for (int j = 1; j <= atom->ntypes && corr_from_list; ++j)
-      if (type_node[i] >= 0 && type_node[j] >= 0 && force->pair->cutsq[i][j] < corr_rmax * corr_rmax)
-        corr_from_list = false;
-  if (corr_on)
-    neighbor_note += corr_from_list ? "; corr pairs from the same list"
-                                    : "; corr pairs from its own binning of owned and ghost atoms";
+  // The spatial correlation's pairs come from a half list like the pair style's
+  // (LAMMPS then shares that list: no extra build) when its cutoff covers RMAX.
+  std::string corr_why_not;
+  if (corr_on) {
+    corr_why_not = neighbor_mode == NEIGH_BINNING ? "'neighbors binning'" : list_unusable(corr_rmax, "corr RMAX");
+    corr_from_list = corr_why_not.empty();
+    neighbor_note += corr_from_list ? "; corr pairs from LAMMPS's half neighbor list"
+                                    : "; corr pairs from its own binning (" + corr_why_not + ")";
+  }
 
   check_box_changing_fixes();
 
+  // The wheel ships no neigh_request.h, so requests cannot carry ids: LAMMPS
+  // hands the lists to init_list() in the order of the requests (full, then half).
+  lists_given = 0;
   if (use_lammps_list) {
     int flags = NeighConst::REQ_FULL;
     if (n_layers > 1) flags |= NeighConst::REQ_GHOST;
     neighbor->add_request(this, flags);
   }
+  if (corr_from_list) neighbor->add_request(this, NeighConst::REQ_DEFAULT);
 }
 
 /* ----------------------------------------------------------------------
@@ -387,7 +388,11 @@ void FixLocalCond::check_box_changing_fixes()
 
 void FixLocalCond::init_list(int /*id*/, NeighList *ptr)
 {
-  list = ptr;
+  if (use_lammps_list && lists_given == 0)
+    list = ptr;
+  else
+    corr_list = ptr;
+  ++lists_given;
 }
 
 /* ----------------------------------------------------------------------
@@ -710,12 +715,13 @@ void FixLocalCond::correlation_sums(int n_out)
 }
 
 /* ----------------------------------------------------------------------
-   The same sums from LAMMPS's full neighbor list (the model's edges use it too),
-   when its pair cutoff covers RMAX for every pair of mapped types: each owned
-   evaluated atom i with every neighbor j of the group, owned or ghost. The owned
-   atoms evaluated here are exactly the owned ones of the group with a mapped
-   type. A pair of two of them is in both their lists: it is taken once (from the
-   lower index) and added in both orders.
+   The same sums from a LAMMPS half neighbor list (cutoff >= RMAX for every pair
+   of mapped types). Each pair (i owned, j owned or ghost) of mapped atoms of the
+   group gives i -> j (i is evaluated here: the owned atoms evaluated are exactly
+   the owned ones of the group with a mapped type) and j -> i when j's side is
+   on no other rank's list: j owned here, or a ghost with newton on (then the
+   pair is in one list of one rank only). With newton off a pair with a ghost is
+   in the lists of both ranks, and each adds its own atom's direction.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::correlation_sums_from_list()
@@ -723,27 +729,26 @@ void FixLocalCond::correlation_sums_from_list()
   double **x = atom->x;
   const int *type = atom->type, *mask = atom->mask;
   const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+  const bool newton = force->newton_pair != 0;
   corr_species.resize(nall);    // species of a mapped atom of the group, else -1
   for (int i = 0; i < nall; ++i) corr_species[i] = (mask[i] & groupbit) ? type_node[type[i]] : -1;
   const double rmaxsq = corr_rmax * corr_rmax;
   pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
-  for (int ii = 0; ii < list->inum; ++ii) {
-    const int i = list->ilist[ii];
+  for (int ii = 0; ii < corr_list->inum; ++ii) {
+    const int i = corr_list->ilist[ii];
     const int si = corr_species[i];
     if (si < 0) continue;
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2], li = lambda[i];
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; ++jj) {
+    const int *jlist = corr_list->firstneigh[i];
+    for (int jj = 0; jj < corr_list->numneigh[i]; ++jj) {
       const int j = jlist[jj] & NEIGHMASK;
-      const bool both = j < nlocal;    // j is evaluated here too when it is mapped
-      if (both && j < i) continue;
       const int sj = corr_species[j];
       if (sj < 0) continue;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
       const double rsq = dx * dx + dy * dy + dz * dz;
       if (rsq >= rmaxsq) continue;
       add_pair(si, sj, li, lambda[j], rsq);
-      if (both) add_pair(sj, si, lambda[j], li, rsq);
+      if (newton || j < nlocal) add_pair(sj, si, lambda[j], li, rsq);
     }
   }
 }

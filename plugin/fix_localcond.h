@@ -61,7 +61,9 @@ class FixLocalCond : public Fix {
   int neighbor_mode;
   bool use_lammps_list;
   bool remap_ghosts;    // a box-changing fix before this one remaps atoms at end_of_step
-  class NeighList *list;
+  class NeighList *list;         // full list for the model's edges (requested first)
+  class NeighList *corr_list;    // half list for corr's pairs (requested second)
+  int lists_given;               // init_list() calls since init()
 
   std::unique_ptr<LocalCond::PythonSession> session;    // all calls into Python
 
@@ -75,7 +77,7 @@ class FixLocalCond : public Fix {
   double corr_rmax;    // spatial correlation of lambda up to this distance, in corr_bins bins
   int corr_bins;
   bool corr_on;
-  bool corr_from_list;    // the pairs from LAMMPS's full list (it covers RMAX), else binned here
+  bool corr_from_list;    // the pairs from a LAMMPS half list (it covers RMAX), else binned here
   std::vector<double> pair_pos, pair_sums;    // spatial correlation: points, sums [4][S][S][bins]
   std::vector<char> pair_center;
   std::vector<int> pair_atom;
@@ -115,6 +117,8 @@ class FixLocalCond : public Fix {
   void edges_by_binning();
   void correlation_sums(int n_out);
   void correlation_sums_from_list();
+  // why LAMMPS's lists cannot give every pair of mapped atoms within `cut` ("" if they can)
+  std::string list_unusable(double cut, const char *what) const;
   // one ordered pair (a evaluated here, b any mapped atom of the group) at distance^2 rsq < RMAX^2
   // one ordered pair: species, lambda of each, distance^2 (< RMAX^2)
   inline void add_pair(int si, int sj, double li, double lj, double rsq);

@@ -19,8 +19,8 @@ def model(tmp_path_factory):
                           tmp_path_factory.mktemp("m") / "ref.pt"))
 
 
-def run(tmp_path, model, nprocs, extra=""):
-    system = System(model=model, steps=400, nevery=10, box=26.0, n_per_type=40,
+def run(tmp_path, model, nprocs, extra="", newton="on"):
+    system = System(model=model, steps=400, nevery=10, box=26.0, n_per_type=40, newton=newton,
                     fix_extra="file red every 5 hist -3 3 12 tcorr 4 corr 6 6 eh 5 8 298 " + extra,
                     deterministic=True)
     text = system.input_text().replace("thermo_style custom step temp f_lc[1] f_lc[2]",
@@ -32,14 +32,16 @@ def run(tmp_path, model, nprocs, extra=""):
 
 @pytest.mark.mpi
 def test_reducers_match_numpy_on_one_two_and_four_ranks(tmp_path, model):
-    """The pair cutoff (8 Å) covers corr's 6 Å, so its pairs come from LAMMPS's list;
-    with 'neighbors binning' (2 ranks) from the plugin's own binning: both equal brute force."""
+    """The pair cutoff (8 Å) covers corr's 6 Å, so its pairs come from LAMMPS's half
+    list (newton on: a pair with a ghost is in one rank's list; off: in both); with
+    'neighbors binning' from the plugin's own binning: all equal brute force."""
     results = {}
-    for nprocs, extra in ((1, ""), (2, ""), (4, ""), (2, "neighbors binning")):  # 4 ranks oversubscribe 2 cores: fine
-        directory = tmp_path / f"np{nprocs}{extra.replace(' ', '_')}"
+    cases = ((1, "", "on"), (2, "", "on"), (4, "", "on"), (2, "", "off"), (2, "neighbors binning", "on"))
+    for nprocs, extra, newton in cases:  # 4 ranks oversubscribe this 2-core machine: fine
+        directory = tmp_path / f"np{nprocs}{extra.replace(' ', '_')}_newton_{newton}"
         directory.mkdir()
-        summary, rows = run(directory, model, nprocs, extra)
-        note = "corr pairs from its own binning" if extra else "corr pairs from the same list"
+        summary, rows = run(directory, model, nprocs, extra, newton)
+        note = "corr pairs from its own binning" if extra else "corr pairs from LAMMPS's half neighbor list"
         assert note in (directory / "log.lammps").read_text()
         frames = list(read_dump(directory / "dump.lc"))
         lam = np.array([f.columns["f_lc"] for f in frames])  # [evaluation, atom]
@@ -75,11 +77,11 @@ def test_reducers_match_numpy_on_one_two_and_four_ranks(tmp_path, model):
             for k, w in enumerate((np.ones(len(i)), f[i], f[j], f[i] * f[j])):
                 np.add.at(sums[k], (s_idx[i], s_idx[j], b), w)
         np.testing.assert_allclose(reducers["pair_correlation"].sums, sums, rtol=1e-9, atol=1e-12)
-        results[(nprocs, extra)] = reducers
+        results[(nprocs, extra, newton)] = reducers
     # create_atoms numbers atoms differently on 1 and 2 ranks, so the per-ID
     # histories differ; every accumulated sum must agree.
     for key in list(results)[1:]:
-        for name, reducer in results[(1, "")].items():
+        for name, reducer in results[(1, "", "on")].items():
             for part, value in reducer.state().items():
                 if part.startswith("ions/"):
                     continue  # per-ID state; IDs differ with the rank count
