@@ -21,6 +21,7 @@ def test_ladder_lags_by_hand():
     assert Ladder(0).lags.tolist() == []
     lags = Ladder(1000).lags
     assert 800 < lags.max() <= 1000 and lags.size < 40
+    assert np.all(np.diff(lags) > 0)  # ascending: the reducers take the lags up to k as a prefix
     with pytest.raises(ValueError, match="even"):
         Ladder(10, p=5)
 

@@ -54,18 +54,20 @@ class CollectiveDisplacement(Reducer):
         """One evaluation's M_s = Σ_{i∈s} q_i r_i [S, 3] (e Å, all ions)."""
         depth = self.nlags + 1
         self.m_ring[self.k % depth] = m_species
-        ready = np.flatnonzero(self.ladder.lags <= self.k)
-        if ready.size:
-            lags = self.ladder.lags[ready]
+        ready = int(np.searchsorted(self.ladder.lags, self.k, side="right"))  # lags are ascending
+        if ready:
+            lags = self.ladder.lags[:ready]
             dm_s = m_species[None] - self.m_ring[(self.k - lags) % depth]  # [L, S, 3]
             dm = dm_s.sum(axis=1)
             blocks = (self.start + self.k - lags) // self.block
-            grow = int(blocks.max()) + 1 - self.sums.shape[0]
+            grow = int(blocks[0]) + 1 - self.sums.shape[0]  # the shortest lag has the latest origin
             if grow > 0:
                 self.sums = np.concatenate([self.sums, np.zeros((grow,) + self.sums.shape[1:])])
-            values = np.concatenate([np.ones((lags.size, 1)), np.einsum("lx,lx->l", dm, dm)[:, None],
-                                     np.einsum("lsx,lx->ls", dm_s, dm)], axis=1)
-            self.sums[blocks, ready] += values  # (block, lag) pairs are distinct within one update
+            values = np.empty((ready, 2 + self.n_species))
+            values[:, 0] = 1.0
+            values[:, 1] = np.einsum("lx,lx->l", dm, dm)
+            values[:, 2:] = np.einsum("lsx,lx->ls", dm_s, dm)
+            self.sums[blocks, np.arange(ready)] += values  # (block, lag) pairs are distinct within one update
         self.k += 1
 
     def merge(self, other: "CollectiveDisplacement") -> None:

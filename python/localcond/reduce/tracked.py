@@ -24,8 +24,8 @@ class TrackedIons:
         self.constants = np.zeros(0)  # per row, fixed for the history (e.g. charges)
         self.onehot_rows = np.zeros((0, 0))  # cached with onehot: its transpose [S, n]
         self.counts = np.zeros(0)  # ... and the rows per species [S]
-        self._given: np.ndarray | None = None  # the IDs as last given, their rows, and the inverse
-        self._rows = np.zeros(0, dtype=np.int64)
+        self._given: np.ndarray | None = None  # the IDs as last given, their species, and the
+        self._given_species = np.zeros(0, dtype=np.int64)  # rows that put them in ID order
         self._take = np.zeros(0, dtype=np.int64)
 
     def restart(self) -> None:
@@ -73,22 +73,22 @@ class TrackedIons:
         elif ids.size != self.ids.size:
             raise ValueError(f"this rank's share of the ions changed from {self.ids.size} to {ids.size}")
         values = np.asarray(values, dtype=float).reshape(ids.size, self.dim)
-        if np.array_equal(ids, self.ids):  # given in ID order
+        if self._given is not None and np.array_equal(ids, self._given):
+            pass  # the same order as last time (LAMMPS reorders atoms rarely)
+        elif np.array_equal(ids, self.ids):  # given in ID order
             if not np.array_equal(species, self.species):
                 bad = ids[self.species != species][0]
                 raise ValueError(f"the species of atom ID {bad} changed during the run")
             return values, self.history.push(values)
-        if self._given is not None and np.array_equal(ids, self._given):
-            rows = self._rows  # the same order as last time (LAMMPS reorders atoms rarely)
         else:
             rows = np.searchsorted(self.ids, ids)
             if ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids)):
                 unknown = np.setdiff1d(ids, self.ids)
                 raise ValueError(f"new atom IDs appeared among the ions (e.g. {unknown[0]}) while others "
                                  "left: the set of ions changed")
-            self._given, self._rows, self._take = ids.copy(), rows, np.argsort(rows)
-        if np.any(self.species[rows] != species):
-            bad = ids[self.species[rows] != species][0]
+            self._given, self._given_species, self._take = ids.copy(), self.species[rows], np.argsort(rows)
+        if not np.array_equal(species, self._given_species):
+            bad = ids[self._given_species != species][0]
             raise ValueError(f"the species of atom ID {bad} changed during the run")
         now = np.take(values, self._take, axis=0)  # now[rows] = values, as a gather (faster)
         return now, self.history.push(now)
