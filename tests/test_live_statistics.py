@@ -5,11 +5,12 @@ discontinuity (minimize, reset_timestep, rerun, split runs, timestep changes).""
 import numpy as np
 import pytest
 
-from localcond.reduce.eh_live import CollectiveDisplacement, SelfDisplacement
+from localcond.reduce.eh_live import CollectiveDisplacement, SelfDisplacement, eh_curves
 from localcond.reduce.ladder import Ladder
 from localcond.reduce.reducer_set import ReducerOptions, ReducerSet
 from localcond.reduce.timecorr import TimeCorrelation
 from localcond.reduce.timeline import Evaluation, Timeline
+from localcond.units import molar_conductivity_prefactor
 
 rng = np.random.default_rng(7)
 
@@ -127,6 +128,28 @@ def test_ladder_statistics_continue_exactly_after_a_restore_and_a_rank_split():
     for other in (restored, joined):
         np.testing.assert_allclose(other[0].sums, whole[0].sums, rtol=1e-11)
         np.testing.assert_allclose(other[1].sums, whole[1].sums, rtol=1e-12)
+
+
+def test_eh_curve_errors_are_the_scatter_of_the_blocks():
+    """Λ_EH's error at each lag is the standard deviation (ddof 1) over the blocks that
+    have origins at that lag, divided by √(their number); NaN below two such blocks."""
+    collective = CollectiveDisplacement(20, 2, block=5)
+    self_part = SelfDisplacement(20, 2)
+    x = rng.normal(size=(60, 4, 3)).cumsum(axis=0)
+    q = np.array([1.0, -1.0, 1.0, -1.0])
+    species = np.array([0, 1, 0, 1])
+    for t in range(60):
+        m = np.zeros((2, 3))
+        np.add.at(m, species, q[:, None] * x[t])
+        collective.update(m)
+        self_part.update(np.arange(4), species, q, x[t])
+    curves = eh_curves(collective, self_part, 0.01, 298.0, 2.0, np.array([2.0, 2.0]))
+    prefactor = molar_conductivity_prefactor(298.0, 2.0)
+    for j, tau in enumerate(curves["tau_ps"]):
+        n, m2 = collective.sums[:, j, 0], collective.sums[:, j, 1]
+        values = prefactor * m2[n > 0] / n[n > 0] / tau
+        expected = values.std(ddof=1) / np.sqrt(values.size) if values.size >= 2 else np.nan
+        np.testing.assert_allclose(curves["stderr"][j], expected, rtol=1e-12)
 
 
 def run(timeline: Timeline, calls: list[tuple]) -> list:

@@ -196,13 +196,13 @@ def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement, i
     with np.errstate(invalid="ignore", divide="ignore"):
         n = np.where(total[:, 0] > 0, total[:, 0], np.nan)
         m2, cross = total[:, 1] / n, total[:, 2:] / n[:, None]
-        block_n = np.where(blocks[..., 0] > 0, blocks[..., 0], np.nan)
-        block_lam = prefactor * blocks[..., 1] / block_n / tau[None, :]
-        counts = np.isfinite(block_lam).sum(axis=0)
-        err = np.full(tau.size, np.nan)
-        for j in np.flatnonzero(counts >= 2):
-            values = block_lam[np.isfinite(block_lam[:, j]), j]
-            err[j] = values.std(ddof=1) / np.sqrt(values.size)
+        # per block with origins at that lag: Λ of the block; error = std (ddof 1) / √blocks
+        full = blocks[..., 0] > 0  # [block, lag]
+        counts = full.sum(axis=0)
+        block_lam = prefactor * blocks[..., 1] / np.where(full, blocks[..., 0], 1.0) / tau[None, :]
+        mean = (block_lam * full).sum(axis=0) / counts
+        var = (np.where(full, block_lam - mean[None, :], 0.0) ** 2).sum(axis=0) / (counts - 1)
+        err = np.where(counts >= 2, np.sqrt(var / counts), np.nan)
         per_pair = own[:, 1] / own[:, 0]  # ⟨q²|Δr|²⟩ per ion of species s
         self_q2 = np.nansum(per_pair * np.asarray(ions_per_species, dtype=float)[None, :], axis=1)
         self_q2 = np.where(own[:, 0].sum(axis=1) > 0, self_q2, np.nan)

@@ -16,7 +16,6 @@ Units: λ in S cm² mol⁻¹, positions in Å, charges in e, times in ps.
 
 from __future__ import annotations
 
-import math
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -140,8 +139,6 @@ class ReducerSet:
         # convergence with run length: [evaluations, step, running Λ_pred, Λ_EH at the longest lag]
         # at 1, 2, 4, … and every TRACE_EVERY counted evaluations
         self.trace: list[list[float | None]] = []
-        self._eh_key: tuple = ()  # what the kept Λ_EH at the longest lag was computed from
-        self._eh_values = (math.nan, math.nan, math.nan)
 
     # -- MPI helpers -------------------------------------------------------------------------
 
@@ -284,18 +281,10 @@ class ReducerSet:
         return out
 
     def _eh_longest(self) -> tuple[float, float, float]:
-        """Λ_EH at the longest lag, its error and the first species' share. Its sums
-        change only when that lag gains an origin (every 2^level evaluations at the
-        ladder's top level), so the values are kept until then."""
-        collective: CollectiveDisplacement = self.reducers["eh_collective"]  # type: ignore[assignment]
-        key = (float(collective.sums[:, -1, 0].sum()), collective.sums.shape[0], self.timeline.interval_ps,
-               tuple(self.ions_per_species or ()))
-        if key != self._eh_key:
-            curves = self._eh_curves(collective, self.reducers["eh_self"], longest_only=True)  # type: ignore[arg-type]
-            self._eh_key = key
-            self._eh_values = (float(curves["lambda_eh"][-1]), float(curves["stderr"][-1]),
-                               float(curves["share"][-1, 0]))
-        return self._eh_values
+        """Λ_EH at the longest lag, its error and the first species' share."""
+        curves = self._eh_curves(self.reducers["eh_collective"], self.reducers["eh_self"],  # type: ignore[arg-type]
+                                 longest_only=True)
+        return float(curves["lambda_eh"][-1]), float(curves["stderr"][-1]), float(curves["share"][-1, 0])
 
     def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement,
                    longest_only: bool = False) -> dict:
@@ -377,7 +366,6 @@ class ReducerSet:
         self.ions_per_species = metadata["ions_per_species"]
         self.evaluations = int(metadata["evaluations"])
         self.trace = [list(row) for row in metadata.get("trace", [])]
-        self._eh_key = ()
         for name, reducer in reducers.items():
             replicated = self.role == "domains" and name in REPLICATED
             self.reducers[name] = reducer.copy() if replicated else reducer.for_rank(self.rank, self.size)
