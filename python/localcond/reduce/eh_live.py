@@ -14,7 +14,7 @@ every lag up to 8 evaluations, then 4 per octave up to ``nlags``):
   origins every 2^level evaluations at the ladder's coarser levels). The sum is
   formed as Σ q²|c(t)|² + Σ q²|c(t−τ)|² − 2 Σ q² c(t)·c(t−τ), c = r − o for a
   constant o per history (the stored sums of squares, and one matrix product per
-  level): its rounding is about 1e-16 |c|²/|Δr|² relative, 1e-10 for a 1000 Å
+  level): its rounding is about 1e-16 |c|²/|Δr|² relative, 1e-8 for a 1000 Å
   spread and 0.1 Å displacements.
 
 :func:`eh_curves` turns them into Λ_EH(τ) ± its error over blocks, Λ_NE(τ)
