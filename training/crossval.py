@@ -9,7 +9,8 @@ systems, which are kept for the final report.
 
     PYTHONPATH=python .venv/bin/python training/crossval.py training/configs/pilot-system.json
 
-Folds go to runs/crossval/NAME/SYSTEM/ (a rerun reuses finished folds); the
+Folds go to runs/crossval/NAME/SYSTEM/ (a rerun reuses a finished fold whose
+configuration and training systems are unchanged); the
 table is written to training/configs/NAME.crossval.json.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +48,15 @@ def main() -> None:
     rows = []
     for left_out in systems:
         fold = ROOT / "runs" / "crossval" / name / left_out.stem
-        fold.mkdir(parents=True, exist_ok=True)
         model = fold / "model.pt"
-        if not model.exists():
-            config = dict(base, records=[str(p) for p in systems if p != left_out], out=str(fold))
-            (fold / "config.json").write_text(json.dumps(config, indent=1) + "\n")
-            train(fold / "config.json", log=lambda *a: None)
+        config = dict(base, records=[str(p) for p in systems if p != left_out], out=str(fold))
+        stored = fold / "config.json"
+        if not (model.exists() and stored.exists() and json.loads(stored.read_text()) == config):
+            if fold.exists():
+                shutil.rmtree(fold)  # another configuration or other training systems: start afresh
+            fold.mkdir(parents=True)
+            stored.write_text(json.dumps(config, indent=1) + "\n")
+            train(stored, log=lambda *a: None)
         result = evaluate(model, systems)
         (row,) = [r for r in result["systems"] if Path(r["record"]).resolve() == left_out]
         rows.append({"system": row["system"], "lambda": row["lambda"], "lambda_pred": row["lambda_pred"],
