@@ -182,16 +182,17 @@ class SelfDisplacement(Reducer):
         return out
 
 
-def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement, interval_ps: float,
+def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement | None, interval_ps: float,
               temperature_k: float, n_salt: float, ions_per_species: np.ndarray,
               longest_only: bool = False) -> dict[str, np.ndarray]:
     """Λ_EH(τ) with its standard error over blocks of origins, Λ_NE(τ) and the
     species shares of Λ_EH at the ladder's lags τ = lag × ``interval_ps`` (only
-    the longest lag with ``longest_only``: what the fix reports every evaluation)."""
+    the longest lag with ``longest_only``: what the fix reports every evaluation).
+    Without ``self_part``, Λ_NE is NaN."""
     prefactor = molar_conductivity_prefactor(temperature_k, n_salt)
     pick = slice(-1, None) if longest_only else slice(None)
     tau = collective.ladder.lags[pick] * interval_ps
-    blocks, own = collective.sums[:, pick], self_part.sums[pick]
+    blocks = collective.sums[:, pick]
     total = blocks.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         n = np.where(total[:, 0] > 0, total[:, 0], np.nan)
@@ -203,9 +204,12 @@ def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement, i
         mean = (block_lam * full).sum(axis=0) / counts
         var = (np.where(full, block_lam - mean[None, :], 0.0) ** 2).sum(axis=0) / (counts - 1)
         err = np.where(counts >= 2, np.sqrt(var / counts), np.nan)
-        per_pair = own[:, 1] / own[:, 0]  # ⟨q²|Δr|²⟩ per ion of species s
-        self_q2 = np.nansum(per_pair * np.asarray(ions_per_species, dtype=float)[None, :], axis=1)
-        self_q2 = np.where(own[:, 0].sum(axis=1) > 0, self_q2, np.nan)
+        self_q2 = np.full(tau.size, np.nan)
+        if self_part is not None:
+            own = self_part.sums[pick]
+            per_pair = own[:, 1] / own[:, 0]  # ⟨q²|Δr|²⟩ per ion of species s
+            self_q2 = np.nansum(per_pair * np.asarray(ions_per_species, dtype=float)[None, :], axis=1)
+            self_q2 = np.where(own[:, 0].sum(axis=1) > 0, self_q2, np.nan)
         return {"tau_ps": tau, "lambda_eh": prefactor * m2 / tau, "stderr": err,
                 "lambda_ne": prefactor * self_q2 / tau, "share": cross / m2[:, None],
                 "complete_blocks": counts, "origins": total[:, 0]}

@@ -27,7 +27,7 @@ class Histogram(Reducer):
         index = np.floor((values - self.lo) / (self.hi - self.lo) * self.bins).astype(int) + 1
         index = np.clip(index, 0, self.bins + 1)
         index[values == self.hi] = self.bins  # the last bin is closed on the right
-        flat = np.ravel_multi_index((np.asarray(groups, dtype=int), index), self.counts.shape)
+        flat = np.asarray(groups, dtype=int) * (self.bins + 2) + index  # row-major [group, bin]
         self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
 
     def merge(self, other: "Histogram") -> None:

@@ -281,12 +281,11 @@ class ReducerSet:
         return out
 
     def _eh_longest(self) -> tuple[float, float, float]:
-        """Λ_EH at the longest lag, its error and the first species' share."""
-        curves = self._eh_curves(self.reducers["eh_collective"], self.reducers["eh_self"],  # type: ignore[arg-type]
-                                 longest_only=True)
+        """Λ_EH at the longest lag, its error and the first species' share (no Λ_NE)."""
+        curves = self._eh_curves(self.reducers["eh_collective"], None, longest_only=True)  # type: ignore[arg-type]
         return float(curves["lambda_eh"][-1]), float(curves["stderr"][-1]), float(curves["share"][-1, 0])
 
-    def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement,
+    def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement | None,
                    longest_only: bool = False) -> dict:
         assert self.options.eh is not None
         n_salt = sum(c for c, q in zip(self.ions_per_species or [], self.charges) if q > 0) or float("nan")
