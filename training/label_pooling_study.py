@@ -2,8 +2,8 @@
 
 Least squares of the exact per-ion labels λ_i(t0; τ) on the power-spectrum
 descriptors (cutoff 8 Å, n_max = l_max = 4, per central species, plus an
-intercept, ridge 1e-3 on standardised features), pooled over every record of
-implicit-v2, then the mean fitted value per system beside the mean label.
+intercept, ridge 1e-3 on standardised features), pooled over the records of
+implicit-v2 whose Λ passed the diffusive check, then the mean fitted value per system beside the mean label.
 Repeated with 1/ε (a global parameter of the force field, not part of any
 ion's structure) appended to the features. Writes JSON beside this file.
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from localcond.dataset import read_record
 from localcond.learn.data import load_system
 from localcond.model.power_spectrum import make_power_spectrum_model
 
@@ -44,7 +45,9 @@ def fit_means(x: np.ndarray, y: np.ndarray, central: np.ndarray, system: np.ndar
 def main() -> None:
     torch.set_num_threads(2)
     model, _ = make_power_spectrum_model(SPECIES, [1.0, -1.0], cutoff=8.0)
-    files = sorted(glob.glob(str(HERE / "data" / "implicit-v2" / "*.npz")))
+    # as the trainer: records whose Λ failed the diffusive check are not used
+    files = [f for f in sorted(glob.glob(str(HERE / "data" / "implicit-v2" / "*.npz")))
+             if read_record(f)["metadata"].get("diffusive_check_passed", True)]
     x, y, system, central, inv_eps, names, label_means, lams = [], [], [], [], [], [], [], []
     for k, path in enumerate(files):
         data = load_system(path, SPECIES, 8.0)
