@@ -73,6 +73,7 @@ def make_input(mode: str, every: int, steps: int) -> str:
         # every statistic at its longest lags, the cheap reference model: the statistics' own cost
         lines.append(f"fix lc all localcond {every} ${{reference}} types Li PF6 file bench "
                      "hist -2000 2000 100 tcorr 1000 corr 12 24 eh 1000 100 298")
+        lines.append("thermo_style custom step temp pe f_lc[3] f_lc[4] f_lc[6] f_lc[7]")  # read once per 1000 steps
     lines.append("thermo 1000")
     # untimed warm-up: TorchScript optimises a model during its first calls; the statistics
     # reach their steady cost once their longest lag (1000 evaluations) has passed

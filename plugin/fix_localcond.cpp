@@ -109,7 +109,7 @@ std::string tune_malloc()
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), corr_list(nullptr), lists_given(0), lambda(nullptr),
-    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
+    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
     corr_on(false), corr_from_list(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
 {
@@ -831,7 +831,8 @@ void FixLocalCond::observe(const char *phase)
   // ps per step (update->dt is in the unit style's time unit)
   const double dt_ps = update->dt / force->femtosecond / 1000.0;
   const std::string notes =
-      session->observe(update->ntimestep, dt_ps, nevery, phase, moved_note, arrays, global);
+      session->observe(update->ntimestep, dt_ps, nevery, phase, moved_note, arrays);
+  global_current = false;
   moved_note.clear();
   if (comm->me == 0 && !notes.empty()) utils::logmesg(lmp, "fix localcond {}: {}\n", id, notes);
   t_reduce += wall_seconds() - t0;
@@ -863,6 +864,14 @@ void FixLocalCond::post_run()
 
 double FixLocalCond::compute_vector(int n)
 {
+  // computed when first read after an evaluation (thermo output is usually rarer
+  // than evaluations); the Python side keeps them replicated, so this is local
+  if (!global_current) {
+    const double t0 = wall_seconds();
+    session->vector(global);
+    global_current = true;
+    t_reduce += wall_seconds() - t0;
+  }
   return global[n];
 }
 

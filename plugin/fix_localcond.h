@@ -68,7 +68,8 @@ class FixLocalCond : public Fix {
   std::unique_ptr<LocalCond::PythonSession> session;    // all calls into Python
 
   double *lambda;    // per-atom local molar conductivity, S cm^2/mol
-  double global[9];    // f_ID[1..9] (see compute_vector), filled by the statistics
+  double global[9];    // f_ID[1..9] (see compute_vector), from the statistics when read
+  bool global_current;    // global[] holds the values after the last evaluation
   std::string output_prefix;    // reducer files PREFIX.reduce.npz / PREFIX.summary.json
   int write_every;              // evaluations between writes (0: at the end of each run)
   std::vector<std::pair<std::string, std::vector<double>>> reducer_options;    // hist, tcorr, corr, eh

@@ -172,8 +172,7 @@ double PythonSession::evaluate(bigint step, std::vector<int64_t> &species, std::
 /* ---------------------------------------------------------------------- */
 
 std::string PythonSession::observe(bigint step, double dt_ps, int nevery, const char *phase,
-                                   const std::string &moved, const std::vector<ArrayView> &arrays,
-                                   double *vector)
+                                   const std::string &moved, const std::vector<ArrayView> &arrays)
 {
   std::string problem, notes;
   {
@@ -183,18 +182,39 @@ std::string PythonSession::observe(bigint step, double dt_ps, int nevery, const 
     PyObject *why = moved.empty() ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(moved.c_str());
     PyObject *result = PyObject_CallMethod(session, "observe", "LdisNN", (long long) step, dt_ps, nevery, phase,
                                            why, views);
-    if (result && PyTuple_Check(result) && PyTuple_Size(result) == 10) {
-      for (int k = 0; k < 9; ++k) vector[k] = PyFloat_AsDouble(PyTuple_GetItem(result, k));
-      const char *text = PyUnicode_AsUTF8(PyTuple_GetItem(result, 9));
-      if (text) notes = text;
-    }
-    const bool malformed = result && !PyErr_Occurred() && !(PyTuple_Check(result) && PyTuple_Size(result) == 10);
+    const char *text = (result && PyUnicode_Check(result)) ? PyUnicode_AsUTF8(result) : nullptr;
+    if (text) notes = text;
+    const bool malformed = result && !PyErr_Occurred() && !PyUnicode_Check(result);
     Py_XDECREF(result);
     if (PyErr_Occurred() || !result) problem = take_python_error();
-    if (malformed) problem = "FixSession.observe returned something other than 9 numbers and a text";
+    if (malformed) problem = "FixSession.observe returned something other than a text";
   }
   agree(problem, fmt::format("the statistics failed at step {}", step));
   return notes;
+}
+
+/* ----------------------------------------------------------------------
+   Local to this rank (LAMMPS may read a fix's global vector on some ranks
+   only, e.g. from a Python driver on rank 0): a failure stops this rank
+   with its message (error->one), never waits for the others.
+------------------------------------------------------------------------- */
+
+void PythonSession::vector(double *values)
+{
+  std::string problem;
+  {
+    GilLock gil;
+    PyObject *result = PyObject_CallMethod(session, "vector", nullptr);
+    const bool ok = result && PyTuple_Check(result) && PyTuple_Size(result) == 9;
+    if (ok)
+      for (int k = 0; k < 9; ++k) values[k] = PyFloat_AsDouble(PyTuple_GetItem(result, k));
+    Py_XDECREF(result);
+    if (PyErr_Occurred() || !result)
+      problem = take_python_error();
+    else if (!ok)
+      problem = "FixSession.vector returned something other than 9 numbers";
+  }
+  if (!problem.empty()) error->one(FLERR, "fix localcond: computing its global vector failed: {}", problem);
 }
 
 /* ---------------------------------------------------------------------- */

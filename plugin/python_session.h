@@ -63,10 +63,11 @@ class PythonSession : protected LAMMPS_NS::Pointers {
   // The model on this rank's nodes (local work); fills out[0..n_local). Returns the model's seconds.
   double evaluate(LAMMPS_NS::bigint step, std::vector<int64_t> &species, std::vector<int64_t> &edge_index,
                   std::vector<double> &edge_vec, std::vector<int64_t> &ids, int n_local, std::vector<double> &out);
-  // The statistics (collective). `vector` receives the fix's 9 global values; the
-  // returned text holds notes for the log (empty when none).
+  // The statistics (collective); the returned text holds notes for the log (empty when none).
   std::string observe(LAMMPS_NS::bigint step, double dt_ps, int nevery, const char *phase,
-                      const std::string &moved, const std::vector<ArrayView> &arrays, double *vector);
+                      const std::string &moved, const std::vector<ArrayView> &arrays);
+  // The fix's 9 global values after the last observe (local to the rank: no communication).
+  void vector(double *values);
   void write(LAMMPS_NS::bigint step);
   std::string state();
   void restore(const char *data, size_t nbytes);

@@ -205,3 +205,40 @@ def test_species_swapped_during_a_run_stops_every_rank(tmp_path, model):
     proc = run_lmp(tmp_path, text, nprocs=2, check=False, timeout=120)
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert "the species of atom ID" in proc.stdout and "changed during the run" in proc.stdout
+
+
+READ_ON_RANK_0 = r"""
+import json, sys
+from mpi4py import MPI
+from localcond.plugin import lammps
+rank = MPI.COMM_WORLD.rank
+lmp = lammps(cmdargs=["-log", "none", "-screen", "none"])
+lmp.commands_string(open(sys.argv[1]).read())
+if rank == 0:  # LAMMPS's library reads a fix's global vector wherever it is asked
+    values = [lmp.extract_fix("lc", 0, 1, k) for k in range(9)]
+lmp.command("run 10")  # collective: the ranks must not be waiting for each other
+if rank == 0:
+    json.dump(values, open("vector.json", "w"))
+"""
+
+
+@pytest.mark.mpi
+def test_global_vector_read_on_one_rank_of_a_python_driver(tmp_path, model):
+    """The global vector is computed when first read after an evaluation; from values
+    every rank holds (the moments of λ are all-reduced each evaluation), so a driver
+    reading f_lc on rank 0 alone neither hangs nor gets that rank's share only."""
+    text = base(model, 40, "hist -3 3 6").replace("thermo_style custom step temp f_lc[1] f_lc[2]",
+                                                  "thermo_style custom step temp")
+    (tmp_path / "in.lammps").write_text(text)
+    (tmp_path / "driver.py").write_text(READ_ON_RANK_0)
+    proc = subprocess.run([MPIRUN, "-np", "2", sys.executable, "driver.py", "in.lammps"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    values = json.loads((tmp_path / "vector.json").read_text())
+    frames = [f for f in read_dump(tmp_path / "dump.lc") if f.timestep <= 40]
+    lam = np.array([f.columns["f_lc"] for f in frames])  # [evaluation, atom], both ranks' atoms
+    assert len(frames) == 5
+    assert values[0] == pytest.approx(lam[-1].mean(), rel=1e-12)  # group mean at step 40
+    assert values[1] == lam.shape[1]
+    assert values[2] == pytest.approx(lam.mean(axis=1).mean(), rel=1e-12)  # running Λ_pred
+    assert values[4] == pytest.approx(lam.std(), rel=1e-10)  # std of λ over ions and evaluations

@@ -266,9 +266,9 @@ def test_atoms_moved_between_runs_start_a_new_history():
     n = 12
     species = np.arange(n) % 2
     q = np.where(species == 0, 1.0, -1.0)
-    out = red.observe(Evaluation(30, 0.002, 10, "setup"), np.zeros(n), species, np.arange(1, n + 1), q,
-                      np.full((n, 3), 1000.0))
-    assert out.notes and "moved" in out.notes[0]
+    notes = red.observe(Evaluation(30, 0.002, 10, "setup"), np.zeros(n), species, np.arange(1, n + 1), q,
+                        np.full((n, 3), 1000.0))
+    assert notes and "moved" in notes[0]
 
 
 def test_reducer_options_are_validated():

@@ -18,6 +18,25 @@ from localcond.reduce.timecorr import TimeCorrelation
 rng = np.random.default_rng(42)
 
 
+def test_moments_from_sums_of_a_batch_split_over_ranks():
+    """What the fix does with its ions spread over MPI ranks: each rank's batch sums
+    about the (replicated) running mean, added up, enter every rank's moments alike.
+    Values 10^4 spreads from zero: the centring keeps the variance exact."""
+    local = np.random.default_rng(7)
+    values = local.normal(1e4, 1.0, (20, 600))
+    groups = local.integers(0, 2, 600)
+    ranks = np.array_split(np.arange(600), 3)
+    replicated = RunningMoments(2)
+    for row in values:
+        parts = [replicated.batch_sums(row[r], groups[r]) for r in ranks]
+        replicated.add_sums(*(sum(p[k] for p in parts) for k in range(3)))
+    for g in range(2):
+        sel = values[:, groups == g]
+        assert replicated.count[g] == sel.size
+        assert replicated.mean[g] == pytest.approx(sel.mean(), rel=1e-14)
+        assert replicated.variance()[g] == pytest.approx(sel.var(), rel=1e-7)
+
+
 def test_moments_match_numpy_and_do_not_depend_on_batches():
     values = rng.normal(3.0, 2.0, 1000)
     groups = rng.integers(0, 3, 1000)

@@ -4,8 +4,10 @@ The plugin's one Python client (plugin/python_session.cpp) calls
 :func:`open_session` once per fix on every MPI rank, then per evaluation
 ``FixSession.evaluate`` (the model, local to the rank) and
 ``FixSession.observe`` (the statistics, collective), with memoryviews over
-the fix's own buffers (no copies). Exceptions propagate to C++, which agrees
-on them across ranks and turns the message into a LAMMPS error.
+the fix's own buffers (no copies), and ``FixSession.vector`` (local) when
+LAMMPS reads the fix's global vector after an evaluation. Exceptions propagate
+to C++, which agrees on them across ranks (collective calls) or stops the rank
+(``vector``) and turns the message into a LAMMPS error.
 """
 
 from __future__ import annotations
@@ -107,22 +109,27 @@ class FixSession:
         """Feed the statistics with this evaluation (collective). ``views``: ``species``,
         ``ids`` (int64), ``lambda`` (float64) of the evaluated ions; with ``eh`` also
         ``charges`` and ``positions`` (unwrapped, Å); with ``corr`` ``pair_sums``, the
-        pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the fix's global vector (9 values) and the
-        notes to log (one string, empty when none)."""
+        pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the notes
+        to log (one string, empty when none)."""
         pair_sums = None
         if "pair_sums" in views:
             n = len(self.model.metadata.species)
             pair_sums = _array(views, "pair_sums", np.float64).reshape(4, n, n, -1)
         positions = _array(views, "positions", np.float64) if "positions" in views else None
         charges = _array(views, "charges", np.float64) if "charges" in views else None
-        result = self.reducers.observe(
+        notes = self.reducers.observe(
             Evaluation(int(step), float(dt_ps), int(nevery), phase, moved or None),
             _array(views, "lambda", np.float64), _array(views, "species", np.int64),
             _array(views, "ids", np.int64), charges, positions, pair_sums)
         self.observed += 1
         if self.prefix is not None and self.write_every and self.observed % self.write_every == 0:
             self.write(step)
-        return (*result.vector(), "\n".join(result.notes))
+        return "\n".join(notes)
+
+    def vector(self) -> tuple[float, ...]:
+        """The fix's global vector (9 values) after the last evaluation: local to the
+        rank, no communication (the plugin asks only when LAMMPS reads f_ID[i])."""
+        return self.reducers.observed().vector()
 
     def write(self, step: int) -> None:
         """Write PREFIX.reduce.npz and PREFIX.summary.json (collective; rank 0 writes)."""

@@ -7,9 +7,11 @@ restart, and writes the reducer file and its summary. The LAMMPS fix's Python
 side and the ASE observer are thin users of it.
 
 MPI roles: ``"domains"`` — one system whose ions are spread over the ranks
-(LAMMPS): the group mean and M are global, and values every rank computes
-alike (the mean series, the collective Einstein–Helfand sums) are kept whole
-on every rank, not added up. ``"replicas"`` — one independent system per rank
+(LAMMPS): the group mean, the per-species moments of λ and M are global (one
+all-reduce of sums per evaluation), and what every rank computes alike from
+them (the moments, the mean series, the collective Einstein–Helfand sums) is
+kept whole on every rank, not added up, so the fix's global vector
+(:meth:`ReducerSet.observed`) needs no communication. ``"replicas"`` — one independent system per rank
 (the ASE observer): everything is per rank, and merging pools the replicas.
 Units: λ in S cm² mol⁻¹, positions in Å, charges in e, times in ps.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from localcond.reduce.summary import finite, lambda_summary
 from localcond.reduce.timecorr import TimeCorrelation
 from localcond.reduce.timeline import Evaluation, Timeline
 
-REPLICATED = ("mean_series", "eh_collective")  # identical on every rank of one system
+REPLICATED = ("moments", "mean_series", "eh_collective")  # identical on every rank of one system
 TIME_CORRELATED = ("time_correlation", "eh_collective", "eh_self")
 POSITION_TOLERANCE = 1e-9  # relative (to max(1 Å, |x|)): the same configuration evaluated again
 LAMBDA_TOLERANCE = 1e-9
@@ -97,7 +99,7 @@ class ReducerOptions:
 
 @dataclass
 class Observed:
-    """What one evaluation gives the caller (the fix's global vector, in order)."""
+    """The statistics after an evaluation (the fix's global vector, in order)."""
 
     group_mean: float
     count: float
@@ -108,7 +110,6 @@ class Observed:
     lambda_eh_stderr: float = float("nan")
     eh_share_first: float = float("nan")
     pred_share_first: float = float("nan")
-    notes: list[str] = field(default_factory=list)
 
     def vector(self) -> tuple[float, ...]:
         return (self.group_mean, self.count, self.lambda_pred, self.lambda_pred_stderr, self.lambda_std,
@@ -134,6 +135,7 @@ class ReducerSet:
             self.reducers["eh_collective"] = CollectiveDisplacement(options.eh[0], s, options.eh[1])
             self.reducers["eh_self"] = SelfDisplacement(options.eh[0], s)
         self.timeline = Timeline()
+        self._last = (float("nan"), 0.0)  # the last evaluation's group mean of λ and ions
         self.ions_per_species: list[float] | None = None
         self.evaluations = 0  # evaluations counted in the instantaneous statistics
         # convergence with run length: [evaluations, step, running Λ_pred, Λ_EH at the longest lag]
@@ -171,11 +173,12 @@ class ReducerSet:
 
     def observe(self, ev: Evaluation, lam: np.ndarray, species: np.ndarray, ids: np.ndarray,
                 charges: np.ndarray | None = None, positions: np.ndarray | None = None,
-                pair_sums: np.ndarray | None = None) -> Observed:
+                pair_sums: np.ndarray | None = None) -> list[str]:
         """Feed one evaluation (collective over ranks): this rank's evaluated ions with
         their λ, species index and atom ID, and for ``eh`` their charges and unwrapped
         positions [n, 3]; for ``corr`` this rank's pair sums [4, S, S, bins]
-        (:meth:`PairCorrelation.add`)."""
+        (:meth:`PairCorrelation.add`). Returns the notes to log (why a history
+        restarted); :meth:`observed` gives the statistics."""
         lam = np.asarray(lam, dtype=float)
         species = np.asarray(species, dtype=np.int64)
         ids = np.asarray(ids, dtype=np.int64)
@@ -191,12 +194,14 @@ class ReducerSet:
                 raise ValueError("eh needs the ions' charges and unwrapped positions")
             if "pair_correlation" in self.reducers and pair_sums is None:
                 raise ValueError("corr needs the pairs' sums")
-            return np.bincount(species, minlength=len(self.species)).astype(float)
 
-        counts = agreed(self.comm, check)
-        totals = self._global_sum(np.append(counts, lam.sum()))
-        ions, n = totals[:-1], float(totals[:-1].sum())
-        group_mean = float(totals[-1] / n) if n else float("nan")
+        agreed(self.comm, check)
+        s = len(self.species)
+        moments: RunningMoments = self.reducers["moments"]  # type: ignore[assignment]
+        totals = self._global_sum(np.concatenate(moments.batch_sums(lam, species)))
+        ions, n = totals[:s], float(totals[:s].sum())
+        group_mean = float(totals[s:2 * s].sum() / n) if n else float("nan")
+        self._last = (group_mean, n)
         if time_correlated and self.ions_per_species is not None and list(ions) != self.ions_per_species:
             raise ValueError(
                 f"the number of ions in the group changed at step {ev.step} (per species "
@@ -208,7 +213,7 @@ class ReducerSet:
         decision = self.timeline.decide(ev)
         if decision.count:
             self.evaluations += 1
-            self.reducers["moments"].update(lam, species)  # type: ignore[attr-defined]
+            moments.add_sums(totals[:s], totals[s:2 * s], totals[2 * s:])
             self.reducers["mean_series"].update(group_mean)  # type: ignore[attr-defined]
             if "histogram" in self.reducers:
                 self.reducers["histogram"].update(lam, species)  # type: ignore[attr-defined]
@@ -256,26 +261,28 @@ class ReducerSet:
                         self.reducers["eh_self"].update(own_ids, own_species, own_q, own_x)  # type: ignore[attr-defined]
 
                 agreed(self.comm, update_here)
-        out = self._observed(group_mean, n, notes)
         k = self.evaluations
         if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
+            out = self.observed()
             self.trace.append([k, ev.step, finite(out.lambda_pred), finite(out.lambda_eh)])
-        return out
+        return notes
 
     def _per_species(self, counts: Sequence[float]) -> str:
         return ", ".join(f"{name} {int(c)}" for name, c in zip(self.species, counts))
 
-    def _observed(self, group_mean: float, n: float, notes: list[str]) -> Observed:
-        series = self.reducers["mean_series"]
+    def observed(self) -> Observed:
+        """The statistics after the last evaluation, in the fix's global vector's order.
+        Role ``domains``: from replicated values, no communication (the fix asks for it
+        only when LAMMPS reads the vector, on any subset of ranks); ``replicas`` with a
+        communicator: collective (pools the replicas)."""
+        series, moments = self.reducers["mean_series"], self.reducers["moments"]
         if self.role == "replicas" and self.comm is not None:
-            series = allreduce(series, self.comm)
-        moments: RunningMoments = allreduce(self.reducers["moments"], self.comm) if self.comm is not None \
-            else self.reducers["moments"]  # type: ignore[assignment]
-        _, _, variance = moments.total()
-        weights = moments.count * moments.mean
+            series, moments = allreduce(series, self.comm), allreduce(moments, self.comm)
+        _, _, variance = moments.total()  # type: ignore[attr-defined]
+        weights = moments.count * moments.mean  # type: ignore[attr-defined]
+        group_mean, n = self._last
         out = Observed(group_mean, n, series.mean(), series.stderr(), float(np.sqrt(variance)),  # type: ignore[attr-defined]
-                       pred_share_first=float(weights[0] / weights.sum()) if weights.sum() != 0 else float("nan"),
-                       notes=notes)
+                       pred_share_first=float(weights[0] / weights.sum()) if weights.sum() != 0 else float("nan"))
         if "eh_collective" in self.reducers and self.timeline.interval_ps is not None:
             out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first = self._eh_longest()
         return out
