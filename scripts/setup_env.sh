@@ -23,9 +23,9 @@ if [ ! -f "$STAMP_DEPS" ] || [ "$(cat "$STAMP_DEPS")" != "$DEPS" ]; then
     "$VENV/bin/python" -m pip install --quiet $DEPS
     echo "$DEPS" > "$STAMP_DEPS"
 fi
-# localcond itself (C++ plugin via CMake + Python package), when sources changed.
+# localcond itself (C++ plugin via CMake + Python package, its data: the default model), when sources changed.
 STAMP_PKG="$VENV/.localcond-source"
-HASH="$(cd "$ROOT" && cat pyproject.toml CMakeLists.txt $(find plugin python -type f \( -name '*.py' -o -name '*.cpp' -o -name "*.h" -o -name "*.map" \) | sort) | sha256sum | cut -d' ' -f1)"
+HASH="$(cd "$ROOT" && cat pyproject.toml CMakeLists.txt $(find plugin python -type f \( -name '*.py' -o -name '*.cpp' -o -name "*.h" -o -name "*.map" -o -path 'python/localcond/data/*' \) | sort) | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP_PKG" ] || [ "$(cat "$STAMP_PKG")" != "$HASH" ]; then
     echo "[setup] building and installing localcond (plugin + package)"
     (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet --no-build-isolation --no-deps .)

@@ -1,14 +1,26 @@
-"""The committed default model is what its recipe in models/README.md makes."""
+"""The committed models: the reference model is what its recipe in
+models/README.md makes; the default model is installed with the package, its
+card belongs to it, and the fix with it on the grid's own input gives what
+`localcond predict` gives on the dumped frames."""
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from helpers import LMP
 from localcond.cli import main as cli
+from localcond.default_model import card, model_path
+from localcond.io.lammps_dump import read_dump
+from localcond.learn.evaluate import evaluate as evaluate_records
 from localcond.model.contract import read_metadata
 from localcond.runtime import evaluate, load_model
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
 
 
 def test_reference_model_matches_its_recipe(tmp_path):
@@ -26,3 +38,48 @@ def test_reference_model_matches_its_recipe(tmp_path):
     b = evaluate(load_model(fresh), species, edge_index, edge_vec, 30)
     assert np.abs(a).max() > 0
     np.testing.assert_array_equal(a, b)
+
+
+def test_default_model_is_installed_with_its_card(capsys):
+    assert cli(["default-model"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == model_path() and path.is_file()
+    md = read_metadata(path)
+    assert md.trained and md.species == ("cation", "anion") and md.charges == (1.0, -1.0)
+    record = card()
+    rows = record["evaluation"]["systems"]
+    trained_on = sorted(r["system"] for r in rows if r["role"] == "train")
+    assert trained_on == sorted(md.training_systems)
+    # the card's ground truth is the grid's table; its Λ_pred is this model's
+    table = {r["system"]: r for r in json.loads((ROOT / "training" / "systems.json").read_text())["systems"]}
+    for row in rows:
+        if row["system"] in table:
+            assert row["lambda"]["value"] == pytest.approx(table[row["system"]]["molar_conductivity"]["value"],
+                                                           rel=1e-12)
+    first = next(r for r in rows if r["role"] == "train")
+    again = evaluate_records(path, [ROOT / first["record"]])["systems"][0]
+    assert again["lambda_pred"]["value"] == pytest.approx(first["lambda_pred"]["value"], rel=1e-6)
+
+
+def test_fix_with_the_default_model_equals_predict(tmp_path):
+    """The grid's input with its `model` hook (what the README's main command runs),
+    a small box: the fix's λ equals `localcond predict` on the dumped frames."""
+    proc = subprocess.run(
+        [LMP, "-in", str(ROOT / "lammps_inputs" / "electrolyte" / "in.electrolyte"), "-log", "log.lammps",
+         "-screen", "none", "-var", "npairs", "60", "-var", "conc", "0.6", "-var", "eps", "14",
+         "-var", "dt", "4.0", "-var", "equil", "500", "-var", "prod", "200", "-var", "every", "50",
+         "-var", "lcevery", "50", "-var", "lceh", "4", "-var", "model", str(model_path()), "-var", "out", "t"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, (tmp_path / "log.lammps").read_text()[-3000:]
+    assert cli(["predict", str(model_path()), str(tmp_path / "t.lc.dump"), "--types", "cation", "anion",
+                "--out", str(tmp_path / "offline")]) == 0
+    offline = np.load(tmp_path / "offline.npz")["lambda"]
+    frames = list(read_dump(tmp_path / "t.lc.dump"))
+    assert len(frames) == 5 == offline.shape[0]
+    for k, frame in enumerate(frames):
+        fix = frame.columns["f_lc"][np.argsort(frame.ids)]
+        # a float32 model: the two edge lists sum in different orders (1e-7 of the largest |λ|)
+        np.testing.assert_allclose(fix, offline[k], rtol=0, atol=1e-6 * np.abs(offline[k]).max())
+    summary = json.loads((tmp_path / "t.summary.json").read_text())
+    lam = np.array([f.columns["f_lc"] for f in frames])
+    assert summary["lambda_pred"]["value"] == pytest.approx(lam.mean(), rel=1e-8)

@@ -39,6 +39,18 @@ def _cmd_reference_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_default_model(args: argparse.Namespace) -> int:
+    import json
+
+    from localcond.default_model import card, model_path
+
+    if args.card:
+        print(json.dumps(card(), indent=1))
+    else:
+        print(model_path())
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from localcond.model.contract import read_metadata
 
@@ -76,6 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="NAME:CHARGE", help="species names and charges in e, e.g. Li:1 PF6:-1")
     p.add_argument("--cutoff", type=float, required=True, help="cutoff RC in Angstrom")
     p.set_defaults(func=_cmd_reference_model)
+
+    p = sub.add_parser("default-model", help="print the path of the shipped default model")
+    p.add_argument("--card", action="store_true",
+                   help="print how it was made and its scores (JSON) instead")
+    p.set_defaults(func=_cmd_default_model)
 
     p = sub.add_parser("info", help="print a model file's metadata (JSON)")
     p.add_argument("model")
