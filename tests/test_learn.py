@@ -237,3 +237,31 @@ def test_cli_trains_and_evaluates_with_a_parity_plot(tmp_path, records):
     assert image.shape[:2] == (500, 500)
     for row in result["systems"]:
         assert f"{row['system']:16s}" in proc.stdout
+
+
+def test_shared_descriptor_ensemble_equals_the_plain_ensemble(tmp_path):
+    """Members with the same power-spectrum descriptor: computing it once gives each
+    member's own output and their mean, bit for bit, also after export and reload."""
+    from localcond.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble
+    from localcond.model.export import save_model
+    from localcond.model.families import make_model
+
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        module, metadata = make_model("power-spectrum", ["cation", "anion"], [1.0, -1.0], cutoff=6.0)
+        members.append(Scaled(module, offset=100.0 * seed, scale=50.0 + seed))
+    rng = np.random.default_rng(1)
+    positions = rng.uniform(0, 14.0, (40, 3))
+    i, j, d = neighbor_list("ijD", Atoms(positions=positions, cell=[14.0] * 3, pbc=True), 6.0)
+    species = torch.from_numpy(np.arange(40) % 2)
+    edge_index = torch.from_numpy(np.stack([i, j]).astype(np.int64))
+    edge_vec = torch.from_numpy(d).float()
+    plain = torch.jit.script(Ensemble(members))
+    shared = torch.jit.script(SharedDescriptorEnsemble(members))
+    expected = plain.members(species, edge_index, edge_vec, 40)
+    assert expected.std(dim=0).min() > 0  # the members differ
+    torch.testing.assert_close(shared.members(species, edge_index, edge_vec, 40), expected, rtol=0, atol=0)
+    path = save_model(SharedDescriptorEnsemble(members), metadata, tmp_path / "shared.pt")
+    reloaded = torch.jit.load(str(path))
+    torch.testing.assert_close(reloaded(species, edge_index, edge_vec, 40), expected.mean(dim=0), rtol=0, atol=0)

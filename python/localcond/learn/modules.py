@@ -56,3 +56,32 @@ class Ensemble(torch.nn.Module):
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         return self.members(species, edge_index, edge_vec, n_local).mean(dim=0)
+
+
+class SharedDescriptorEnsemble(torch.nn.Module):
+    """The mean of k members λ = offset_k + scale_k · readout_k(p) that share one
+    parameter-free descriptor p (power spectra of the same cutoff and basis): p is
+    computed once per call instead of k times, the outputs are the members' own.
+    ``members`` are :class:`Scaled` around modules with ``descriptors`` and
+    ``readout``; the first member's ``descriptors`` serves all."""
+
+    def __init__(self, members: List[Scaled]) -> None:
+        super().__init__()
+        self.descriptor = members[0].inner
+        self.readouts = torch.nn.ModuleList([m.inner for m in members])
+        self.register_buffer("offsets", torch.stack([m.offset for m in members]))
+        self.register_buffer("scales", torch.stack([m.scale for m in members]))
+
+    @torch.jit.export
+    def members(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        features = self.descriptor.descriptors(species, edge_index, edge_vec, n_local)
+        local = species[:n_local]
+        outputs: List[torch.Tensor] = []
+        for k, readout in enumerate(self.readouts):
+            outputs.append(self.offsets[k] + self.scales[k] * readout.readout(local, features))
+        return torch.stack(outputs)
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        return self.members(species, edge_index, edge_vec, n_local).mean(dim=0)

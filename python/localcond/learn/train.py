@@ -49,7 +49,7 @@ from localcond import __version__
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path, read_json
 from localcond.learn.data import Batch, SystemData, collate, load_system
-from localcond.learn.modules import Ensemble, Scaled, Sum
+from localcond.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble, Sum
 from localcond.model.contract import ModelMetadata
 from localcond.model.export import save_model
 from localcond.model.families import make_model
@@ -407,7 +407,7 @@ class Trainer:
             members.append(model.eval())
             infos.append(info)
             self.log(f"member {m + 1}/{self.config.ensemble} done: {json.dumps(info)[:200]}")
-        ensemble = Ensemble(members)
+        ensemble = self._ensemble(members)
         spread = self._ensemble_spread(members)
         windows = sorted({tuple(s.metadata["tau_window_ps"]) for s in self.systems})
         temperatures = sorted({s.metadata["temperature_k"] for s in self.systems})
@@ -428,6 +428,15 @@ class Trainer:
         path = Path(self.config.out) / "model.pt"
         save_model(ensemble, metadata, path)
         return path
+
+    @staticmethod
+    def _ensemble(members: list[torch.nn.Module]) -> torch.nn.Module:
+        """One module for the members: sharing one descriptor when they all have the same
+        parameter-free one (k times cheaper), else the plain mean of their outputs."""
+        keys = {descriptor_key(m.inner) if isinstance(m, Scaled) else None for m in members}
+        if len(keys) == 1 and None not in keys:
+            return SharedDescriptorEnsemble(members)  # type: ignore[arg-type]
+        return Ensemble(members)
 
     def _ensemble_spread(self, members: list[torch.nn.Module]) -> dict:
         """Per training system: each member's Λ_pred (mean of f over its frames and ions) and
