@@ -58,29 +58,62 @@ class Ensemble(torch.nn.Module):
         return self.members(species, edge_index, edge_vec, n_local).mean(dim=0)
 
 
+class StackedLinear(torch.nn.Module):
+    """k linear layers of the same shape applied to k stacked inputs [k, n, in] at once."""
+
+    def __init__(self, layers: List[torch.nn.Linear], activation: bool) -> None:
+        super().__init__()
+        self.register_buffer("weight_t", torch.stack([layer.weight.detach().t() for layer in layers]))
+        self.register_buffer("bias", torch.stack([layer.bias.detach() for layer in layers]).unsqueeze(1))
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.baddbmm(self.bias, x, self.weight_t)
+        return torch.nn.functional.silu(y) if self.activation else y
+
+
 class SharedDescriptorEnsemble(torch.nn.Module):
     """The mean of k members λ = offset_k + scale_k · readout_k(p) that share one
     parameter-free descriptor p (power spectra of the same cutoff and basis): p is
-    computed once per call instead of k times, the outputs are the members' own.
-    ``members`` are :class:`Scaled` around modules with ``descriptors`` and
-    ``readout``; the first member's ``descriptors`` serves all."""
+    computed once per call, and the members' MLPs of one species run as one batched
+    product per layer (inference only: the weights are copied into buffers). The
+    outputs are the members' own, to float rounding. ``members`` are
+    :class:`Scaled` around power-spectrum modules (``descriptors``, ``feature_mean``,
+    ``feature_std``, ``mlps``: per species Linear–SiLU–…–Linear); the first member's
+    ``descriptors`` serves all."""
 
     def __init__(self, members: List[Scaled]) -> None:
         super().__init__()
-        self.descriptor = members[0].inner
-        self.readouts = torch.nn.ModuleList([m.inner for m in members])
-        self.register_buffer("offsets", torch.stack([m.offset for m in members]))
-        self.register_buffer("scales", torch.stack([m.scale for m in members]))
+        inner = [m.inner for m in members]
+        self.descriptor = inner[0]
+        self.n_species = len(inner[0].mlps)
+        self.register_buffer("offsets", torch.stack([m.offset for m in members]).view(-1, 1))
+        self.register_buffer("scales", torch.stack([m.scale for m in members]).view(-1, 1))
+        self.register_buffer("feature_mean", torch.stack([i.feature_mean for i in inner], 1).unsqueeze(2))
+        self.register_buffer("feature_std", torch.stack([i.feature_std for i in inner], 1).unsqueeze(2))
+        heads = []
+        for s in range(self.n_species):
+            linears = [[layer for layer in i.mlps[s] if isinstance(layer, torch.nn.Linear)] for i in inner]
+            n_layers = len(linears[0])
+            heads.append(torch.nn.ModuleList([
+                StackedLinear([member[depth] for member in linears], activation=depth < n_layers - 1)
+                for depth in range(n_layers)]))
+        self.heads = torch.nn.ModuleList(heads)
 
     @torch.jit.export
     def members(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         features = self.descriptor.descriptors(species, edge_index, edge_vec, n_local)
         local = species[:n_local]
-        outputs: List[torch.Tensor] = []
-        for k, readout in enumerate(self.readouts):
-            outputs.append(self.offsets[k] + self.scales[k] * readout.readout(local, features))
-        return torch.stack(outputs)
+        out = torch.zeros(self.offsets.shape[0], n_local, dtype=features.dtype, device=features.device)
+        for s, head in enumerate(self.heads):
+            nodes = torch.nonzero(local == s).squeeze(1)
+            # [k, n_s, F]: each member's standardisation of the same descriptors
+            x = (features[nodes].unsqueeze(0) - self.feature_mean[s]) / self.feature_std[s]
+            for layer in head:
+                x = layer(x)
+            out = out.index_copy(1, nodes, x.squeeze(2))
+        return self.offsets + self.scales * out
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> torch.Tensor:
