@@ -9,6 +9,8 @@ of realistic cost until one ships. Its receptive field (30 Å) needs
 same ghost cutoff but no fix is measured too, to separate the two costs.
 
     .venv/bin/python bench/fix_overhead.py [--steps 3000] [--repeats 3] [--out FILE]
+    .venv/bin/python bench/fix_overhead.py --model python/localcond/data/default_model.pt \
+        --types cation anion --cases plain fix:100 fix:10 --sizes 2000   # a given model
 
 Writes JSON (machine, commit, settings, medians) to bench/results/fix_overhead.json
 by default. Runs are single-rank, OMP_NUM_THREADS=1; MD loop times come from
@@ -56,16 +58,18 @@ def commit() -> str:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def make_input(mode: str, every: int, steps: int) -> str:
-    """The demo input, with production replaced by a timed run of `steps` steps."""
+def make_input(mode: str, every: int, steps: int, types: str = "Li PF6", ghost: float | None = 32.0) -> str:
+    """The demo input, with production replaced by a timed run of `steps` steps; the
+    fix maps the two atom types to the model's species ``types``; ``ghost``: the
+    ghost cutoff the fix's runs set (None: LAMMPS's default)."""
     text = INPUT.read_text()
     head = text[: text.index("# --- the localcond part")]
     head = head.replace("run             5000", "run             500")
     lines = [head]
-    if mode != "plain":
-        lines.append("comm_modify cutoff 32.0")
+    if mode != "plain" and ghost is not None:
+        lines.append(f"comm_modify cutoff {ghost}")
     if mode == "fix":
-        lines.append(f"fix lc all localcond {every} ${{model}} types Li PF6")
+        lines.append(f"fix lc all localcond {every} ${{model}} types {types}")
     if mode == "fix+reducers":
         lines.append(f"fix lc all localcond {every} ${{model}} types Li PF6 file bench "
                      "hist -2000 2000 100 tcorr 20 corr 12 24 eh 50 100 298")
@@ -82,12 +86,13 @@ def make_input(mode: str, every: int, steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_case(workdir: Path, model: Path, npairs: int, mode: str, every: int, steps: int) -> dict:
-    (workdir / "in.bench").write_text(make_input(mode, every, steps))
+def run_case(workdir: Path, model: Path, npairs: int, mode: str, every: int, steps: int,
+             types: str = "Li PF6", ghost: float | None = 32.0) -> dict:
+    (workdir / "in.bench").write_text(make_input(mode, every, steps, types, ghost))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [LMP, "-in", "in.bench", "-var", "model", str(model), "-var", "npairs", str(npairs),
-         "-var", "reference", str(model.with_name("reference.pt")),
+         "-var", "reference", str(workdir / "reference.pt"),
          "-log", "log.bench", "-screen", "none"],
         cwd=workdir, capture_output=True, text=True, env=env,
     )
@@ -116,6 +121,10 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["plain", "ghost32", "fix:10", "fix:100", "fix+reducers:100",
                                                         "statistics:10"],
                         help="MODE[:N] cases (modes: plain ghost32 fix fix+reducers statistics)")
+    parser.add_argument("--model", type=Path, help="time the fix with this model instead of the untrained "
+                        "3-layer network (e.g. the shipped default model); its ghost cutoff is LAMMPS's default")
+    parser.add_argument("--types", nargs=2, default=["Li", "PF6"], metavar=("TYPE1", "TYPE2"),
+                        help="the model's species for the demo's two atom types (with --model)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fix_overhead.json")
     args = parser.parse_args()
 
@@ -126,16 +135,20 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        model = save_model(*make_untrained_model(["Li", "PF6"], [1.0, -1.0], cutoff=10.0,
-                                                 n_layers=3, n_features=64, dtype="float32"),
-                           workdir / "mpnn-untrained.pt")
+        if args.model is not None:
+            model, ghost, types = args.model.resolve(), None, " ".join(args.types)
+        else:
+            model = save_model(*make_untrained_model(["Li", "PF6"], [1.0, -1.0], cutoff=10.0,
+                                                     n_layers=3, n_features=64, dtype="float32"),
+                               workdir / "mpnn-untrained.pt")
+            ghost, types = 32.0, "Li PF6"
         save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 6.0), workdir / "reference.pt")
         cases = [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else 0) for c in args.cases]
         for npairs in args.sizes:
             for mode, every in cases:
                 runs = []
                 for rep in range(args.repeats):
-                    runs.append(run_case(workdir, model, npairs, mode, every, args.steps))
+                    runs.append(run_case(workdir, model, npairs, mode, every, args.steps, types, ghost))
                     print(f"ions={2 * npairs} {mode} N={every} rep {rep}: {runs[-1]}", flush=True)
                 entry = {"ions": 2 * npairs, "mode": mode, "every": every or None,
                          "loop_s_median": statistics.median(r["loop_s"] for r in runs),
@@ -154,8 +167,10 @@ def main() -> None:
         "commit": commit(),
         "machine": machine(),
         "command": "python bench/fix_overhead.py " + " ".join(sys.argv[1:]),
-        "model": "UNTRAINED message-passing network, 3 layers, 64 features, 10 A cutoff, float32, "
-                 "random weights (stand-in for a trained model of realistic cost)",
+        "model": (f"{args.model} (species {' '.join(args.types)} for the two atom types), default ghost cutoff"
+                  if args.model is not None else
+                  "UNTRAINED message-passing network, 3 layers, 64 features, 10 A cutoff, float32, "
+                  "random weights (stand-in for a trained model of realistic cost)"),
         "system": "demo model electrolyte (lammps_inputs/demo), 1 M, lj/cut/coul/long 12 A + PPPM 1e-4, "
                   "Langevin, 2 fs; 1 MPI rank, OMP_NUM_THREADS=1",
         "modes": {"plain": "no fix, default ghost cutoff",
