@@ -348,8 +348,15 @@ void FixLocalCond::init()
   // hands the lists to init_list() in the order of the requests (full, then half).
   lists_given = 0;
   if (use_lammps_list) {
+    // single-layer models: an occasional list, built when an evaluation needs it (at
+    // most once per reneighboring, build_one in evaluate()) instead of at every
+    // reneighboring (a perpetual full list doubled LAMMPS's Neigh time at N = 100);
+    // LAMMPS builds lists with ghost neighbors (multi-layer models) only perpetually
     int flags = NeighConst::REQ_FULL;
-    if (n_layers > 1) flags |= NeighConst::REQ_GHOST;
+    if (n_layers > 1)
+      flags |= NeighConst::REQ_GHOST;
+    else
+      flags |= NeighConst::REQ_OCCASIONAL;
     neighbor->add_request(this, flags);
   }
   if (corr_from_list) neighbor->add_request(this, NeighConst::REQ_DEFAULT);
@@ -777,10 +784,12 @@ void FixLocalCond::evaluate()
   // owned atoms earlier in this end_of_step)
   if (remap_ghosts && update->whichflag == 1 && !update->setupflag) comm->forward_comm();
   collect_nodes(n_out);
-  if (use_lammps_list)
+  if (use_lammps_list) {
+    if (n_layers == 1) neighbor->build_one(list);
     edges_from_list();
-  else
+  } else {
     edges_by_binning();
+  }
   node_out.assign(n_out, 0.0);
   const double t1 = wall_seconds();
   const double model_seconds =
