@@ -112,11 +112,12 @@ def test_checks_count_from_rows(card):
     assert "Λ spans 300 to 1500 S cm²/mol (×5.0)" in text
     assert "cost: 3.00 core-hours" in text  # 1800 + 3600 + 5400 s
     assert "training records: 5.50 MB in 3 files" in text
-    # only the ε ≤ 14 systems are compared with the 100-400 ps slope: z = 50 / √(25² + 40²)
-    # for c0.200_e10_r1, 0 for the held-out c0.600_e14_r1 (reference = its Λ)
+    # the 100-400 ps slope, ε ≤ 14 and ε > 14 apart: z = 50 / √(25² + 40²) for c0.200_e10_r1,
+    # 0 where the reference is the system's Λ (c0.600_e14_r1, c1.500_e30_r1)
     z = 50.0 / math.hypot(math.hypot(20.0, 15.0), 40.0)
     assert (f"(ε ≤ 14): within 2 combined σ for 2 of 2 (z: c0.200_e10_r1 +{z:.1f}, c0.600_e14_r1 +0.0)"
             in text)
+    assert "(ε > 14): within 2 combined σ for 1 of 1 (z: c1.500_e30_r1 +0.0)" in text
 
 
 def test_failing_system_marked_with_its_warning(card):

@@ -114,6 +114,7 @@ def checks(grid: GridSpec, rows: list[dict]) -> list[str]:
     lines.append(f"first and second halves of production agree within 2σ: {agree} of {n}; "
                  f"second − first: {positive} of {n} positive (no drift: {n / 2:g} ± {math.sqrt(n) / 2:.1f})")
     lines.append(reference_line(grid, rows))
+    lines.append(reference_line(grid, rows, low_epsilon=False))
     warm = sum(abs(r["temperature_relative_deviation"]) <= MAX_TEMPERATURE_DEVIATION for r in rows)
     lines.append(f"mean temperature within {_percent(MAX_TEMPERATURE_DEVIATION)} of "
                  f"{grid.temperature_k:g} K: {warm} of {n}")
@@ -132,17 +133,20 @@ def checks(grid: GridSpec, rows: list[dict]) -> list[str]:
     return lines
 
 
-def reference_line(grid: GridSpec, rows: list[dict]) -> str:
+def reference_line(grid: GridSpec, rows: list[dict], low_epsilon: bool = True) -> str:
     """Λ at each system's window against the slope over the fixed reference window
-    (100–400 ps), for the low-ε systems where pairing makes the window matter."""
-    low = [r for r in rows if r["dielectric_constant"] <= LOW_EPSILON and r.get("reference_window")]
+    (100–400 ps): for the low-ε systems, where pairing makes the window matter, or
+    (``low_epsilon`` False) for the others, where the window rule may choose a few ps."""
+    chosen = [r for r in rows if (r["dielectric_constant"] <= LOW_EPSILON) == low_epsilon
+              and r.get("reference_window")]
     t1, t2 = grid.reference_window_ps
-    if not low:
-        return f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps (ε ≤ {LOW_EPSILON:g}): no system yet"
-    zs = [reference_z(r) for r in low]
-    listed = ", ".join(f"{r['system']} {z:+.1f}" for r, z in zip(low, zs))
-    return (f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps (ε ≤ {LOW_EPSILON:g}): within "
-            f"2 combined σ for {sum(abs(z) <= 2 for z in zs)} of {len(low)} (z: {listed})")
+    which = f"ε ≤ {LOW_EPSILON:g}" if low_epsilon else f"ε > {LOW_EPSILON:g}"
+    if not chosen:
+        return f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps ({which}): no system yet"
+    zs = [reference_z(r) for r in chosen]
+    listed = ", ".join(f"{r['system']} {z:+.1f}" for r, z in zip(chosen, zs))
+    return (f"Λ at the chosen window against the slope over {t1:g}–{t2:g} ps ({which}): within "
+            f"2 combined σ for {sum(abs(z) <= 2 for z in zs)} of {len(chosen)} (z: {listed})")
 
 
 def reference_z(row: dict) -> float:
