@@ -29,7 +29,7 @@ def g_of(positions: np.ndarray, box: float, types: np.ndarray) -> np.ndarray:
 
 def synthetic_record(path, box: float, seed: int, role: str = "train", noise: float = 60.0,
                      truncated_factor: float = 0.8, n_frames: int = 24, n_segments: int = 4,
-                     diffusive_check_passed: bool = True):
+                     diffusive_check_passed: bool = True, diffusive_warnings: tuple[str, ...] = ()):
     rng = np.random.default_rng(seed)
     n = 40
     types = np.repeat([1, 2], n // 2)
@@ -49,7 +49,7 @@ def synthetic_record(path, box: float, seed: int, role: str = "train", noise: fl
     meta = {"system": path.stem, "role": role, "concentration_mol_per_l": 1.0 / box**3 * 1e4,
             "dielectric_constant": 20.0, "temperature_k": 298.0, "n_salt": 20.0, "tau_window_ps": [1.0, 2.0],
             "species_names": ["A", "B"], "species_charges": [1.0, -1.0],
-            "diffusive_check_passed": diffusive_check_passed,
+            "diffusive_check_passed": diffusive_check_passed, "diffusive_warnings": list(diffusive_warnings),
             "molar_conductivity": {"value": lam, "stderr": 0.01 * lam, "tau_systematic": 0.0,
                                    "total_error": 0.01 * lam}}
     write_record(path, ions, ["A", "B"], np.zeros(3), arrays, meta)
@@ -64,6 +64,7 @@ def records(tmp_path_factory):
         truth[f"s{k}"] = synthetic_record(d / f"s{k}.npz", box, seed=k)
     truth["h0"] = synthetic_record(d / "h0.npz", 21.0, seed=99, role="heldout")
     synthetic_record(d / "bad.npz", 19.0, seed=7, diffusive_check_passed=False)  # must be left out
+    synthetic_record(d / "warned.npz", 17.0, seed=8, diffusive_warnings=("log-slope below 1",))  # so must this
     return d, truth
 
 
@@ -98,6 +99,7 @@ def test_each_mode_recovers_the_known_answer(tmp_path, records, mode, label, tol
     meta = load_model(path).metadata
     assert meta.trained and meta.training["mode"] == mode and "h0" not in meta.training_systems
     assert "bad" not in meta.training_systems and "s0" in meta.training_systems
+    assert "warned" not in meta.training_systems
     spread = meta.training["ensemble_spread"]["s0"]
     assert len(spread["members"]) == 2 and spread["std"] == pytest.approx(np.std(spread["members"], ddof=1))
     s0 = next(r for r in result["systems"] if r["system"] == "s0")

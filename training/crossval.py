@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localcond.dataset import read_record
+from localcond.dataset import read_record, unusable_for_training
 from localcond.learn.evaluate import evaluate
 from localcond.learn.train import record_paths, train
 
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def usable(path: Path) -> bool:
     meta = read_record(path)["metadata"]
-    return meta.get("role", "train") == "train" and meta.get("diffusive_check_passed", True)
+    return meta.get("role", "train") == "train" and unusable_for_training(meta) is None
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from localcond.dataset import read_record
+from localcond.dataset import read_record, unusable_for_training
 from localcond.learn.data import load_system
 from localcond.model.power_spectrum import make_power_spectrum_model
 
@@ -45,9 +45,9 @@ def fit_means(x: np.ndarray, y: np.ndarray, central: np.ndarray, system: np.ndar
 def main() -> None:
     torch.set_num_threads(2)
     model, _ = make_power_spectrum_model(SPECIES, [1.0, -1.0], cutoff=8.0)
-    # as the trainer: records whose Λ failed the diffusive check are not used
+    # as the trainer: records whose Λ must not be learned from are not used
     files = [f for f in sorted(glob.glob(str(HERE / "data" / "implicit-v2" / "*.npz")))
-             if read_record(f)["metadata"].get("diffusive_check_passed", True)]
+             if unusable_for_training(read_record(f)["metadata"]) is None]
     x, y, system, central, inv_eps, names, label_means, lams = [], [], [], [], [], [], [], []
     for k, path in enumerate(files):
         data = load_system(path, SPECIES, 8.0)

@@ -131,6 +131,17 @@ def label_origins(segment: Segment, window_frames: tuple[int, int], radii: tuple
     return arrays
 
 
+def unusable_for_training(metadata: dict) -> str | None:
+    """Why a training record's Λ must not be learned from (None when it may): its
+    diffusive check failed, or it carries diffusive-regime warnings. The one rule the
+    trainer, its cross-validation and the studies in training/ share."""
+    if metadata.get("diffusive_check_passed") is False:
+        return "its Lambda failed the diffusive check"
+    if metadata.get("diffusive_warnings"):
+        return "its Lambda carries diffusive-regime warnings"
+    return None
+
+
 def quantize(positions: np.ndarray, box_origin: np.ndarray, cell: np.ndarray) -> np.ndarray:
     frac = (positions - box_origin) @ np.linalg.inv(cell)
     frac -= np.floor(frac)

@@ -27,7 +27,8 @@ Configuration (JSON; paths relative to the file)::
      "validation_fraction": 0.2, "correction": {"family": "power-spectrum", "cutoff": 6.0}}
 
 Records with role ``heldout`` are never trained on; records whose Λ failed the
-diffusive check (``diffusive_check_passed: false``) are not used at all.
+diffusive check or carries diffusive-regime warnings are not used at all
+(:func:`localcond.dataset.unusable_for_training`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 
 from localcond import __version__
+from localcond.dataset import unusable_for_training
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path, read_json
 from localcond.learn.data import Batch, SystemData, collate, load_system
@@ -273,10 +275,10 @@ class Trainer:
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         keys = ["exact"] + ([config.label] if config.label != "exact" else [])
         every = [load_system(p, self.species, self.cutoff, self.dtype, keys) for p in self.paths]
-        failed = [s.name for s in every if s.metadata.get("diffusive_check_passed") is False]
-        if failed:
-            log(f"not used: {', '.join(failed)} (their Lambda failed the diffusive check)")
-        every = [s for s in every if s.name not in failed]
+        excluded = {s.name: why for s in every if (why := unusable_for_training(s.metadata)) is not None}
+        for name, why in excluded.items():
+            log(f"not used: {name} ({why})")
+        every = [s for s in every if s.name not in excluded]
         self.systems = [s for s in every if s.role != "heldout"]
         self.heldout = [s for s in every if s.role == "heldout"]
         if len(self.systems) < 1:
