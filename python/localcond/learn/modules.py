@@ -86,13 +86,12 @@ class SharedDescriptorEnsemble(torch.nn.Module):
         super().__init__()
         inner = [m.inner for m in members]
         self.descriptor = inner[0]
-        self.n_species = len(inner[0].mlps)
         self.register_buffer("offsets", torch.stack([m.offset for m in members]).view(-1, 1))
         self.register_buffer("scales", torch.stack([m.scale for m in members]).view(-1, 1))
         self.register_buffer("feature_mean", torch.stack([i.feature_mean for i in inner], 1).unsqueeze(2))
         self.register_buffer("feature_std", torch.stack([i.feature_std for i in inner], 1).unsqueeze(2))
         heads = []
-        for s in range(self.n_species):
+        for s in range(len(inner[0].mlps)):
             linears = [[layer for layer in i.mlps[s] if isinstance(layer, torch.nn.Linear)] for i in inner]
             n_layers = len(linears[0])
             heads.append(torch.nn.ModuleList([

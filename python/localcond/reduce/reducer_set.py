@@ -11,13 +11,13 @@ MPI roles: ``"domains"`` — one system whose ions are spread over the ranks
 all-reduce of sums per evaluation), and what every rank computes alike from
 them (the moments, the mean series, the collective Einstein–Helfand sums) is
 kept whole on every rank, not added up, so the fix's global vector
-(:meth:`ReducerSet.observed`) needs no communication. ``"replicas"`` — one independent system per rank
-(the ASE observer): everything is per rank, and merging pools the replicas.
+(:meth:`ReducerSet.observed`) needs no communication. ``"replicas"`` — one
+independent system per rank (the ASE observer): everything is per rank, and
+merging pools the replicas.
 Units: λ in S cm² mol⁻¹, positions in Å, charges in e, times in ps.
 """
 
 from __future__ import annotations
-
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
