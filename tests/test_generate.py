@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from localcond.dataset import check_directory, read_record
-from localcond.generate import trend_resolution
+from localcond.generate import run_order, trend_resolution
 from localcond.grid import load_grid, seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,3 +174,15 @@ def test_trend_resolution_by_hand():
     assert trend_resolution(rows, [4.0, 8.0], 16.0) == pytest.approx(0.05)
     assert trend_resolution(rows, [4.0, 8.0], 32.0) == pytest.approx(np.hypot(3, 40) / 100)
     assert trend_resolution(rows, [32.0, 64.0], 256.0) == float("inf")
+
+
+def test_run_order_resuming_then_longest_role_first():
+    """Four systems of the real grid: the one with committed segments runs first, then
+    held-out ones (longest allowed production), then training ones, grid order within."""
+    grid = load_grid(ROOT / "training" / "grid.json")
+    train = [s for s in grid.systems if s.role == "train"]
+    heldout = [s for s in grid.systems if s.role == "heldout"]
+    assert grid.max_production_ps["heldout"] > grid.max_production_ps["train"]
+    todo = [train[0], train[1], heldout[1], heldout[0]]
+    order = run_order(grid, todo, {train[1].name: 3, train[0].name: 0})
+    assert [s.name for s in order] == [train[1].name, heldout[0].name, heldout[1].name, train[0].name]
