@@ -75,28 +75,34 @@ class StackedLinear(torch.nn.Module):
 class SharedDescriptorEnsemble(torch.nn.Module):
     """The mean of k members λ = offset_k + scale_k · readout_k(p) that share one
     parameter-free descriptor p (power spectra of the same cutoff and basis): p is
-    computed once per call, and the members' MLPs of one species run as one batched
-    product per layer (inference only: the weights are copied into buffers). The
-    outputs are the members' own, to float rounding. ``members`` are
-    :class:`Scaled` around power-spectrum modules (``descriptors``, ``feature_mean``,
-    ``feature_std``, ``mlps``: per species Linear–SiLU–…–Linear); the first member's
-    ``descriptors`` serves all."""
+    computed once per call, and the members' MLPs of one species run as batched
+    products (inference only: the weights are copied into buffers). Each member's
+    standardisation (p − μ_k)/σ_k is folded into its first layer,
+    W_k (p − μ_k)/σ_k + b_k = (W_k/σ_k) p + (b_k − (W_k/σ_k) μ_k), computed in float64,
+    so the first layers of all members are one product [n, F] × [F, k·H] and no
+    standardised copy of p is made. The outputs are the members' own, to float
+    rounding. ``members`` are :class:`Scaled` around power-spectrum modules
+    (``descriptors``, ``feature_mean``, ``feature_std``, ``mlps``: per species
+    Linear–SiLU–…–Linear); the first member's ``descriptors`` serves all."""
 
     def __init__(self, members: List[Scaled]) -> None:
         super().__init__()
         inner = [m.inner for m in members]
         self.descriptor = inner[0]
+        self.n_members = len(members)
         self.register_buffer("offsets", torch.stack([m.offset for m in members]).view(-1, 1))
         self.register_buffer("scales", torch.stack([m.scale for m in members]).view(-1, 1))
-        self.register_buffer("feature_mean", torch.stack([i.feature_mean for i in inner], 1).unsqueeze(2))
-        self.register_buffer("feature_std", torch.stack([i.feature_std for i in inner], 1).unsqueeze(2))
+        firsts = []
         heads = []
         for s in range(len(inner[0].mlps)):
             linears = [[layer for layer in i.mlps[s] if isinstance(layer, torch.nn.Linear)] for i in inner]
-            n_layers = len(linears[0])
+            firsts.append(FoldedFirstLayer([member[0] for member in linears],
+                                           [i.feature_mean[s] for i in inner], [i.feature_std[s] for i in inner],
+                                           activation=len(linears[0]) > 1))
             heads.append(torch.nn.ModuleList([
-                StackedLinear([member[depth] for member in linears], activation=depth < n_layers - 1)
-                for depth in range(n_layers)]))
+                StackedLinear([member[depth] for member in linears], activation=depth < len(linears[0]) - 1)
+                for depth in range(1, len(linears[0]))]))
+        self.firsts = torch.nn.ModuleList(firsts)
         self.heads = torch.nn.ModuleList(heads)
 
     @torch.jit.export
@@ -104,11 +110,10 @@ class SharedDescriptorEnsemble(torch.nn.Module):
                 n_local: int) -> torch.Tensor:
         features = self.descriptor.descriptors(species, edge_index, edge_vec, n_local)
         local = species[:n_local]
-        out = torch.zeros(self.offsets.shape[0], n_local, dtype=features.dtype, device=features.device)
-        for s, head in enumerate(self.heads):
+        out = torch.zeros(self.n_members, n_local, dtype=features.dtype, device=features.device)
+        for s, (first, head) in enumerate(zip(self.firsts, self.heads)):
             nodes = torch.nonzero(local == s).squeeze(1)
-            # [k, n_s, F]: each member's standardisation of the same descriptors
-            x = (features[nodes].unsqueeze(0) - self.feature_mean[s]) / self.feature_std[s]
+            x = first(features[nodes])  # [k, n_s, H]
             for layer in head:
                 x = layer(x)
             out = out.index_copy(1, nodes, x.squeeze(2))
@@ -117,3 +122,29 @@ class SharedDescriptorEnsemble(torch.nn.Module):
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         return self.members(species, edge_index, edge_vec, n_local).mean(dim=0)
+
+
+class FoldedFirstLayer(torch.nn.Module):
+    """The first layers of k members, each applied to its own standardisation
+    (x − μ_k)/σ_k of the same input x [n, F], as one product: output [k, n, H]
+    (``activation``: SiLU). Folding in float64 keeps the rounding of the
+    standardised form."""
+
+    def __init__(self, layers: List[torch.nn.Linear], means: List[torch.Tensor], stds: List[torch.Tensor],
+                 activation: bool) -> None:
+        super().__init__()
+        weights, biases = [], []
+        for layer, mean, std in zip(layers, means, stds):
+            w = layer.weight.detach().double() / std.detach().double()  # [H, F]
+            weights.append(w)
+            biases.append(layer.bias.detach().double() - w @ mean.detach().double())
+        dtype = layers[0].weight.dtype
+        self.n_members = len(layers)
+        self.register_buffer("weight_t", torch.cat(weights, 0).t().contiguous().to(dtype))  # [F, k·H]
+        self.register_buffer("bias", torch.cat(biases, 0).to(dtype))
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.addmm(self.bias, x, self.weight_t)
+        y = y.view(x.shape[0], self.n_members, -1).transpose(0, 1)
+        return torch.nn.functional.silu(y) if self.activation else y
