@@ -144,9 +144,16 @@ def test_mpirun_two_ranks(tmp_path, models, model):
 
 def test_log_says_neighbor_path_and_torch_threads(tmp_path, models):
     """Once per run: which neighbor path serves the model and why, and torch's thread count
-    (one per rank unless OMP_NUM_THREADS says otherwise)."""
-    proc = run_lmp(tmp_path, System(model=models["ref"], steps=0).input_text())
+    (one per rank unless OMP_NUM_THREADS says otherwise). A single-layer model (cutoff
+    6 Å) takes LAMMPS's list unless that list, out to the pair cutoff + skin, holds over
+    twice its pairs: pair 8 Å + skin 2 Å is (10/6)³ = 4.6 times; pair 6.5 + skin 1 is
+    (7.5/6)³ = 1.95 times."""
+    proc = run_lmp(tmp_path, System(model=models["ref"], steps=0, pair_cut=6.5,
+                                    extra_commands=["neighbor 1.0 bin"]).input_text())
     assert "neighbors from LAMMPS's full neighbor list" in proc.stdout
+    proc = run_lmp(tmp_path, System(model=models["ref"], steps=0).input_text())
+    assert ("neighbors from its own binning of owned and ghost atoms (cheaper: the pair list's "
+            "cutoff + skin (10 Å) holds 4.6x the pairs within the model cutoff)") in proc.stdout
     threads = __import__("os").environ.get("OMP_NUM_THREADS", "1")
     assert f"torch threads per rank: {threads} (OMP_NUM_THREADS sets it; default 1)" in proc.stdout
     multi = System(model=models["mp"], steps=0, comm_cutoff=10.0).input_text()
