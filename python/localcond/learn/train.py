@@ -18,6 +18,13 @@ mode each its own validation systems) is exported as one TorchScript file
 whose output is the members' mean. Early stopping on the validation loss,
 a checkpoint per member and epoch that a rerun resumes from, a progress bar.
 
+``solver``: ``adam`` (the above) or ``ridge``, for ``system`` mode with a
+power-spectrum model whose readout is linear (``"hidden": []``): the objective
+is then solved exactly with a ridge penalty chosen by leave-one-system-out χ²
+over ``alphas`` (:mod:`localcond.learn.ridge`); with ``ensemble`` k > 1 the
+members are fits to k bootstrap resamples of the training systems (seeds seed,
+seed+1, …), their mean the model and their spread its ensemble spread.
+
 Configuration (JSON; paths relative to the file)::
 
     {"records": ["../training/data/implicit-v2/*.npz"], "out": "../runs/train/ps-labels",
@@ -50,6 +57,7 @@ from localcond import __version__
 from localcond.dataset import unusable_for_training
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path, read_json
+from localcond.learn import ridge
 from localcond.learn.data import Batch, SystemData, collate, load_system
 from localcond.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble, Sum
 from localcond.model.contract import ModelMetadata
@@ -57,6 +65,7 @@ from localcond.model.export import save_model
 from localcond.model.families import make_model
 
 MODES = ("labels", "system", "combined")
+SOLVERS = ("adam", "ridge")
 
 
 @dataclass
@@ -76,6 +85,8 @@ class TrainConfig:
     validation_fraction: float = 0.2
     correction: dict = field(default_factory=dict)
     dtype: str = "float32"
+    solver: str = "adam"
+    alphas: list[float] = field(default_factory=list)  # ridge penalties to choose from (default: ridge.py)
 
     def digest(self, data: str = "") -> str:
         """Identifies a training run: the configuration and (``data``) the records' checksums."""
@@ -106,6 +117,16 @@ def load_config(path: str | Path) -> TrainConfig:
                              "'truncated_R25'")
     if config.ensemble < 1 or config.epochs < 1 or config.batch_frames < 1:
         raise LocalcondError(f"{path}: ensemble, epochs and batch_frames must be positive")
+    if config.solver not in SOLVERS:
+        raise LocalcondError(f"{path}: solver must be one of {SOLVERS}, got {config.solver!r}")
+    if config.solver == "ridge":
+        if config.mode != "system":
+            raise LocalcondError(f"{path}: solver 'ridge' fits the 'system' objective; mode is {config.mode!r}")
+        if config.model["family"] != "power-spectrum" or list(config.model.get("hidden", [None])) != []:
+            raise LocalcondError(f"{path}: solver 'ridge' fits a linear readout of fixed descriptors: use "
+                                 "family 'power-spectrum' with \"hidden\": []")
+        if any(not (math.isfinite(a) and a > 0) for a in config.alphas):
+            raise LocalcondError(f"{path}: alphas must be positive numbers, got {config.alphas}")
     return config
 
 
@@ -286,6 +307,7 @@ class Trainer:
         lams = np.array([s.lam for s in self.systems])
         self.offset = float(lams.mean())
         self.scale = float(max(lams.std(), 0.1 * abs(lams.mean()), 1e-6))
+        self._ridge: tuple | None = None
 
     @staticmethod
     def _options(spec: dict) -> dict:
@@ -317,6 +339,8 @@ class Trainer:
         seed = config.seed + m
         rng = np.random.default_rng(seed)
         directory = Path(config.out) / f"member{m}"
+        if config.solver == "ridge":
+            return self._ridge_member(m, rng)
         if config.mode == "system":
             return self._system_member(m, seed, rng, directory)
         base, info = self._labels_member(m, seed, rng, directory, config.label)
@@ -373,6 +397,43 @@ class Trainer:
         model = self.new_model(self.config.model, seed, float(lams.mean()), scale)
         return self._system_fit(model, seed, rng, directory / "system.pt", f"member {m} (system)")
 
+    def _ridge_member(self, m: int, rng: np.random.Generator) -> tuple[torch.nn.Module, dict]:
+        """A linear readout solved in closed form (module docstring, ``solver``)."""
+        if self._ridge is None:
+            self._ridge = self._ridge_setup()
+        x, lam, sigma, alpha, table = self._ridge
+        counts = None
+        if self.config.ensemble > 1:  # a bootstrap resample of the training systems
+            counts = np.bincount(rng.integers(0, len(lam), len(lam)), minlength=len(lam))
+        fit = ridge.fit_ridge(x, lam, sigma, alpha, counts, scaling=ridge._standardise(x))
+        module, _ = make_model(self.config.model["family"], self.species, self.charges,
+                               **self._options(self.config.model))
+        weights = torch.as_tensor(fit.weights.reshape(len(self.species), -1))
+        with torch.no_grad():
+            for s, mlp in enumerate(module.mlps):
+                mlp[0].weight.copy_(weights[s].unsqueeze(0))
+                mlp[0].bias.fill_(fit.intercept)
+        info = {"mode": "system", "solver": "ridge", "alpha": alpha, "alphas": table,
+                "bootstrap_counts": None if counts is None else
+                {s.name: int(c) for s, c in zip(self.systems, counts)}}
+        self.log(f"member {m}: ridge alpha {alpha:.3g} (leave-one-system-out chi2 "
+                 f"{min(r['loo_chi2'] for r in table):.3g})")
+        return Scaled(module.to(self.dtype), 0.0, 1.0).to(self.dtype), info
+
+    def _ridge_setup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, list[dict]]:
+        """Every training system's feature vector X, Λ, σ, and the penalty chosen on them."""
+        module, _ = make_model(self.config.model["family"], self.species, self.charges,
+                               **self._options(self.config.model))
+        key = descriptor_key(module)
+        self._cache_descriptors(module.to(self.dtype), key)
+        x = np.stack([ridge.system_features([f.species.numpy() for f in s.frames],
+                                            [f.cache[key].double().numpy() for f in s.frames], len(self.species))
+                      for s in self.systems])
+        lam = np.array([s.lam for s in self.systems])
+        sigma = np.array([s.lam_error for s in self.systems])
+        alpha, table = ridge.choose_alpha(x, lam, sigma, self.config.alphas or ridge.DEFAULT_ALPHAS)
+        return x, lam, sigma, alpha, table
+
     def _system_fit(self, model: torch.nn.Module, seed: int, rng: np.random.Generator, checkpoint: Path,
                     description: str, trainable=None) -> tuple[torch.nn.Module, dict]:
         config = self.config
@@ -418,7 +479,7 @@ class Trainer:
             n_layers=self._n_layers(), dtype=self.config.dtype,
             kind=f"ensemble/{self.config.model['family']}",
             description=(f"{self.config.ensemble}-member ensemble of {self.config.model['family']} models "
-                         f"trained in '{self.config.mode}' mode on {len(self.systems)} systems"),
+                         f"trained in '{self.config.mode}' mode ({self.config.solver}) on {len(self.systems)} systems"),
             trained=True, temperature_k=temperatures[0] if len(temperatures) == 1 else None,
             training_systems=tuple(s.name for s in self.systems),
             training={"mode": self.config.mode, "label": self.config.label, "label_form": "slope",

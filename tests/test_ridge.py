@@ -1,0 +1,104 @@
+"""The closed-form ridge readout (localcond.learn.ridge) against cases solved by hand,
+and the trained model (TorchScript, descriptors from the edges) against the same
+fit done in numpy on the systems' feature vectors."""
+
+import numpy as np
+import pytest
+import torch
+
+from localcond.learn import ridge
+from localcond.learn.evaluate import evaluate
+from localcond.learn.train import Trainer, load_config
+from localcond.runtime import load_model
+from test_learn import RC, config, synthetic_record
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """Five training systems of test_learn's known local function at different densities."""
+    d = tmp_path_factory.mktemp("records")
+    truth = {f"s{k}": synthetic_record(d / f"s{k}.npz", box, seed=k)
+             for k, box in enumerate([16.0, 18.0, 20.0, 23.0, 26.0])}
+    return d, truth
+
+
+def test_system_features_by_hand():
+    """Frame 1: ions of species 0, 1, 0 with descriptors 1, 2, 3 (one feature): X = (4/3, 2/3).
+    Frame 2: species 1, 1, 0 with 6, 0, 3: X = (1, 2). Mean over frames: (7/6, 4/3)."""
+    x = ridge.system_features([np.array([0, 1, 0]), np.array([1, 1, 0])],
+                              [np.array([[1.0], [2.0], [3.0]]), np.array([[6.0], [0.0], [3.0]])], 2)
+    np.testing.assert_allclose(x, [7 / 6, 4 / 3])
+
+
+def test_exact_linear_data_is_recovered():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)) * [1.0, 10.0, 0.1] + [5.0, -2.0, 0.3]
+    lam = 700.0 + x @ np.array([30.0, -4.0, 250.0])
+    fit = ridge.fit_ridge(x, lam, sigma=rng.uniform(10, 50, 12), alpha=1e-10)
+    assert fit.intercept == pytest.approx(700.0, rel=1e-7)
+    np.testing.assert_allclose(fit.weights, [30.0, -4.0, 250.0], rtol=1e-7)
+
+
+def test_infinite_penalty_leaves_the_weighted_mean():
+    """α → ∞: w = 0 and the intercept minimises Σ ω_s (c − Λ_s)², ω ∝ 1/σ²: the weighted mean
+    (100/1 + 400/4)/(1/1 + 1/4) = 160 for Λ = 100, 400 with σ = 1, 2."""
+    x = np.array([[0.0, 1.0], [1.0, 3.0]])
+    fit = ridge.fit_ridge(x, np.array([100.0, 400.0]), np.array([1.0, 2.0]), alpha=1e12)
+    np.testing.assert_allclose(ridge.predict(fit, x), [160.0, 160.0], rtol=1e-6)
+    # a system counted twice (a bootstrap resample) weighs twice: (2·100 + 400/4)/(2 + 1/4)
+    fit = ridge.fit_ridge(x, np.array([100.0, 400.0]), np.array([1.0, 2.0]), alpha=1e12, counts=np.array([2, 1]))
+    assert ridge.predict(fit, x[:1])[0] == pytest.approx(300.0 / 2.25, rel=1e-6)
+
+
+def test_penalty_chosen_by_leave_one_out():
+    """Λ exactly linear in X: the smallest penalty predicts left-out systems best. At a huge
+    penalty each left-out Λ_k is predicted by the mean of the others,
+    Λ_k − mean_(−k) = n/(n−1) (Λ_k − mean): χ² = (n/(n−1))² mean((Λ − mean)²)/σ²."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 8))
+    sigma = np.full(12, 5.0)
+    linear = 500.0 + x @ rng.normal(scale=50.0, size=8)
+    alphas = [1e-6, 1e-2, 1.0, 1e2, 1e9]
+    assert ridge.choose_alpha(x, linear, sigma, alphas)[0] == 1e-6
+    noise = 500.0 + rng.normal(scale=5.0, size=12)
+    alpha, table = ridge.choose_alpha(x, noise, sigma, alphas)
+    assert [row["alpha"] for row in table] == alphas
+    assert alpha == min(table, key=lambda row: row["loo_chi2"])["alpha"]
+    assert table[-1]["loo_chi2"] == pytest.approx((12 / 11) ** 2 * np.mean((noise - noise.mean()) ** 2) / 25.0,
+                                                   rel=1e-6)
+
+
+def test_trained_ridge_model_equals_the_fit_in_numpy(tmp_path, records):
+    """Five bootstrap members: Λ_pred of the exported model (descriptors from raw positions
+    in TorchScript, `localcond evaluate`) equals the mean of the members' numpy predictions
+    from the systems' feature vectors, refitted from the recorded penalty and resamples."""
+    records_dir, truth = records
+    torch.set_num_threads(1)
+    spec = {"family": "power-spectrum", "cutoff": RC, "n_max": 3, "l_max": 2, "hidden": []}
+    trainer = Trainer(load_config(config(tmp_path, records_dir, model=spec, mode="system", solver="ridge",
+                                         ensemble=5)), log=lambda m: None)
+    path = trainer.run("test")
+    x, lam, sigma, alpha, _ = trainer._ridge
+    members = load_model(path).metadata.training["members"]
+    assert len(members) == 5 and all(m["alpha"] == alpha for m in members)
+    fits = [ridge.fit_ridge(x, lam, sigma, alpha, [m["bootstrap_counts"][s.name] for s in trainer.systems],
+                            scaling=ridge._standardise(x)) for m in members]
+    expected = np.mean([ridge.predict(f, x) for f in fits], axis=0)
+    result = evaluate(path, [records_dir / f"{s.name}.npz" for s in trainer.systems])
+    got = np.array([r["lambda_pred"]["value"] for r in result["systems"]])
+    np.testing.assert_allclose(got, expected, rtol=2e-4)
+    assert np.all(np.abs(got / lam - 1) < 0.05)  # Λ = mean of g is within reach of the descriptors
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"mode": "labels"}, "solver 'ridge' fits the 'system' objective"),
+    ({"model": {"family": "power-spectrum", "cutoff": RC, "hidden": [8]}}, "use family 'power-spectrum' with"),
+    ({"alphas": [1.0, -1.0]}, "alphas must be positive numbers"),
+])
+def test_bad_ridge_configuration_is_refused(tmp_path, records, change, message):
+    from localcond.errors import LocalcondError
+
+    records_dir, _ = records
+    base = {"model": {"family": "power-spectrum", "cutoff": RC, "hidden": []}, "mode": "system", "solver": "ridge"}
+    with pytest.raises(LocalcondError, match=message):
+        load_config(config(tmp_path, records_dir, **{**base, **change}))
