@@ -68,25 +68,51 @@ def test_penalty_chosen_by_leave_one_out():
                                                    rel=1e-6)
 
 
+def test_jackknife_members_by_hand():
+    """Members' mean = the fit to all systems and their standard deviation = the jackknife
+    standard error sqrt((n−1)/n Σ (P_j − P̄)²) of a prediction P, with P_j from the n
+    leave-one-out fits done here directly."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(7, 3))
+    lam = 300.0 + x @ [20.0, -5.0, 8.0] + rng.normal(scale=10.0, size=7)
+    sigma = rng.uniform(5, 15, 7)
+    query = rng.normal(size=(4, 3))
+    members = ridge.jackknife_members(x, lam, sigma, alpha=0.5)
+    preds = np.array([ridge.predict(m, query) for m in members])
+    scaling = ridge._standardise(x)
+    full = ridge.predict(ridge.fit_ridge(x, lam, sigma, 0.5, scaling=scaling), query)
+    loo = np.array([ridge.predict(ridge.fit_ridge(np.delete(x, k, 0), np.delete(lam, k), np.delete(sigma, k), 0.5,
+                                                  scaling=scaling), query) for k in range(7)])
+    np.testing.assert_allclose(preds.mean(axis=0), full, rtol=1e-10)
+    np.testing.assert_allclose(preds.std(axis=0, ddof=1),
+                               np.sqrt(6 / 7 * ((loo - loo.mean(axis=0)) ** 2).sum(axis=0)), rtol=1e-10)
+
+
 def test_trained_ridge_model_equals_the_fit_in_numpy(tmp_path, records):
-    """Five bootstrap members: Λ_pred of the exported model (descriptors from raw positions
-    in TorchScript, `localcond evaluate`) equals the mean of the members' numpy predictions
-    from the systems' feature vectors, refitted from the recorded penalty and resamples."""
+    """Λ_pred of the exported model (descriptors from raw positions in TorchScript,
+    `localcond evaluate`) equals the ridge fit done in numpy on the systems' feature
+    vectors, and its ensemble spread the jackknife standard error; one member per
+    training system."""
     records_dir, truth = records
     torch.set_num_threads(1)
     spec = {"family": "power-spectrum", "cutoff": RC, "n_max": 3, "l_max": 2, "hidden": []}
     trainer = Trainer(load_config(config(tmp_path, records_dir, model=spec, mode="system", solver="ridge",
                                          ensemble=5)), log=lambda m: None)
     path = trainer.run("test")
-    x, lam, sigma, alpha, _ = trainer._ridge
+    setup = trainer._ridge
     members = load_model(path).metadata.training["members"]
-    assert len(members) == 5 and all(m["alpha"] == alpha for m in members)
-    fits = [ridge.fit_ridge(x, lam, sigma, alpha, [m["bootstrap_counts"][s.name] for s in trainer.systems],
-                            scaling=ridge._standardise(x)) for m in members]
-    expected = np.mean([ridge.predict(f, x) for f in fits], axis=0)
+    assert len(members) == len(trainer.systems) == 5 and all(m["alpha"] == setup.alpha for m in members)
+    x, lam, sigma = setup.x, setup.lam, setup.sigma
+    expected = ridge.predict(ridge.fit_ridge(x, lam, sigma, setup.alpha), x)
+    loo = np.array([ridge.predict(ridge.fit_ridge(np.delete(x, k, 0), np.delete(lam, k), np.delete(sigma, k),
+                                                  setup.alpha, scaling=ridge._standardise(x)), x)
+                    for k in range(len(lam))])
+    se = np.sqrt((len(lam) - 1) / len(lam) * ((loo - loo.mean(axis=0)) ** 2).sum(axis=0))
     result = evaluate(path, [records_dir / f"{s.name}.npz" for s in trainer.systems])
     got = np.array([r["lambda_pred"]["value"] for r in result["systems"]])
     np.testing.assert_allclose(got, expected, rtol=2e-4)
+    np.testing.assert_allclose([r["lambda_pred"]["ensemble_spread"] for r in result["systems"]], se,
+                               rtol=2e-3, atol=0.05)
     assert np.all(np.abs(got / lam - 1) < 0.05)  # Λ = mean of g is within reach of the descriptors
 
 

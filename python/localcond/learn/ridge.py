@@ -19,6 +19,16 @@ are in units of Λ². The intercept is not penalised. α is chosen by leave-one-
 out prediction (the χ² of the left-out systems, mean of ((Λ̂ − Λ)/σ)²) over a grid.
 Mapping back, W = w / d and c = b − Σ_j w_j m_j / d_j, so the exported model
 computes λ_i from the raw descriptors with no standardisation.
+
+Uncertainty (:func:`jackknife_members`): the n fits that each leave one training
+system out, θ_j, give the jackknife standard error of any prediction,
+SE² = (n−1)/n Σ_j (P_j − P̄)². Since predictions are linear in θ = (c, W), the
+members θ̃_j = θ_all + (n−1)/√n (θ_j − θ̄) have exactly the fit to all systems as
+their mean and that SE as their standard deviation (ddof 1) for every prediction:
+an ensemble whose forward is the model and whose spread is its uncertainty from
+the finite set of training systems. (Bootstrap resamples were tried first: each
+drops about a third of the systems, and their mean predicted left-out systems
+worse, 12.9 % against 9.5 % on the 16 systems of 2026-11-28.)
 """
 
 from __future__ import annotations
@@ -97,3 +107,23 @@ def choose_alpha(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray,
                       "loo_mean_abs_relative_error": float(np.mean(np.abs(pred / lam - 1.0)))})
     best = min(table, key=lambda row: row["loo_chi2"])
     return best["alpha"], table
+
+
+def jackknife_members(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray, alpha: float) -> list[LinearFit]:
+    """n members (module docstring): mean = the fit to all systems, standard deviation =
+    the jackknife standard error, for every prediction. One standardisation (all systems')
+    for every fit, so that their parameters are comparable."""
+    n = len(lam)
+    if n < 2:
+        raise ValueError("a jackknife needs at least 2 systems")
+    scaling = _standardise(x)
+    full = fit_ridge(x, lam, sigma, alpha, scaling=scaling)
+    theta_all = np.r_[full.intercept, full.weights]
+    thetas = []
+    for k in range(n):
+        keep = np.arange(n) != k
+        fit = fit_ridge(x[keep], lam[keep], sigma[keep], alpha, scaling=scaling)
+        thetas.append(np.r_[fit.intercept, fit.weights])
+    thetas = np.array(thetas)
+    members = theta_all + (n - 1) / np.sqrt(n) * (thetas - thetas.mean(axis=0))
+    return [LinearFit(float(t[0]), t[1:]) for t in members]

@@ -21,9 +21,10 @@ a checkpoint per member and epoch that a rerun resumes from, a progress bar.
 ``solver``: ``adam`` (the above) or ``ridge``, for ``system`` mode with a
 power-spectrum model whose readout is linear (``"hidden": []``): the objective
 is then solved exactly with a ridge penalty chosen by leave-one-system-out χ²
-over ``alphas`` (:mod:`localcond.learn.ridge`); with ``ensemble`` k > 1 the
-members are fits to k bootstrap resamples of the training systems (seeds seed,
-seed+1, …), their mean the model and their spread its ensemble spread.
+over ``alphas`` (:mod:`localcond.learn.ridge`). With ``ensemble`` 1 the model
+is that fit; with ``ensemble`` > 1 it has one member per training system (the
+jackknife, :func:`localcond.learn.ridge.jackknife_members`): their mean is the
+same fit, their spread its standard error from the finite set of systems.
 
 Configuration (JSON; paths relative to the file)::
 
@@ -281,6 +282,16 @@ def _save_checkpoint(path: Path, data: dict) -> None:
 
 # --- the modes ----------------------------------------------------------------
 
+@dataclass
+class RidgeSetup:
+    x: np.ndarray  # [systems, S·F] feature vectors
+    lam: np.ndarray
+    sigma: np.ndarray
+    alpha: float
+    table: list[dict]  # leave-one-system-out χ² of every penalty tried
+    fits: list[ridge.LinearFit]  # the members
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, log=print) -> None:
         self.config = config
@@ -307,7 +318,7 @@ class Trainer:
         lams = np.array([s.lam for s in self.systems])
         self.offset = float(lams.mean())
         self.scale = float(max(lams.std(), 0.1 * abs(lams.mean()), 1e-6))
-        self._ridge: tuple | None = None
+        self._ridge: RidgeSetup | None = None
 
     @staticmethod
     def _options(spec: dict) -> dict:
@@ -340,7 +351,7 @@ class Trainer:
         rng = np.random.default_rng(seed)
         directory = Path(config.out) / f"member{m}"
         if config.solver == "ridge":
-            return self._ridge_member(m, rng)
+            return self._ridge_member(m)
         if config.mode == "system":
             return self._system_member(m, seed, rng, directory)
         base, info = self._labels_member(m, seed, rng, directory, config.label)
@@ -397,15 +408,12 @@ class Trainer:
         model = self.new_model(self.config.model, seed, float(lams.mean()), scale)
         return self._system_fit(model, seed, rng, directory / "system.pt", f"member {m} (system)")
 
-    def _ridge_member(self, m: int, rng: np.random.Generator) -> tuple[torch.nn.Module, dict]:
-        """A linear readout solved in closed form (module docstring, ``solver``)."""
+    def _ridge_member(self, m: int) -> tuple[torch.nn.Module, dict]:
+        """A linear readout solved in closed form (module docstring, ``solver``): the fit
+        to all training systems, or the m-th jackknife member."""
         if self._ridge is None:
             self._ridge = self._ridge_setup()
-        x, lam, sigma, alpha, table = self._ridge
-        counts = None
-        if self.config.ensemble > 1:  # a bootstrap resample of the training systems
-            counts = np.bincount(rng.integers(0, len(lam), len(lam)), minlength=len(lam))
-        fit = ridge.fit_ridge(x, lam, sigma, alpha, counts, scaling=ridge._standardise(x))
+        fit = self._ridge.fits[m]
         module, _ = make_model(self.config.model["family"], self.species, self.charges,
                                **self._options(self.config.model))
         weights = torch.as_tensor(fit.weights.reshape(len(self.species), -1))
@@ -413,15 +421,13 @@ class Trainer:
             for s, mlp in enumerate(module.mlps):
                 mlp[0].weight.copy_(weights[s].unsqueeze(0))
                 mlp[0].bias.fill_(fit.intercept)
-        info = {"mode": "system", "solver": "ridge", "alpha": alpha, "alphas": table,
-                "bootstrap_counts": None if counts is None else
-                {s.name: int(c) for s, c in zip(self.systems, counts)}}
-        self.log(f"member {m}: ridge alpha {alpha:.3g} (leave-one-system-out chi2 "
-                 f"{min(r['loo_chi2'] for r in table):.3g})")
+        info = {"mode": "system", "solver": "ridge", "alpha": self._ridge.alpha, "alphas": self._ridge.table,
+                "member": "fit to all training systems" if self.config.ensemble == 1 else
+                f"jackknife member {m} (without {self.systems[m].name})"}
         return Scaled(module.to(self.dtype), 0.0, 1.0).to(self.dtype), info
 
-    def _ridge_setup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, list[dict]]:
-        """Every training system's feature vector X, Λ, σ, and the penalty chosen on them."""
+    def _ridge_setup(self) -> RidgeSetup:
+        """Every training system's feature vector X, Λ, σ, the penalty chosen on them and the fits."""
         module, _ = make_model(self.config.model["family"], self.species, self.charges,
                                **self._options(self.config.model))
         key = descriptor_key(module)
@@ -432,7 +438,10 @@ class Trainer:
         lam = np.array([s.lam for s in self.systems])
         sigma = np.array([s.lam_error for s in self.systems])
         alpha, table = ridge.choose_alpha(x, lam, sigma, self.config.alphas or ridge.DEFAULT_ALPHAS)
-        return x, lam, sigma, alpha, table
+        self.log(f"ridge alpha {alpha:.3g} (leave-one-system-out chi2 {min(r['loo_chi2'] for r in table):.3g})")
+        fits = (ridge.jackknife_members(x, lam, sigma, alpha) if self.config.ensemble > 1
+                else [ridge.fit_ridge(x, lam, sigma, alpha)])
+        return RidgeSetup(x, lam, sigma, alpha, table, fits)
 
     def _system_fit(self, model: torch.nn.Module, seed: int, rng: np.random.Generator, checkpoint: Path,
                     description: str, trainable=None) -> tuple[torch.nn.Module, dict]:
@@ -465,11 +474,12 @@ class Trainer:
 
     def run(self, command: str) -> Path:
         members, infos = [], []
-        for m in range(self.config.ensemble):
+        count = self._n_members()
+        for m in range(count):
             model, info = self.member(m)
             members.append(model.eval())
             infos.append(info)
-            self.log(f"member {m + 1}/{self.config.ensemble} done: {json.dumps(info)[:200]}")
+            self.log(f"member {m + 1}/{count} done: {json.dumps(info)[:200]}")
         ensemble = self._ensemble(members)
         spread = self._ensemble_spread(members)
         windows = sorted({tuple(s.metadata["tau_window_ps"]) for s in self.systems})
@@ -478,7 +488,7 @@ class Trainer:
             species=tuple(self.species), charges=tuple(self.charges), cutoff=self.cutoff,
             n_layers=self._n_layers(), dtype=self.config.dtype,
             kind=f"ensemble/{self.config.model['family']}",
-            description=(f"{self.config.ensemble}-member ensemble of {self.config.model['family']} models "
+            description=(f"{count}-member ensemble of {self.config.model['family']} models "
                          f"trained in '{self.config.mode}' mode ({self.config.solver}) on {len(self.systems)} systems"),
             trained=True, temperature_k=temperatures[0] if len(temperatures) == 1 else None,
             training_systems=tuple(s.name for s in self.systems),
@@ -491,6 +501,12 @@ class Trainer:
         path = Path(self.config.out) / "model.pt"
         save_model(ensemble, metadata, path)
         return path
+
+    def _n_members(self) -> int:
+        """``ensemble``, except for ridge's jackknife: one member per training system."""
+        if self.config.solver == "ridge" and self.config.ensemble > 1:
+            return len(self.systems)
+        return self.config.ensemble
 
     @staticmethod
     def _ensemble(members: list[torch.nn.Module]) -> torch.nn.Module:
