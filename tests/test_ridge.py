@@ -2,6 +2,8 @@
 and the trained model (TorchScript, descriptors from the edges) against the same
 fit done in numpy on the systems' feature vectors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -96,8 +98,9 @@ def test_trained_ridge_model_equals_the_fit_in_numpy(tmp_path, records):
     records_dir, truth = records
     torch.set_num_threads(1)
     spec = {"family": "power-spectrum", "cutoff": RC, "n_max": 3, "l_max": 2, "hidden": []}
-    trainer = Trainer(load_config(config(tmp_path, records_dir, model=spec, mode="system", solver="ridge",
-                                         ensemble=5)), log=lambda m: None)
+    path = config(tmp_path, records_dir, model=spec, mode="system", solver="ridge")
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "ensemble"}))
+    trainer = Trainer(load_config(path), log=lambda m: None)
     path = trainer.run("test")
     setup = trainer._ridge
     members = load_model(path).metadata.training["members"]
@@ -120,11 +123,15 @@ def test_trained_ridge_model_equals_the_fit_in_numpy(tmp_path, records):
     ({"mode": "labels"}, "solver 'ridge' fits the 'system' objective"),
     ({"model": {"family": "power-spectrum", "cutoff": RC, "hidden": [8]}}, "use family 'power-spectrum' with"),
     ({"alphas": [1.0, -1.0]}, "alphas must be positive numbers"),
+    ({"ensemble": 5}, "solver 'ridge' takes no 'ensemble'"),
 ])
 def test_bad_ridge_configuration_is_refused(tmp_path, records, change, message):
     from localcond.errors import LocalcondError
 
     records_dir, _ = records
     base = {"model": {"family": "power-spectrum", "cutoff": RC, "hidden": []}, "mode": "system", "solver": "ridge"}
+    path = config(tmp_path, records_dir, **{**base, **change})
+    if "ensemble" not in change:  # the helper sets one for the other solvers
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "ensemble"}))
     with pytest.raises(LocalcondError, match=message):
-        load_config(config(tmp_path, records_dir, **{**base, **change}))
+        load_config(path)

@@ -21,10 +21,10 @@ a checkpoint per member and epoch that a rerun resumes from, a progress bar.
 ``solver``: ``adam`` (the above) or ``ridge``, for ``system`` mode with a
 power-spectrum model whose readout is linear (``"hidden": []``): the objective
 is then solved exactly with a ridge penalty chosen by leave-one-system-out χ²
-over ``alphas`` (:mod:`localcond.learn.ridge`). With ``ensemble`` 1 the model
-is that fit; with ``ensemble`` > 1 it has one member per training system (the
-jackknife, :func:`localcond.learn.ridge.jackknife_members`): their mean is the
-same fit, their spread its standard error from the finite set of systems.
+over ``alphas`` (:mod:`localcond.learn.ridge`). Its members are not set by
+``ensemble`` (refused with it): there is one per training system (the jackknife,
+:func:`localcond.learn.ridge.jackknife_members`), their mean that fit, their
+spread its standard error from the finite set of systems.
 
 Configuration (JSON; paths relative to the file)::
 
@@ -126,6 +126,9 @@ def load_config(path: str | Path) -> TrainConfig:
         if config.model["family"] != "power-spectrum" or list(config.model.get("hidden", [None])) != []:
             raise LocalcondError(f"{path}: solver 'ridge' fits a linear readout of fixed descriptors: use "
                                  "family 'power-spectrum' with \"hidden\": []")
+        if "ensemble" in data:
+            raise LocalcondError(f"{path}: solver 'ridge' takes no 'ensemble': its members are the jackknife "
+                                 "fits, one per training system")
         if any(not (math.isfinite(a) and a > 0) for a in config.alphas):
             raise LocalcondError(f"{path}: alphas must be positive numbers, got {config.alphas}")
     return config
@@ -409,8 +412,8 @@ class Trainer:
         return self._system_fit(model, seed, rng, directory / "system.pt", f"member {m} (system)")
 
     def _ridge_member(self, m: int) -> tuple[torch.nn.Module, dict]:
-        """A linear readout solved in closed form (module docstring, ``solver``): the fit
-        to all training systems, or the m-th jackknife member."""
+        """A linear readout solved in closed form (module docstring, ``solver``): the m-th
+        jackknife member."""
         if self._ridge is None:
             self._ridge = self._ridge_setup()
         fit = self._ridge.fits[m]
@@ -422,8 +425,7 @@ class Trainer:
                 mlp[0].weight.copy_(weights[s].unsqueeze(0))
                 mlp[0].bias.fill_(fit.intercept)
         info = {"mode": "system", "solver": "ridge", "alpha": self._ridge.alpha, "alphas": self._ridge.table,
-                "member": "fit to all training systems" if self.config.ensemble == 1 else
-                f"jackknife member {m} (without {self.systems[m].name})"}
+                "member": f"jackknife member {m} (without {self.systems[m].name})"}
         return Scaled(module.to(self.dtype), 0.0, 1.0).to(self.dtype), info
 
     def _ridge_setup(self) -> RidgeSetup:
@@ -439,9 +441,7 @@ class Trainer:
         sigma = np.array([s.lam_error for s in self.systems])
         alpha, table = ridge.choose_alpha(x, lam, sigma, self.config.alphas or ridge.DEFAULT_ALPHAS)
         self.log(f"ridge alpha {alpha:.3g} (leave-one-system-out chi2 {min(r['loo_chi2'] for r in table):.3g})")
-        fits = (ridge.jackknife_members(x, lam, sigma, alpha) if self.config.ensemble > 1
-                else [ridge.fit_ridge(x, lam, sigma, alpha)])
-        return RidgeSetup(x, lam, sigma, alpha, table, fits)
+        return RidgeSetup(x, lam, sigma, alpha, table, ridge.jackknife_members(x, lam, sigma, alpha))
 
     def _system_fit(self, model: torch.nn.Module, seed: int, rng: np.random.Generator, checkpoint: Path,
                     description: str, trainable=None) -> tuple[torch.nn.Module, dict]:
@@ -504,7 +504,7 @@ class Trainer:
 
     def _n_members(self) -> int:
         """``ensemble``, except for ridge's jackknife: one member per training system."""
-        if self.config.solver == "ridge" and self.config.ensemble > 1:
+        if self.config.solver == "ridge":
             return len(self.systems)
         return self.config.ensemble
 
