@@ -81,7 +81,7 @@ def test_jackknife_members_by_hand():
     query = rng.normal(size=(4, 3))
     members = ridge.jackknife_members(x, lam, sigma, alpha=0.5)
     preds = np.array([ridge.predict(m, query) for m in members])
-    scaling = ridge._standardise(x)
+    scaling = ridge.standardise(x)
     full = ridge.predict(ridge.fit_ridge(x, lam, sigma, 0.5, scaling=scaling), query)
     loo = np.array([ridge.predict(ridge.fit_ridge(np.delete(x, k, 0), np.delete(lam, k), np.delete(sigma, k), 0.5,
                                                   scaling=scaling), query) for k in range(7)])
@@ -108,7 +108,7 @@ def test_trained_ridge_model_equals_the_fit_in_numpy(tmp_path, records):
     x, lam, sigma = setup.x, setup.lam, setup.sigma
     expected = ridge.predict(ridge.fit_ridge(x, lam, sigma, setup.alpha), x)
     loo = np.array([ridge.predict(ridge.fit_ridge(np.delete(x, k, 0), np.delete(lam, k), np.delete(sigma, k),
-                                                  setup.alpha, scaling=ridge._standardise(x)), x)
+                                                  setup.alpha, scaling=ridge.standardise(x)), x)
                     for k in range(len(lam))])
     se = np.sqrt((len(lam) - 1) / len(lam) * ((loo - loo.mean(axis=0)) ** 2).sum(axis=0))
     result = evaluate(path, [records_dir / f"{s.name}.npz" for s in trainer.systems])

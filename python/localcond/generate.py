@@ -630,8 +630,9 @@ def generate(grid_path: str | Path, data_dir: str | Path, table: str | Path,
                     run.replan()
                 del recorded[s.name]
     results = {s.name: recorded[s.name] for s in systems if s.name in recorded}
-    started_segments = {s.name: SystemRun(grid, s, *dirs).done() for s in systems if s.name not in results}
-    todo = run_order(grid, [s for s in systems if s.name not in results], started_segments)
+    pending = [s for s in systems if s.name not in results]
+    started_segments = {s.name: SystemRun(grid, s, *dirs).done() for s in pending}
+    todo = run_order(grid, pending, started_segments)
     log(f"grid {grid.name}: {len(results)} of {len(systems)} systems done, {len(todo)} to run "
         f"({sum(1 for s in todo if started_segments[s.name])} resuming from committed progress), "
         f"{jobs} at a time")

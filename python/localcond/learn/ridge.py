@@ -58,7 +58,7 @@ def system_features(species: list[np.ndarray], descriptors: list[np.ndarray], n_
     return np.mean(rows, axis=0)
 
 
-def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     return mean, np.where(std > 0, std, 1.0)
@@ -70,7 +70,7 @@ def fit_ridge(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray, alpha: float,
     [n] with errors ``sigma`` [n]; ``counts`` [n] repeats systems (a bootstrap resample);
     ``scaling`` (m, d) defaults to the columns' own mean and spread."""
     counts = np.ones(len(lam)) if counts is None else np.asarray(counts, dtype=float)
-    mean, std = scaling if scaling is not None else _standardise(x)
+    mean, std = scaling if scaling is not None else standardise(x)
     z = (x - mean) / std
     omega = 1.0 / sigma**2
     omega = counts * omega / np.mean(omega)
@@ -116,7 +116,7 @@ def jackknife_members(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray, alpha: 
     n = len(lam)
     if n < 2:
         raise ValueError("a jackknife needs at least 2 systems")
-    scaling = _standardise(x)
+    scaling = standardise(x)
     full = fit_ridge(x, lam, sigma, alpha, scaling=scaling)
     theta_all = np.r_[full.intercept, full.weights]
     thetas = []
