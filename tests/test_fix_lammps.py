@@ -74,6 +74,20 @@ def test_reference_model_in_lammps(tmp_path, models, label, options):
     check_brute_force(frames)
 
 
+@pytest.mark.parametrize("fix_extra", ["neighbors lammps", ""])
+def test_minimize_then_run_matches_offline_on_either_neighbor_path(tmp_path, models, fix_extra):
+    """minimize then run: LAMMPS's occasional list (built when an evaluation needs it, also
+    at the setup after a minimization) and the fix's own binning (the default here) give
+    λ equal to `localcond predict` and to the brute-force sum on every dumped frame."""
+    lines = System(model=models["ref"], steps=60, fix_extra=fix_extra).input_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("fix lc"))
+    lines.insert(at + 1, "minimize 0 0 23 1000")
+    proc = run_lmp(tmp_path, "\n".join(lines) + "\n")
+    assert ("neighbors from LAMMPS's full neighbor list" in proc.stdout) == (fix_extra == "neighbors lammps")
+    frames, _ = assert_fix_matches_offline(tmp_path, models["ref"], SPECIES)
+    check_brute_force(frames)
+
+
 def test_global_mean_and_count_follow_the_group(tmp_path, models):
     """Group 'cations': anions get 0, f_lc[1] is the mean over cations, f_lc[2] their count."""
     system = System(model=models["ref"], group="cations")
