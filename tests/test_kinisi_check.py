@@ -20,6 +20,25 @@ def test_kinisi_agrees_with_einstein_helfand(tmp_path):
     assert abs(theirs["value"] - ours["value"]) < 3 * combined, (theirs, ours)
 
 
+def test_kinisi_over_a_short_lag_range_of_a_long_trajectory_is_not_widened_or_biased(tmp_path):
+    """A fit window of 5–15 ps in a 1000 ps trajectory. kinisi 2.1 counts independent
+    samples as if the longest lag given (15 ps) were the trajectory's length, which
+    makes every variance about 67× too large. The slope ≥ 0 prior then cuts the
+    widened posterior, and its mean lands about 30 % high. Uncorrected, this gave a
+    posterior error 11–14× our block error and a value +26 to +42 % high (seeds 3
+    and 5). Both errors estimate the same statistical uncertainty of a free random
+    walk, so they must agree to within a small factor."""
+    from localcond.labels.kinisi_check import kinisi_molar_conductivity
+
+    path = brownian(tmp_path / "long.dump", 20, 2000, 0.05, 0.5, seed=3)
+    settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_window_ps=(5.0, 10.0))
+    ours = analyse(accumulate([path], settings), settings)["molar_conductivity"]
+    theirs = kinisi_molar_conductivity(path, 2.0, 298.0, start_ps=5.0, max_lag_ps=15.0, lag_stride=2)
+    assert theirs["stderr"] < 3 * ours["stderr"], (theirs, ours)
+    combined = (ours["stderr"] ** 2 + theirs["stderr"] ** 2) ** 0.5
+    assert abs(theirs["value"] - ours["value"]) < 3 * combined, (theirs, ours)
+
+
 def test_kinisi_sees_bound_pairs_as_non_conducting(tmp_path):
     """Charge signs matter: neutral pairs moving together give Λ ≈ 0 in kinisi too
     (an unsigned displacement sum would give about Λ_NE)."""

@@ -9,8 +9,11 @@ selected, so kinisi applies no drift correction. Frame spacings are passed
 in whole fs (kinisi truncates dt / time_step to lag indices). kinisi fits
 ⟨|ΔM|²⟩(τ) for τ ≥ ``start_ps`` with a Bayesian linear model and reports σ;
 we convert it to a molar conductivity with the same concentration as ours.
-Its posterior standard deviation was 1.5–2× smaller than the scatter over
-independent synthetic trajectories, so treat it as a lower bound on its error.
+kinisi counts independent samples as if the longest lag given were the
+trajectory's length. Our lags end at the fit window, so that count is
+corrected (:func:`_count_samples_over_whole_trajectory`). Without the
+correction the posterior is about 10× too wide, and its mean is biased high
+by the prior's cut at zero slope.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def kinisi_molar_conductivity(path: str | Path, timestep_fs: float, temperature_
         ionic_charge=sc.scalar(q_ref, unit="e"), progress=False)
     if not np.array_equal(analyzer.trajectory.dt_index.values, lags):
         raise LocalcondError("kinisi rounded the lag indices differently; frame spacing not exact")
+    _count_samples_over_whole_trajectory(analyzer._dg["da"], n_intervals=len(times) - 1, last_lag=int(lags[-1]))
     analyzer.conductivity(sc.scalar(start_ps * 1000.0, unit="fs"), sc.scalar(temperature_k, unit="K"),
                           n_samples=1000, n_burn=500, n_walkers=32, n_thin=10, progress=False,
                           random_state=np.random.RandomState(seed))
@@ -66,6 +70,30 @@ def kinisi_molar_conductivity(path: str | Path, timestep_fs: float, temperature_
     lam = sigma / c_mol_per_m3 * 1e4  # S m² mol⁻¹ -> S cm² mol⁻¹
     return {"value": float(lam.mean()), "stderr": float(lam.std(ddof=1)), "unit": "S cm^2 mol^-1",
             "start_ps": start_ps, "max_lag_ps": max_lag_ps, "method": "kinisi 2.1 ConductivityAnalyzer"}
+
+
+def _count_samples_over_whole_trajectory(da, n_intervals: int, last_lag: int) -> None:
+    """Correct kinisi 2.1's count of independent samples for a lag range that stops short
+    of the trajectory's end.
+
+    kinisi counts n = particles · dt_index[-1] / di independent samples at lag index di.
+    It takes dt_index[-1], the longest lag it was given, to be the trajectory's length,
+    which it is for kinisi's default lags. Our lags stop at the fit window's end
+    (tens of ps of a 2.5 ns segment), so n is too small by
+    n_intervals / last_lag (about 100 at 8–24 ps). Every variance is then that many
+    times too large. The GLS slope is unchanged, since the covariance is only
+    scaled, but the posterior becomes about 10× too wide. kinisi's prior keeps the
+    slope ≥ 0, and a normal cut at zero has a higher mean. On a real segment
+    (2 mol/L, ε = 20, 8–24 ps) the posterior mean was 2146 ± 1344 S cm² mol⁻¹,
+    against a maximum-likelihood slope of 1735 on kinisi's own mean squared charge
+    displacement. The cut normal's mean, μ + σ φ(μ/σ)/Φ(μ/σ), predicts about 2220.
+    This puts n and the variances where kinisi's own lag range would have put them:
+    n × n_intervals / last_lag, variance ÷ the same."""
+    factor = n_intervals / last_lag
+    if factor <= 1.0:
+        return
+    da.coords["n_samples"] = da.coords["n_samples"] * factor
+    da.variances = da.variances / factor
 
 
 def combine_segments(parts: Sequence[dict | None]) -> dict | None:
