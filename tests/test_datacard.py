@@ -137,6 +137,12 @@ def test_kinisi_beside_ours(card):
     line = line_starting(text, "| c0.600_e14_r1 | 800 ± 25 |")
     assert line.rstrip(" |").endswith(f"{z:+.2f}")
     assert "| 4 | 20–60 |" in line
+    # a fit without the corrected sample count is marked, and the mark explained
+    assert "760 ± 30 † |" in line and "† fitted before kinisi's sample count was corrected" in text
+    from localcond.datacard import _kinisi_line
+    from localcond.labels.kinisi_check import SAMPLES_COUNTED_OVER
+    corrected = {**ROWS[-1], "kinisi": {**KINISI, "samples_counted_over": SAMPLES_COUNTED_OVER}}
+    assert "†" not in _kinisi_line(corrected)
 
 
 def test_caveats_compute_free_diffusion(card):

@@ -20,6 +20,7 @@ from scipy import constants
 
 from localcond.generate import ROOT
 from localcond.grid import COULOMB_BJERRUM_A, GridSpec, load_grid
+from localcond.labels.kinisi_check import SAMPLES_COUNTED_OVER
 from localcond.labels.windows import BLOCKS_PER_LAG, Z_CHECK, Z_TREND, critical_z
 from localcond.io.files import atomic_path, write_text
 
@@ -272,7 +273,8 @@ def _kinisi_line(row: dict) -> str:
         return f"| {row['system']} | {ours} | not computed | | | |"
     z = kinisi_z(lam["value"], lam["total_error"], fit["value"], fit["stderr"])
     lags = f"{fit['start_ps']:g}–{fit['max_lag_ps']:g}" if "start_ps" in fit else "n/a"
-    return (f"| {row['system']} | {ours} | {_pm(fit['value'], fit['stderr'])} | {fit['n_parts']} | {lags} | "
+    mark = "" if fit.get("samples_counted_over") == SAMPLES_COUNTED_OVER else " †"
+    return (f"| {row['system']} | {ours} | {_pm(fit['value'], fit['stderr'])}{mark} | {fit['n_parts']} | {lags} | "
             f"{f'{z:+.2f}' if z is not None else 'n/a (one segment)'} |")
 
 
@@ -293,6 +295,11 @@ def kinisi_section(rows: list[dict]) -> list[str]:
         "(kinisi − ours) / combined error |",
         "|---|---:|---:|---:|---:|---:|",
         *[_kinisi_line(r) for r in fitted],
+        *([] if all((r.get("kinisi") or {}).get("samples_counted_over") == SAMPLES_COUNTED_OVER for r in fitted
+                    if r.get("kinisi")) else
+          ["", "† fitted before kinisi's sample count was corrected (`localcond.labels.kinisi_check`): "
+               "its posterior was up to 10× too wide and its mean biased high wherever the fit starts at a "
+               "short lag; see the notes and `training/kinisi_recheck.json` for refits on fresh segments."]),
     ]
 
 

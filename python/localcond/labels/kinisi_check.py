@@ -28,6 +28,10 @@ from localcond.labels.trajectory import ion_frames
 from localcond.units import concentration_mol_per_l
 
 
+# Marks fits made with the corrected sample count (fits without it predate the correction).
+SAMPLES_COUNTED_OVER = "whole trajectory"
+
+
 def kinisi_molar_conductivity(path: str | Path, timestep_fs: float, temperature_k: float,
                               start_ps: float, max_lag_ps: float, n_salt: float | None = None,
                               lag_stride: int = 1, seed: int = 0) -> dict:
@@ -69,7 +73,8 @@ def kinisi_molar_conductivity(path: str | Path, timestep_fs: float, temperature_
     c_mol_per_m3 = concentration_mol_per_l(n_salt, ions.volume_a3) * 1000.0
     lam = sigma / c_mol_per_m3 * 1e4  # S m² mol⁻¹ -> S cm² mol⁻¹
     return {"value": float(lam.mean()), "stderr": float(lam.std(ddof=1)), "unit": "S cm^2 mol^-1",
-            "start_ps": start_ps, "max_lag_ps": max_lag_ps, "method": "kinisi 2.1 ConductivityAnalyzer"}
+            "start_ps": start_ps, "max_lag_ps": max_lag_ps, "method": "kinisi 2.1 ConductivityAnalyzer",
+            "samples_counted_over": SAMPLES_COUNTED_OVER}
 
 
 def _count_samples_over_whole_trajectory(da, n_intervals: int, last_lag: int) -> None:
