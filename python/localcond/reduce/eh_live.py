@@ -185,7 +185,7 @@ class SelfDisplacement(Reducer):
 def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement | None, interval_ps: float,
               temperature_k: float, n_salt: float, ions_per_species: np.ndarray,
               longest_only: bool = False) -> dict[str, np.ndarray]:
-    """Λ_EH(τ) with its standard error over blocks of origins, Λ_NE(τ) and the
+    """Λ_EH(τ) with its standard error over chunks of origins (:func:`_chunk_error`), Λ_NE(τ) and the
     species shares of Λ_EH at the ladder's lags τ = lag × ``interval_ps`` (only
     the longest lag with ``longest_only``: what the fix reports every evaluation).
     Without ``self_part``, Λ_NE is NaN."""
@@ -197,13 +197,12 @@ def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement | 
     with np.errstate(invalid="ignore", divide="ignore"):
         n = np.where(total[:, 0] > 0, total[:, 0], np.nan)
         m2, cross = total[:, 1] / n, total[:, 2:] / n[:, None]
-        # per block with origins at that lag: Λ of the block; error = std (ddof 1) / √blocks
-        full = blocks[..., 0] > 0  # [block, lag]
-        counts = full.sum(axis=0)
-        block_lam = prefactor * blocks[..., 1] / np.where(full, blocks[..., 0], 1.0) / tau[None, :]
-        mean = (block_lam * full).sum(axis=0) / counts
-        var = (np.where(full, block_lam - mean[None, :], 0.0) ** 2).sum(axis=0) / (counts - 1)
-        err = np.where(counts >= 2, np.sqrt(var / counts), np.nan)
+        lags = collective.ladder.lags[pick]
+        counts = np.zeros(tau.size, dtype=int)
+        err = np.full(tau.size, np.nan)
+        for j in range(tau.size):
+            counts[j], err[j] = _chunk_error(blocks[:, j, 0], blocks[:, j, 1], int(lags[j]), collective.block)
+        err *= prefactor / tau
         self_q2 = np.full(tau.size, np.nan)
         if self_part is not None:
             own = self_part.sums[pick]
@@ -212,4 +211,33 @@ def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement | 
             self_q2 = np.where(own[:, 0].sum(axis=1) > 0, self_q2, np.nan)
         return {"tau_ps": tau, "lambda_eh": prefactor * m2 / tau, "stderr": err,
                 "lambda_ne": prefactor * self_q2 / tau, "share": cross / m2[:, None],
-                "complete_blocks": counts, "origins": total[:, 0]}
+                "error_chunks": counts, "origins": total[:, 0]}
+
+
+# A chunk of origins spans at least this many lags, so that chunks are nearly independent;
+# an error needs at least MIN_CHUNKS of them (the scatter of 2 or 3 values is itself too noisy:
+# on 40 ps runs, 2 chunks gave 1113 +- 62 where the long run's Lambda is 1792).
+CHUNK_SPAN_IN_LAGS = 2
+MIN_CHUNKS = 4
+
+
+def _chunk_error(n: np.ndarray, m2: np.ndarray, lag: int, block: int) -> tuple[int, float]:
+    """(number of chunks, standard error of ⟨|ΔM|²⟩) at one lag, from the blocks of origins
+    with data there (counts ``n``, sums ``m2``) grouped into chunks of
+    g = ⌈CHUNK_SPAN_IN_LAGS · lag / block⌉ consecutive blocks (NaN below MIN_CHUNKS chunks).
+
+    Displacements over a lag τ from origins less than τ apart share part of their path.
+    So blocks of origins shorter than the lag are correlated, and their scatter
+    understates the error. On random walks the understatement is 0.49 × the true
+    scatter for blocks of 0.2 τ. It is 0.91 × for chunks of 2 τ, and 0.95 × for
+    4 τ (400 replicas, 2000 origins, τ = 100). Each chunk's value is Σ m2 / Σ n over
+    its blocks; blocks left over after the last whole chunk enter the mean, not the
+    error."""
+    have = np.flatnonzero(n > 0)
+    g = max(1, -(-CHUNK_SPAN_IN_LAGS * lag // block))
+    k = have.size // g
+    if k < MIN_CHUNKS:
+        return k, float("nan")
+    chunks = have[: k * g].reshape(k, g)
+    values = m2[chunks].sum(axis=1) / n[chunks].sum(axis=1)
+    return k, float(values.std(ddof=1) / np.sqrt(k))

@@ -344,7 +344,7 @@ class ReducerSet:
             "species_share": {name: [finite(v) for v in c["share"][:, k]] for k, name in enumerate(self.species)},
             "origins": c["origins"].tolist(),
             "definition": "Lambda = N_A e^2 <|dM|^2> / (6 kB T tau n_salt) with origins at every evaluation; "
-                          "errors from blocks of origins; Nernst-Einstein from the ions' own displacements "
+                          "errors from chunks of consecutive blocks of origins, each spanning at least 2 lags; Nernst-Einstein from the ions' own displacements "
                           "(origins every 2^level evaluations at the ladder's level); share_s = <dM_s . dM> / <|dM|^2>",
         }
 
