@@ -254,7 +254,8 @@ def summarize(system: System) -> dict[str, Any]:
 def _diffusive_window(collective: Any, red: ReducerSet) -> dict[str, Any] | None:
     """The window rule of ``localcond conductivity`` (:mod:`localcond.labels.windows`) on the
     live collective displacements: slope-form windows [t, 2t] whose ends are both lags of
-    the ladder, blocks of origins as recorded. None without a lag unit or two windows."""
+    the ladder, on the recorded blocks merged to at least BLOCKS_PER_LAG × the longest lag
+    tested (:func:`window_blocks`). None without a lag unit or two windows."""
     from localcond.labels.windows import RULE, choose_window, frames_to_ps
     from localcond.units import molar_conductivity_prefactor
 
@@ -262,13 +263,16 @@ def _diffusive_window(collective: Any, red: ReducerSet) -> dict[str, Any] | None
     if interval is None or red.options.eh is None or not red.ions_per_species:
         return None
     n_salt = sum(c for c, q in zip(red.ions_per_species, red.charges) if q > 0)
-    sums = collective.sums
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled = sums[..., 1].sum(axis=0) / sums[..., 0].sum(axis=0)
-        blocks = np.where(sums[..., 0] > 0, sums[..., 1] / sums[..., 0], np.nan)
     lags = collective.ladder.lags
+    merged = window_blocks(collective.sums, collective.block, lags)
+    if merged is None:
+        return None
+    sums, longest = merged
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = collective.sums[..., 1].sum(axis=0) / collective.sums[..., 0].sum(axis=0)
+        blocks = np.where(sums[..., 0] > 0, sums[..., 1] / sums[..., 0], np.nan)
     choice = choose_window(lags, interval, pooled, blocks, molar_conductivity_prefactor(red.options.eh[2], n_salt),
-                           float(lags.max()) * interval)
+                           float(longest) * interval)
     if choice is None:
         return None
     window = frames_to_ps(choice.window_frames, interval)
@@ -278,6 +282,25 @@ def _diffusive_window(collective: Any, red: ReducerSet) -> dict[str, Any] | None
             "tau_systematic": finite(choice.systematic.value) if choice.systematic else None,
             "rule": RULE + " (on the ladder's lags: windows whose ends are both lags)",
             "windows": [{k: (finite(v) if isinstance(v, float) else v) for k, v in r.items()} for r in choice.table]}
+
+
+def window_blocks(sums: np.ndarray, block: int, lags: np.ndarray,
+                  min_blocks: int = 4) -> tuple[np.ndarray, int] | None:
+    """The live blocks of origins ``sums`` [B, L, ≥2] (n, Σ|ΔM|², …) merged into blocks
+    at least BLOCKS_PER_LAG times the longest lag tested, the offline rule of
+    :mod:`localcond.labels.windows`, so that block errors are not understated by
+    blocks shorter than their lags. The longest lag is the largest lag of the ladder
+    that leaves ``min_blocks`` merged blocks with data. Returns (merged sums, that lag in
+    evaluations), or None when not even the shortest lag leaves that many."""
+    from localcond.labels.windows import BLOCKS_PER_LAG
+
+    have = int((sums[:, 0, 0] > 0).sum())  # the shortest lag has origins in the most blocks
+    for lag in sorted((int(v) for v in lags), reverse=True):
+        g = max(1, int(np.ceil(BLOCKS_PER_LAG * lag / block)))
+        k = have // g
+        if k >= min_blocks:
+            return sums[: k * g].reshape(k, g, *sums.shape[1:]).sum(axis=1), lag
+    return None
 
 
 def _tails(counts: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
