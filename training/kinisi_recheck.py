@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import localcond.labels.kinisi_check as kinisi_check
+from localcond.io.lammps_command import lammps_command
 from localcond.labels.conductivity import Settings, accumulate, analyse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +47,10 @@ def run_segment(row: dict, seed: int, directory: Path) -> Path:
     if (directory / "done").exists():
         return dump
     steps = lambda ps: str(int(round(ps * 1000.0 / TIMESTEP_FS)))  # noqa: E731
-    lmp = Path(sys.executable).parent / "lmp"
-    subprocess.run([str(lmp), "-in", str(ROOT / "lammps_inputs/electrolyte/in.electrolyte"), "-log", "log.lammps",
-                    "-screen", "none", "-var", "conc", str(row["concentration_nominal_mol_per_l"]),
-                    "-var", "eps", str(row["dielectric_constant"]), "-var", "dt", str(TIMESTEP_FS),
-                    "-var", "seed", str(seed), "-var", "equil", steps(EQUIL_PS), "-var", "prod", steps(SEGMENT_PS),
-                    "-var", "every", steps(1.0), "-var", "out", "seg"], cwd=directory, check=True)
+    subprocess.run(lammps_command(ROOT / "lammps_inputs/electrolyte/in.electrolyte", {
+        "conc": row["concentration_nominal_mol_per_l"], "eps": row["dielectric_constant"], "dt": TIMESTEP_FS,
+        "seed": seed, "equil": steps(EQUIL_PS), "prod": steps(SEGMENT_PS), "every": steps(1.0), "out": "seg"}),
+        cwd=directory, check=True)
     (directory / "done").write_text("")
     return dump
 

@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from localcond.default_model import model_path as default_model_path
+from localcond.io.lammps_command import lammps_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_PS = 40.0
@@ -38,14 +38,12 @@ EQUIL_PS = 100.0
 SEED0 = 4100  # not a seed of the grid (its seeds are hashes, 9 digits)
 
 
-def run_system(lmp: Path, model: Path, row: dict, seed: int, directory: Path) -> dict:
+def run_system(model: Path, row: dict, seed: int, directory: Path) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     steps = lambda ps: str(int(round(ps * 1000.0 / TIMESTEP_FS)))  # noqa: E731
-    command = [str(lmp), "-in", str(ROOT / "lammps_inputs/electrolyte/in.electrolyte"), "-log", "log.lammps",
-               "-screen", "none", "-var", "conc", str(row["concentration_nominal_mol_per_l"]),
-               "-var", "eps", str(row["dielectric_constant"]), "-var", "dt", str(TIMESTEP_FS),
-               "-var", "seed", str(seed), "-var", "equil", steps(EQUIL_PS), "-var", "prod", steps(SHORT_PS),
-               "-var", "model", str(model), "-var", "out", "short"]
+    command = lammps_command(ROOT / "lammps_inputs/electrolyte/in.electrolyte", {
+        "conc": row["concentration_nominal_mol_per_l"], "eps": row["dielectric_constant"], "dt": TIMESTEP_FS,
+        "seed": seed, "equil": steps(EQUIL_PS), "prod": steps(SHORT_PS), "model": model, "out": "short"})
     start = time.perf_counter()
     subprocess.run(command, cwd=directory, check=True)
     seconds = time.perf_counter() - start
@@ -78,11 +76,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "training/payoff_study.json")
     args = parser.parse_args()
     model = (args.model or default_model_path()).resolve()
-    lmp = Path(sys.executable).parent / "lmp"
     rows = [r for r in json.loads(args.table.read_text())["systems"] if r["role"] == "heldout"]
     results = []
     for k, row in enumerate(rows):
-        result = run_system(lmp, model, row, SEED0 + k, ROOT / "runs/payoff" / row["system"])
+        result = run_system(model, row, SEED0 + k, ROOT / "runs/payoff" / row["system"])
         results.append(result)
         p, lo, ne = result["lambda_pred"], result["lambda_long"], result["lambda_ne_short"]
         print(f"{row['system']}: 40 ps Lambda_pred {p['value']:.1f} +- {p['stderr']:.1f}, Lambda_NE {ne['value']:.1f}; "

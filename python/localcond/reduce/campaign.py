@@ -294,12 +294,12 @@ def window_blocks(sums: np.ndarray, block: int, lags: np.ndarray,
     evaluations), or None when not even the shortest lag leaves that many."""
     from localcond.labels.windows import BLOCKS_PER_LAG
 
-    have = int((sums[:, 0, 0] > 0).sum())  # the shortest lag has origins in the most blocks
+    have = np.flatnonzero(sums[:, 0, 0] > 0)  # the shortest lag has origins in the most blocks
     for lag in sorted((int(v) for v in lags), reverse=True):
         g = max(1, int(np.ceil(BLOCKS_PER_LAG * lag / block)))
-        k = have // g
+        k = have.size // g
         if k >= min_blocks:
-            return sums[: k * g].reshape(k, g, *sums.shape[1:]).sum(axis=1), lag
+            return sums[have[: k * g]].reshape(k, g, *sums.shape[1:]).sum(axis=1), lag
     return None
 
 
