@@ -64,7 +64,7 @@ def kinisi_molar_conductivity(path: str | Path, timestep_fs: float, temperature_
         ionic_charge=sc.scalar(q_ref, unit="e"), progress=False)
     if not np.array_equal(analyzer.trajectory.dt_index.values, lags):
         raise LocalcondError("kinisi rounded the lag indices differently; frame spacing not exact")
-    _count_samples_over_whole_trajectory(analyzer._dg["da"], n_intervals=len(times) - 1, last_lag=int(lags[-1]))
+    _count_samples_over_whole_trajectory(analyzer.da, n_intervals=len(times) - 1, last_lag=int(lags[-1]))
     analyzer.conductivity(sc.scalar(start_ps * 1000.0, unit="fs"), sc.scalar(temperature_k, unit="K"),
                           n_samples=1000, n_burn=500, n_walkers=32, n_thin=10, progress=False,
                           random_state=np.random.RandomState(seed))

@@ -25,6 +25,7 @@ import numpy as np
 
 from localcond.errors import LocalcondError
 from localcond.reduce.base import Reducer
+from localcond.reduce.eh_live import merged_blocks
 from localcond.reduce.reducer_set import TIME_CORRELATED, ReducerOptions, ReducerSet
 from localcond.reduce.store import load
 from localcond.reduce.summary import finite
@@ -296,10 +297,9 @@ def window_blocks(sums: np.ndarray, block: int, lags: np.ndarray,
 
     have = np.flatnonzero(sums[:, 0, 0] > 0)  # the shortest lag has origins in the most blocks
     for lag in sorted((int(v) for v in lags), reverse=True):
-        g = max(1, int(np.ceil(BLOCKS_PER_LAG * lag / block)))
-        k = have.size // g
-        if k >= min_blocks:
-            return sums[have[: k * g]].reshape(k, g, *sums.shape[1:]).sum(axis=1), lag
+        groups = merged_blocks(have, BLOCKS_PER_LAG * lag, block)
+        if groups.shape[0] >= min_blocks:
+            return sums[groups].sum(axis=1), lag
     return None
 
 

@@ -25,6 +25,8 @@ and the species shares ⟨ΔM_s·ΔM⟩/⟨|ΔM|²⟩, in S cm² mol⁻¹ (:mod:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from localcond.reduce.base import Reducer
@@ -233,11 +235,20 @@ def _chunk_error(n: np.ndarray, m2: np.ndarray, lag: int, block: int) -> tuple[i
     4 τ (400 replicas, 2000 origins, τ = 100). Each chunk's value is Σ m2 / Σ n over
     its blocks; blocks left over after the last whole chunk enter the mean, not the
     error."""
-    have = np.flatnonzero(n > 0)
-    g = max(1, -(-CHUNK_SPAN_IN_LAGS * lag // block))
-    k = have.size // g
+    chunks = merged_blocks(np.flatnonzero(n > 0), CHUNK_SPAN_IN_LAGS * lag, block)
+    k = chunks.shape[0]
     if k < MIN_CHUNKS:
         return k, float("nan")
-    chunks = have[: k * g].reshape(k, g)
     values = m2[chunks].sum(axis=1) / n[chunks].sum(axis=1)
     return k, float(values.std(ddof=1) / np.sqrt(k))
+
+
+def merged_blocks(have: np.ndarray, span: float, block: int) -> np.ndarray:
+    """[k, g]: the blocks of origins with data (their indices ``have``, in time order)
+    in consecutive groups of g = ⌈``span`` / ``block``⌉ (both in evaluations), so that
+    each group spans at least ``span``; the k whole groups only (the rest is left out).
+    The one merge rule of the live error (:func:`_chunk_error`) and of the post-run
+    windows (:func:`localcond.reduce.campaign.window_blocks`), which differ in span."""
+    g = max(1, math.ceil(span / block))
+    k = have.size // g
+    return have[: k * g].reshape(k, g)
