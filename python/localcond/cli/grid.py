@@ -23,6 +23,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replicas(args: argparse.Namespace) -> int:
+    from localcond.replicas import run_replicas
+
+    rows = run_replicas(args.replicas, args.data_dir, args.table, args.card_table, args.progress_dir,
+                        args.records_dir, jobs=args.jobs, only=args.only)
+    print(f"{len(rows)} replicas complete; table in {args.table}")
+    return 0
+
+
 def _cmd_dataset(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -89,6 +98,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "production failed the diffusive check (all their segments so far become the pilot) and "
                    "run a fresh production")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("replicas", help="fresh independent replicas of a grid's systems with dense "
+                       "per-ion labels at short lags (resumable)")
+    p.add_argument("replicas", help="replica file (JSON), e.g. training/replicas.json")
+    p.add_argument("--data-dir", default="data", help="where trajectories go (default: data/)")
+    p.add_argument("--table", default="training/replica_systems.json", help="replica table to write")
+    p.add_argument("--card-table", default="training/systems.json",
+                   help="the base grid's table, whose windows and Lambda the replicas are compared with")
+    p.add_argument("--progress-dir", default="training/progress", help="committed per-segment state")
+    p.add_argument("--records-dir", default="training/data", help="where the dense-label records go")
+    p.add_argument("--only", nargs="+", metavar="SYSTEM", help="run only these systems")
+    p.add_argument("--jobs", type=int, default=1, help="segments run at the same time (default 1)")
+    p.set_defaults(func=_cmd_replicas)
 
     p = sub.add_parser("dataset", help="build a compact training record from LAMMPS dumps, or "
                        "--check committed records (checksums and label means, no LAMMPS)")
