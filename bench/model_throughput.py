@@ -28,8 +28,8 @@ import torch
 from fix_overhead import commit, machine
 from localcond.model.export import save_model
 from localcond.model.families import make_model
-from localcond.neighbors import periodic_edges
-from localcond.runtime import load_model
+from localcond.engine.neighbors import periodic_edges
+from localcond.engine.runtime import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 IONS_PER_LITRE_BOX = 500 / (250 / (1.0 * 6.02214076e23) * 1e27)  # ions per Å³ at 1 M (2 ions per pair)

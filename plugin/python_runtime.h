@@ -2,7 +2,7 @@
    localcond: embedded Python interpreter used by fix localcond.
 
    The fix never talks to torch directly: it hands plain arrays to the
-   localcond Python runtime (python/localcond/fix_bridge.py), the same code
+   localcond Python runtime (python/localcond/engine/fix_bridge.py), the same code
    that evaluates models offline and in ASE.
 ------------------------------------------------------------------------- */
 

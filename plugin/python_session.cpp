@@ -1,6 +1,6 @@
 /* -------------------------------------------------------------------------
    localcond: the one place where fix localcond calls Python
-   (see python_session.h and python/localcond/fix_bridge.py).
+   (see python_session.h and python/localcond/engine/fix_bridge.py).
 ------------------------------------------------------------------------- */
 
 #define PY_SSIZE_T_CLEAN
@@ -87,7 +87,7 @@ ModelLayout PythonSession::open(const SessionSettings &s)
   std::string problem;
   {
     GilLock gil;
-    PyObject *module = PyImport_ImportModule("localcond.fix_bridge");
+    PyObject *module = PyImport_ImportModule("localcond.engine.fix_bridge");
     PyObject *names = PyList_New(0);
     for (const auto &name : s.type_species) {
       PyObject *item = (name == "NULL") ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(name.c_str());

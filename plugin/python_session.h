@@ -1,7 +1,7 @@
 /* -*- c++ -*- -------------------------------------------------------------
    localcond: the one place where fix localcond calls Python.
 
-   A PythonSession wraps localcond.fix_bridge.FixSession. Every method is
+   A PythonSession wraps localcond.engine.fix_bridge.FixSession. Every method is
    collective over the fix's communicator and agrees on failure: when any
    rank fails, every rank stops with error->all and the message of the lowest
    rank that failed by itself (so a Python driver under mpirun gets the

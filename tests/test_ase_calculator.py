@@ -8,7 +8,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.emt import EMT
 
 from helpers import System, brute_force_reference, run_lmp
-from localcond.ase import LocalConductivity
+from localcond.engine.ase import LocalConductivity
 from localcond.io.lammps_dump import read_dump
 from localcond.model.export import save_model
 from localcond.model.reference import make_reference_model

@@ -12,11 +12,11 @@ from ase.md.langevin import Langevin
 from ase import units
 
 from helpers import MPIRUN
-from localcond.ase import LocalConductivity
+from localcond.engine.ase import LocalConductivity
 from localcond.model.export import save_model
 from localcond.model.reference import make_reference_model
-from localcond.observer import ConductivityObserver
-from localcond.reduce.store import load
+from localcond.engine.observer import ConductivityObserver
+from localcond.engine.reducers.store import load
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,8 @@ import sys
 import numpy as np
 from mpi4py import MPI
 from ase import Atoms
-from localcond.ase import LocalConductivity
-from localcond.observer import ConductivityObserver
+from localcond.engine.ase import LocalConductivity
+from localcond.engine.observer import ConductivityObserver
 comm = MPI.COMM_WORLD
 rng = np.random.default_rng(comm.rank)
 atoms = Atoms(["Li", "P"] * 4, positions=rng.random((8, 3)) * 9, cell=np.eye(3) * 9, pbc=True)

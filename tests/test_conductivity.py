@@ -9,7 +9,7 @@ import pytest
 import scipy.constants as sc
 
 from localcond.errors import DumpFormatError, LocalcondError
-from localcond.labels.conductivity import Settings, accumulate, analyse
+from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
 from synthetic import bound_pairs, brownian, write_dump
 
 T = 298.0

@@ -19,7 +19,7 @@ from localcond.model.contract import METADATA_FILE, ModelMetadata, read_metadata
 from localcond.model.export import save_model
 from localcond.model.message_passing import make_untrained_model
 from localcond.model.reference import make_reference_model
-from localcond.runtime import evaluate, load_model
+from localcond.engine.runtime import evaluate, load_model
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import matplotlib.image
 import pytest
 from scipy import constants
 
-from localcond.datacard import window_figure, write_data_card
+from localcond.campaign.datacard import window_figure, write_data_card
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = "Hand-written note: the last line of the card."
@@ -139,8 +139,8 @@ def test_kinisi_beside_ours(card):
     assert "| 4 | 20–60 |" in line
     # a fit without the corrected sample count is marked, and the mark explained
     assert "760 ± 30 † |" in line and "† fitted before kinisi's sample count was corrected" in text
-    from localcond.datacard import _kinisi_line
-    from localcond.labels.kinisi_check import SAMPLES_COUNTED_OVER
+    from localcond.campaign.datacard import _kinisi_line
+    from localcond.campaign.labels.kinisi_check import SAMPLES_COUNTED_OVER
     corrected = {**ROWS[-1], "kinisi": {**KINISI, "samples_counted_over": SAMPLES_COUNTED_OVER}}
     assert "†" not in _kinisi_line(corrected)
 

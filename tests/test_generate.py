@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localcond.dataset import check_directory, read_record
-from localcond.generate import run_order, trend_resolution
-from localcond.grid import load_grid, seed
+from localcond.campaign.dataset import check_directory, read_record
+from localcond.campaign.generate import run_order, trend_resolution
+from localcond.campaign.grid import load_grid, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

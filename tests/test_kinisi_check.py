@@ -2,14 +2,14 @@
 
 import pytest
 
-from localcond.labels.conductivity import Settings, accumulate, analyse
+from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
 from synthetic import bound_pairs, brownian
 
 pytest.importorskip("kinisi", reason="kinisi is installed by scripts/setup_env.sh")
 
 
 def test_kinisi_agrees_with_einstein_helfand(tmp_path):
-    from localcond.labels.kinisi_check import kinisi_molar_conductivity
+    from localcond.campaign.labels.kinisi_check import kinisi_molar_conductivity
 
     path = brownian(tmp_path / "k.dump", 20, 400, 0.05, 0.5, seed=2)
     settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_window_ps=(20.0, 60.0))
@@ -28,7 +28,7 @@ def test_kinisi_over_a_short_lag_range_of_a_long_trajectory_is_not_widened_or_bi
     posterior error 11–14× our block error and a value +26 to +42 % high (seeds 3
     and 5). Both errors estimate the same statistical uncertainty of a free random
     walk, so they must agree to within a small factor."""
-    from localcond.labels.kinisi_check import kinisi_molar_conductivity
+    from localcond.campaign.labels.kinisi_check import kinisi_molar_conductivity
 
     path = brownian(tmp_path / "long.dump", 20, 2000, 0.05, 0.5, seed=3)
     settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_window_ps=(5.0, 10.0))
@@ -42,7 +42,7 @@ def test_kinisi_over_a_short_lag_range_of_a_long_trajectory_is_not_widened_or_bi
 def test_kinisi_sees_bound_pairs_as_non_conducting(tmp_path):
     """Charge signs matter: neutral pairs moving together give Λ ≈ 0 in kinisi too
     (an unsigned displacement sum would give about Λ_NE)."""
-    from localcond.labels.kinisi_check import kinisi_molar_conductivity
+    from localcond.campaign.labels.kinisi_check import kinisi_molar_conductivity
 
 
     path = bound_pairs(tmp_path / "p.dump", 20, 400, 0.05, 0.5, seed=4)
@@ -58,7 +58,7 @@ def test_segment_fits_combine_without_the_inverse_variance_bias():
     its error is the scatter / √n."""
     import numpy as np
 
-    from localcond.labels.kinisi_check import combine_segments
+    from localcond.campaign.labels.kinisi_check import combine_segments
 
     rng = np.random.default_rng(1)
     plain, weighted = [], []

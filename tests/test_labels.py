@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from localcond.labels.conductivity import Settings, accumulate, analyse
-from localcond.labels.per_ion import LabelSettings, compute_labels
+from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
+from localcond.campaign.labels.per_ion import LabelSettings, compute_labels
 from localcond.units import molar_conductivity_prefactor
 from synthetic import brownian
 

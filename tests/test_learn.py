@@ -11,11 +11,11 @@ import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from localcond.dataset import quantize, write_record
-from localcond.labels.trajectory import IonSet
-from localcond.learn.evaluate import bootstrap_error, evaluate
-from localcond.learn.train import Trainer, load_config, time_split
-from localcond.runtime import load_model
+from localcond.campaign.dataset import quantize, write_record
+from localcond.campaign.labels.trajectory import IonSet
+from localcond.campaign.learn.evaluate import bootstrap_error, evaluate
+from localcond.campaign.learn.train import Trainer, load_config, time_split
+from localcond.engine.runtime import load_model
 
 RC = 6.0
 
@@ -119,7 +119,7 @@ def test_labels_mode_learns_the_function_not_the_noise(tmp_path, records):
     types = np.repeat([1, 2], 20)
     x = rng.random((40, 3)) * box
     g = g_of(x, box, types)
-    from localcond.neighbors import periodic_edges
+    from localcond.engine.neighbors import periodic_edges
 
     ei, ev = periodic_edges(x, np.eye(3) * box, (True,) * 3, RC)
     with torch.inference_mode():
@@ -147,7 +147,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path, records):
 
 def test_time_split_keeps_whole_segments_apart(records):
     records_dir, _ = records
-    from localcond.learn.data import load_system
+    from localcond.campaign.learn.data import load_system
 
     system = load_system(records_dir / "s0.npz", ["A", "B"], RC)
     train, val = time_split(system, 0.25)
@@ -174,7 +174,7 @@ def test_bad_configuration_is_refused(tmp_path, records):
 
 def test_surrogate_reproduces_a_function_of_its_own_form():
     """Λ = exp(5 + 0.3 ln c − 4/ε) is inside the surrogate's family: exact at held-out points."""
-    from localcond.learn.evaluate import surrogate
+    from localcond.campaign.learn.evaluate import surrogate
 
     def row(c, eps, role):
         lam = float(np.exp(5 + 0.3 * np.log(c) - 4.0 / eps))
@@ -203,8 +203,8 @@ def test_power_spectrum_family_trains_with_standardised_descriptors(tmp_path, re
 def test_cached_descriptors_give_the_exported_model_s_output(records):
     """Training on cached power-spectrum descriptors predicts exactly what the full
     model (descriptors recomputed from the edges) gives."""
-    from localcond.learn.data import collate
-    from localcond.learn.train import _predict, descriptor_key
+    from localcond.campaign.learn.data import collate
+    from localcond.campaign.learn.train import _predict, descriptor_key
 
     records_dir, _ = records
     spec = {"family": "power-spectrum", "cutoff": RC, "n_max": 3, "l_max": 2, "hidden": [8]}
@@ -246,7 +246,7 @@ def test_shared_descriptor_ensemble_equals_the_plain_ensemble(tmp_path):
     the members' MLPs as batched products gives each member's own output and their
     mean (float32 rounding: the products sum in another order), also after export
     and reload."""
-    from localcond.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble
+    from localcond.campaign.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble
     from localcond.model.export import save_model
     from localcond.model.families import make_model
 

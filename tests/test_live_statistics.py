@@ -5,11 +5,11 @@ discontinuity (minimize, reset_timestep, rerun, split runs, timestep changes).""
 import numpy as np
 import pytest
 
-from localcond.reduce.eh_live import CollectiveDisplacement, SelfDisplacement, eh_curves
-from localcond.reduce.ladder import Ladder
-from localcond.reduce.reducer_set import ReducerOptions, ReducerSet
-from localcond.reduce.timecorr import TimeCorrelation
-from localcond.reduce.timeline import Evaluation, Timeline
+from localcond.engine.reducers.eh_live import CollectiveDisplacement, SelfDisplacement, eh_curves
+from localcond.engine.reducers.ladder import Ladder
+from localcond.engine.reducers.reducer_set import ReducerOptions, ReducerSet
+from localcond.engine.reducers.timecorr import TimeCorrelation
+from localcond.engine.reducers.timeline import Evaluation, Timeline
 from localcond.units import molar_conductivity_prefactor
 
 rng = np.random.default_rng(7)

@@ -22,7 +22,7 @@ from localcond.model.message_passing import (
     _equal_r_representatives,
     make_untrained_model,
 )
-from localcond.runtime import evaluate, load_model
+from localcond.engine.runtime import evaluate, load_model
 
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
 

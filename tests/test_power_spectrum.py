@@ -17,7 +17,7 @@ from scipy.stats import special_ortho_group
 from localcond.model.contract import read_metadata
 from localcond.model.export import save_model
 from localcond.model.power_spectrum import RealSphericalHarmonics, make_power_spectrum_model
-from localcond.runtime import evaluate, load_model
+from localcond.engine.runtime import evaluate, load_model
 
 BOX = 9.0  # Å, cubic
 N_MAX, L_MAX = 3, 4
@@ -287,7 +287,7 @@ def test_saved_model_runs_without_e3nn(tmp_path):
     code = (
         "import sys; sys.modules['e3nn'] = None\n"
         "import numpy as np, torch\n"
-        "from localcond.runtime import evaluate, load_model\n"
+        "from localcond.engine.runtime import evaluate, load_model\n"
         f"d = np.load({str(tmp_path / 'in.npz')!r})\n"
         f"out = evaluate(load_model({str(path)!r}), d['species'], d['edge_index'], d['edge_vec'], {len(atoms)})\n"
         "assert 'e3nn' not in sys.modules or sys.modules['e3nn'] is None\n"

@@ -13,9 +13,9 @@ import pytest
 from helpers import MPIRUN
 from localcond.cli.reduce import reduce_files
 from localcond.errors import LocalcondError
-from localcond.reduce import figures
-from localcond.reduce.reducer_set import ReducerOptions, ReducerSet
-from localcond.reduce.timeline import Evaluation
+from localcond.postrun import figures
+from localcond.engine.reducers.reducer_set import ReducerOptions, ReducerSet
+from localcond.engine.reducers.timeline import Evaluation
 
 OPTIONS = {"hist": [-3, 3, 12], "tcorr": 5, "corr": [6.0, 4], "eh": [6, 4, 298.0]}
 N_IONS = 10
@@ -175,7 +175,7 @@ def test_diffusive_window_error_matches_the_scatter_over_independent_runs():
     the lag share displacement paths: unmerged, they understated the error of the longest
     window (lags 32-64) 3× (0.32). They are now merged to 4 × the longest lag tested, as
     offline."""
-    from localcond.reduce.campaign import _diffusive_window
+    from localcond.postrun.runs import _diffusive_window
 
     n, steps = 8, 2000
     rng = np.random.default_rng(5)

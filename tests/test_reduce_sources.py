@@ -9,12 +9,12 @@ import pytest
 from ase import Atoms
 
 from helpers import System, run_lmp
-from localcond.ase import LocalConductivity
+from localcond.engine.ase import LocalConductivity
 from localcond.cli.reduce import reduce_files
 from localcond.io.lammps_dump import read_dump
 from localcond.model.export import save_model
 from localcond.model.reference import make_reference_model
-from localcond.observer import ConductivityObserver
+from localcond.engine.observer import ConductivityObserver
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import pytest
 
 from helpers import MPIRUN
 from localcond.errors import LocalcondError
-from localcond.reduce.blocking import BlockingError
-from localcond.reduce.histogram import Histogram
-from localcond.reduce.moments import RunningMoments
-from localcond.reduce.spatial import PairCorrelation
-from localcond.reduce.store import load, save
-from localcond.reduce.timecorr import TimeCorrelation
+from localcond.engine.reducers.blocking import BlockingError
+from localcond.engine.reducers.histogram import Histogram
+from localcond.engine.reducers.moments import RunningMoments
+from localcond.engine.reducers.spatial import PairCorrelation
+from localcond.engine.reducers.store import load, save
+from localcond.engine.reducers.timecorr import TimeCorrelation
 
 rng = np.random.default_rng(42)
 
@@ -194,10 +194,10 @@ MPI_SCRIPT = r"""
 import sys
 import numpy as np
 from mpi4py import MPI
-from localcond.reduce.moments import RunningMoments
-from localcond.reduce.histogram import Histogram
-from localcond.reduce.base import allreduce
-from localcond.reduce.store import save
+from localcond.engine.reducers.moments import RunningMoments
+from localcond.engine.reducers.histogram import Histogram
+from localcond.engine.reducers.base import allreduce
+from localcond.engine.reducers.store import save
 comm = MPI.COMM_WORLD
 values = np.random.default_rng(0).normal(size=400)
 groups = np.arange(400) % 3

@@ -7,8 +7,8 @@ import pytest
 from helpers import brute_force_reference
 from localcond.model.export import save_model
 from localcond.model.reference import make_reference_model
-from localcond.neighbors import periodic_edges
-from localcond.runtime import evaluate, load_model
+from localcond.engine.neighbors import periodic_edges
+from localcond.engine.runtime import evaluate, load_model
 
 CASES = {
     "cubic": (np.eye(3) * 15.0, (True, True, True), 6.0),

@@ -1,4 +1,4 @@
-"""The closed-form ridge readout (localcond.learn.ridge) against cases solved by hand,
+"""The closed-form ridge readout (localcond.campaign.learn.ridge) against cases solved by hand,
 and the trained model (TorchScript, descriptors from the edges) against the same
 fit done in numpy on the systems' feature vectors."""
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from localcond.learn import ridge
-from localcond.learn.evaluate import evaluate
-from localcond.learn.train import Trainer, load_config
-from localcond.runtime import load_model
+from localcond.campaign.learn import ridge
+from localcond.campaign.learn.evaluate import evaluate
+from localcond.campaign.learn.train import Trainer, load_config
+from localcond.engine.runtime import load_model
 from test_learn import RC, config, synthetic_record
 
 

@@ -13,11 +13,11 @@ import pytest
 
 from helpers import LMP
 from localcond.cli import main as cli
-from localcond.default_model import card, model_path
+from localcond.model.default import card, model_path
 from localcond.io.lammps_dump import read_dump
-from localcond.learn.evaluate import evaluate as evaluate_records
+from localcond.campaign.learn.evaluate import evaluate as evaluate_records
 from localcond.model.contract import read_metadata
-from localcond.runtime import evaluate, load_model
+from localcond.engine.runtime import evaluate, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"

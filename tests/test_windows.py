@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import scipy.constants as sc
 
-from localcond.labels.conductivity import Accumulated, Settings, analyse, longest_supported_ps
-from localcond.labels.einstein_helfand import DisplacementAccumulator, log_spaced_lags
-from localcond.labels.trajectory import IonSet
-from localcond.labels.windows import candidate_starts, choose_window, window_lags
+from localcond.campaign.labels.conductivity import Accumulated, Settings, analyse, longest_supported_ps
+from localcond.campaign.labels.einstein_helfand import DisplacementAccumulator, log_spaced_lags
+from localcond.campaign.labels.trajectory import IonSet
+from localcond.campaign.labels.windows import candidate_starts, choose_window, window_lags
 from synthetic import free_ions_and_rattling_pairs
 
 T = 298.0
@@ -110,7 +110,7 @@ def test_systematic_removes_the_noise_of_the_comparison_by_hand():
     """Blocks of ⟨|ΔM|²⟩ = a_b τ + c_b τ² built so that [2, 4] and [4, 8] differ per block
     by d_b = 4 c_b: the measured change is |mean d|, its error std(d)/√B, and the
     systematic √(change² − error²) (zero when the change is within its noise)."""
-    from localcond.labels.windows import systematic
+    from localcond.campaign.labels.windows import systematic
 
     lags = np.arange(1, 40)
     c = np.array([0.5, -0.3, 0.2, 0.1, 0.0])

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from localcond.dataset import read_record, unusable_for_training
-from localcond.learn.evaluate import evaluate
-from localcond.learn.train import record_paths, train
+from localcond.campaign.dataset import read_record, unusable_for_training
+from localcond.campaign.learn.evaluate import evaluate
+from localcond.campaign.learn.train import record_paths, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """kinisi against our Λ after the sample-count correction, on fresh segments.
 
 The data card's kinisi column was fitted before
-``localcond.labels.kinisi_check`` corrected kinisi 2.1's count of independent
+``localcond.campaign.labels.kinisi_check`` corrected kinisi 2.1's count of independent
 samples, so its fits that start at short lags are too wide and biased high.
 The grid's trajectories are not kept, so they cannot be refitted. This script
 runs one fresh segment of each system named (the grid's protocol: the grid's
@@ -27,9 +27,9 @@ import json
 import subprocess
 from pathlib import Path
 
-import localcond.labels.kinisi_check as kinisi_check
+import localcond.campaign.labels.kinisi_check as kinisi_check
 from localcond.io.lammps_command import lammps_command
-from localcond.labels.conductivity import Settings, accumulate, analyse
+from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMESTEP_FS = 4.0

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from localcond.dataset import read_record, unusable_for_training
-from localcond.learn.data import load_system
+from localcond.campaign.dataset import read_record, unusable_for_training
+from localcond.campaign.learn.data import load_system
 from localcond.model.power_spectrum import make_power_spectrum_model
 
 HERE = Path(__file__).resolve().parent

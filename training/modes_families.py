@@ -25,8 +25,8 @@ import json
 import time
 from pathlib import Path
 
-from localcond.learn.evaluate import evaluate
-from localcond.learn.train import record_paths, train
+from localcond.campaign.learn.evaluate import evaluate
+from localcond.campaign.learn.train import record_paths, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

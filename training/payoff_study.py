@@ -28,7 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from localcond.default_model import model_path as default_model_path
+from localcond.model.default import model_path as default_model_path
 from localcond.io.lammps_command import lammps_command
 
 ROOT = Path(__file__).resolve().parents[1]

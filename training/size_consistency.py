@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "training" / "size_consistency.json"))
     args = parser.parse_args()
     if args.model is None:
-        from localcond.default_model import model_path
+        from localcond.model.default import model_path
 
         args.model = str(model_path())
     runs = []

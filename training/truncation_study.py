@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localcond.dataset import read_record
+from localcond.campaign.dataset import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,10 @@ from localcond.errors import LocalcondError
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from localcond.generate import generate
+    from localcond.campaign.generate import generate
 
     if args.reanalyse:
-        from localcond.generate import reanalyse
+        from localcond.campaign.generate import reanalyse
 
         results = reanalyse(args.grid, args.table, args.progress_dir, args.records_dir)
         print(f"{len(results)} systems reanalysed from {args.progress_dir}; table in {args.table}")
@@ -24,7 +24,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_replicas(args: argparse.Namespace) -> int:
-    from localcond.replicas import run_replicas
+    from localcond.campaign.replicas import run_replicas
 
     rows = run_replicas(args.replicas, args.data_dir, args.table, args.card_table, args.progress_dir,
                         args.records_dir, jobs=args.jobs, only=args.only)
@@ -35,7 +35,7 @@ def _cmd_replicas(args: argparse.Namespace) -> int:
 def _cmd_dataset(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from localcond.dataset import build_from_dumps, check_directory, sha256, update_manifest
+    from localcond.campaign.dataset import build_from_dumps, check_directory, sha256, update_manifest
 
     if args.check is not None:
         directories = args.check or sorted(p.parent for p in Path("training/data").glob("*/manifest.json"))
@@ -71,7 +71,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_card(args: argparse.Namespace) -> int:
-    from localcond.datacard import write_data_card
+    from localcond.campaign.datacard import write_data_card
 
     path = write_data_card(args.grid, args.table, args.out, args.plot)
     print(f"wrote {path}" + (f" and {args.plot}" if args.plot else ""))

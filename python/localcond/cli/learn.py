@@ -6,7 +6,7 @@ import argparse
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from localcond.learn.train import train
+    from localcond.campaign.learn.train import train
 
     path = train(args.config)
     print(f"wrote {path}")
@@ -15,8 +15,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from localcond.io.files import write_json
-    from localcond.learn.evaluate import evaluate, parity_plot
-    from localcond.learn.train import record_paths
+    from localcond.campaign.learn.evaluate import evaluate, parity_plot
+    from localcond.campaign.learn.train import record_paths
 
     result = evaluate(args.model, record_paths(args.records))
     path = write_json(args.json, result)
@@ -32,7 +32,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a local-conductivity model from training records")
-    p.add_argument("config", help="training configuration (JSON), see localcond.learn.train")
+    p.add_argument("config", help="training configuration (JSON), see localcond.campaign.learn.train")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="a model's Lambda_pred beside Lambda for every system of "

@@ -19,7 +19,7 @@ def _species_charge(text: str) -> tuple[str, float]:
 
 
 def _cmd_plugin_path(args: argparse.Namespace) -> int:
-    from localcond.plugin import plugin_dir, plugin_file
+    from localcond.engine.plugin import plugin_dir, plugin_file
 
     plugin_file()  # fails clearly if the build is missing
     print(plugin_dir())
@@ -42,7 +42,7 @@ def _cmd_reference_model(args: argparse.Namespace) -> int:
 def _cmd_default_model(args: argparse.Namespace) -> int:
     import json
 
-    from localcond.default_model import card, model_path
+    from localcond.model.default import card, model_path
 
     if args.card:
         print(json.dumps(card(), indent=1))
@@ -61,7 +61,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from localcond.predict import predict_dump, write_prediction
+    from localcond.engine.predict import predict_dump, write_prediction
 
     types = [None if t.upper() == "NULL" else t for t in args.types]
     prediction = predict_dump(args.model, args.dump, types, progress=sys.stderr.isatty())

@@ -31,8 +31,8 @@ def reduce_files(paths: list[str], out_dir: str | Path, progress: bool = False, 
                  dump_settings: dict[str, Any] | None = None) -> Path | None:
     """Combine, summarise and plot; returns the summary path on the writing rank (rank 0)."""
     from localcond import __version__
-    from localcond.reduce.campaign import group_runs, summarize
-    from localcond.reduce.figures import write_figures
+    from localcond.postrun.runs import group_runs, summarize
+    from localcond.postrun.figures import write_figures
 
     if not paths:
         raise LocalcondError("no reducer files given")

@@ -10,7 +10,7 @@ from localcond.errors import LocalcondError
 
 
 def _cmd_conductivity(args: argparse.Namespace) -> int:
-    from localcond.labels.conductivity import Settings, accumulate, analyse, write_json
+    from localcond.campaign.labels.conductivity import Settings, accumulate, analyse, write_json
 
     settings = Settings(
         timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, tau_ps=args.tau_ps,
@@ -50,7 +50,7 @@ def _ion_types(names: Sequence[str] | None) -> tuple[int, ...] | None:
 
 
 def _cmd_labels(args: argparse.Namespace) -> int:
-    from localcond.labels.per_ion import LabelSettings, label_files
+    from localcond.campaign.labels.per_ion import LabelSettings, label_files
 
     settings = LabelSettings(
         timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, tau_ps=args.tau_ps,

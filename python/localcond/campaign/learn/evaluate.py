@@ -1,0 +1,192 @@
+"""``localcond evaluate MODEL --records … --json OUT``: a model's Λ_pred beside Λ for
+every system of a set of training records.
+
+Λ_pred = mean of f over ions and stored frames (S cm² mol⁻¹). Its error: block
+bootstrap over production segments (segments resampled with replacement,
+2000 draws; frames of a segment move together because their structures are
+correlated), combined in quadrature with nothing else; the ensemble spread
+(standard deviation of the members' Λ_pred) is reported beside it. z = (Λ_pred
+− Λ) / √(σ_pred² + σ_Λ²) with σ_Λ the system's total error. Held-out systems
+are split into interpolation (concentration and ε inside the training
+ranges) and extrapolation.
+
+Beside the model, a structure-free baseline: a smooth surrogate of Λ over the
+state point fitted to the training systems alone — ln Λ quadratic in
+x = ln c and y = 1/ε (the Bjerrum length is ∝ 1/ε), weighted least squares
+with σ(ln Λ) = σ_Λ / Λ. It needs the state point; the model needs only the
+structure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from localcond import __version__
+from localcond.campaign.dataset import positions, read_record
+from localcond.errors import LocalcondError
+from localcond.io.files import atomic_path
+from localcond.engine.neighbors import periodic_edges
+from localcond.engine.runtime import load_model
+
+BOOTSTRAP = 2000
+
+
+def frame_means(model, record: dict) -> np.ndarray:
+    """[n_members, n_frames]: each member's mean λ over the ions of each stored frame."""
+    meta = model.metadata
+    names = [str(s) for s in record["species"]]
+    unknown = [n for n in names if n not in meta.species]
+    if unknown:
+        raise LocalcondError(f"species {unknown} are not among the model's {list(meta.species)}")
+    species = torch.as_tensor(np.array([meta.species.index(n) for n in names])[record["species_index"]])
+    pbc = tuple(bool(b) for b in record["pbc"])
+    has_members = hasattr(model.module, "members")
+    out = []
+    with torch.inference_mode():
+        for k in range(len(record["collective"])):
+            edge_index, edge_vec = periodic_edges(positions(record, k), record["cell"], pbc, meta.cutoff)
+            args = (species, torch.as_tensor(edge_index), torch.as_tensor(edge_vec, dtype=model.dtype),
+                    int(species.shape[0]))
+            values = model.module.members(*args) if has_members else model.module(*args)[None]
+            out.append(values.double().mean(dim=1).numpy())
+    return np.array(out).T
+
+
+def bootstrap_error(values: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
+    """Standard deviation of the mean over block-bootstrap resamples of ``groups``."""
+    labels = np.unique(groups)
+    if labels.size < 2:
+        return float("nan")
+    sums = np.array([values[groups == g].sum() for g in labels])
+    counts = np.array([(groups == g).sum() for g in labels])
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, labels.size, size=(BOOTSTRAP, labels.size))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    return float(means.std(ddof=1))
+
+
+def evaluate(model_path: str | Path, record_paths: list[Path]) -> dict:
+    model = load_model(model_path)
+    trained_on = set(model.metadata.training_systems)
+    rows = []
+    for path in record_paths:
+        record = read_record(path)
+        meta = record["metadata"]
+        means = frame_means(model, record)
+        pred = means.mean(axis=0)
+        value = float(pred.mean())
+        error = bootstrap_error(pred, record["segment"])
+        spread = float(means.mean(axis=1).std(ddof=1)) if means.shape[0] > 1 else 0.0
+        lam = meta["molar_conductivity"]
+        truth_err = lam.get("total_error") or lam["stderr"]
+        z = (value - lam["value"]) / float(np.hypot(error if np.isfinite(error) else 0.0, truth_err))
+        rows.append({
+            "system": meta["system"], "record": str(path),
+            "role": _role(meta, trained_on),
+            "concentration_mol_per_l": meta.get("concentration_mol_per_l"),
+            "dielectric_constant": meta.get("dielectric_constant"),
+            "lambda_pred": {"value": value, "stderr": error, "ensemble_spread": spread,
+                            "unit": "S cm^2 mol^-1", "n_frames": int(pred.size)},
+            "lambda": {"value": lam["value"], "total_error": truth_err, "unit": "S cm^2 mol^-1"},
+            "relative_error": (value - lam["value"]) / lam["value"], "z": float(z),
+        })
+    _classify(rows)
+    surrogate(rows)
+    return {"model": str(Path(model_path).resolve()), "model_kind": model.metadata.kind,
+            "training": {k: model.metadata.training.get(k) for k in ("mode", "label", "tau_windows_ps")},
+            "systems": rows, "summary": _summary(rows), "localcond_version": __version__}
+
+
+def surrogate(rows: list[dict]) -> None:
+    """Add ``surrogate`` (Λ of the state-point fit to the training systems) to every row
+    whose concentration and ε are known; needs at least 6 training systems."""
+    train = [r for r in rows if r["role"] == "train" and r.get("dielectric_constant")]
+    if len(train) < 6:
+        return
+
+    def features(r: dict) -> np.ndarray:
+        x, y = np.log(r["concentration_mol_per_l"]), 1.0 / r["dielectric_constant"]
+        return np.array([1.0, x, y, x * x, y * y, x * y])
+
+    a = np.array([features(r) for r in train])
+    b = np.log([r["lambda"]["value"] for r in train])
+    w = np.array([r["lambda"]["value"] / r["lambda"]["total_error"] for r in train])
+    coef, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
+    for r in rows:
+        if r.get("dielectric_constant"):
+            value = float(np.exp(features(r) @ coef))
+            r["surrogate"] = {"value": value, "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
+                              "definition": "ln Lambda quadratic in ln c and 1/eps, fitted to training systems"}
+
+
+def _role(meta: dict, trained_on: set[str]) -> str:
+    """'train' (the model saw it), 'heldout' (the record says so), or 'excluded' (a training
+    record the model did not use, e.g. one that failed the diffusive check)."""
+    if meta["system"] in trained_on:
+        return "train"
+    return "heldout" if meta.get("role") == "heldout" else "excluded"
+
+
+def _classify(rows: list[dict]) -> None:
+    train = [r for r in rows if r["role"] == "train"]
+    if not train:
+        return
+    c = [r["concentration_mol_per_l"] for r in train]
+    e = [r["dielectric_constant"] for r in train]
+    for r in rows:
+        if r["role"] == "heldout" and r["concentration_mol_per_l"] is not None:
+            inside = (min(c) <= r["concentration_mol_per_l"] <= max(c)
+                      and min(e) <= r["dielectric_constant"] <= max(e))
+            r["held_out_kind"] = "interpolation" if inside else "extrapolation"
+
+
+def _summary(rows: list[dict]) -> dict:
+    out = {}
+    for name, sel in (("train", [r for r in rows if r["role"] == "train"]),
+                      ("interpolation", [r for r in rows if r.get("held_out_kind") == "interpolation"]),
+                      ("extrapolation", [r for r in rows if r.get("held_out_kind") == "extrapolation"])):
+        if sel:
+            out[name] = {"n": len(sel),
+                         "mean_abs_relative_error": float(np.mean([abs(r["relative_error"]) for r in sel])),
+                         "within_2_combined_sigma": int(sum(abs(r["z"]) <= 2 for r in sel))}
+            if all("surrogate" in r for r in sel):
+                out[name]["surrogate_mean_abs_relative_error"] = float(
+                    np.mean([abs(r["surrogate"]["relative_error"]) for r in sel]))
+    return out
+
+
+def parity_plot(result: dict, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    styles = {"train": ("o", "tab:blue"), "interpolation": ("*", "tab:green"),
+              "extrapolation": ("s", "tab:red")}
+    for name, (marker, colour) in styles.items():
+        sel = [r for r in result["systems"] if (r["role"] == "train") == (name == "train")
+               and (name == "train" or r.get("held_out_kind") == name)]
+        if sel:
+            ax.errorbar([r["lambda"]["value"] for r in sel], [r["lambda_pred"]["value"] for r in sel],
+                        xerr=[r["lambda"]["total_error"] for r in sel],
+                        yerr=[np.nan_to_num(r["lambda_pred"]["stderr"]) for r in sel],
+                        fmt=marker, color=colour, capsize=2, label=name)
+    values = [v for r in result["systems"] for v in (r["lambda"]["value"], r["lambda_pred"]["value"])]
+    lo, hi = min(values) * 0.9, max(values) * 1.1
+    ax.plot([lo, hi], [lo, hi], "k:", lw=1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("Λ Einstein–Helfand (S cm²/mol)")
+    ax.set_ylabel("Λ_pred = ⟨f⟩ (S cm²/mol)")
+    ax.set_title(result.get("model_kind", ""))
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path

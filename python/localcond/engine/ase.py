@@ -1,0 +1,108 @@
+"""ASE interface: :class:`LocalConductivity`, a calculator giving each atom its
+local molar conductivity λ_i (S cm² mol⁻¹) from a localcond model, through the
+same runtime and model contract as the LAMMPS fix.
+
+    from localcond.engine.ase import LocalConductivity
+    atoms.calc = LocalConductivity("model.pt", species={"Li": "Li", "P": "PF6"},
+                                   calculator=EMT())        # optional base calculator
+    lam = atoms.calc.get_property("local_conductivity", atoms)
+
+Species come from chemical symbols, mapped to the model's species names by
+``species`` (default: the symbol itself). Atoms whose symbol maps to ``None``
+are excluded (λ = 0, not neighbors), like NULL types in LAMMPS. If the atoms
+carry initial charges, they are checked against the model's species charges.
+Energy, forces and the rest come from ``calculator`` when one is wrapped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from localcond.errors import LocalcondError
+from localcond.engine.neighbors import periodic_edges
+from localcond.engine.runtime import LoadedModel, evaluate, load_model
+from localcond.engine.species import CHARGE_TOLERANCE
+from localcond.engine.species import index_of
+
+LOCAL_PROPERTIES = ["local_conductivity", "mean_local_conductivity"]
+
+
+class LocalConductivity(Calculator):
+    """λ per atom from a localcond model, optionally on top of another calculator."""
+
+    implemented_properties = list(LOCAL_PROPERTIES)
+
+    def __init__(self, model: str | Path | LoadedModel, species: dict[str, str | None] | None = None,
+                 calculator: Calculator | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        try:
+            self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        except LocalcondError as exc:
+            raise ValueError(str(exc)) from None
+        self.species = dict(species or {})
+        unknown = {v for v in self.species.values() if v is not None} - set(self.model.metadata.species)
+        if unknown:
+            raise ValueError(f"species map names {sorted(unknown)}, which the model does not know; "
+                             f"the model's species are {', '.join(self.model.metadata.species)}")
+        self.base = calculator
+        self.implemented_properties = list(LOCAL_PROPERTIES) + (
+            [p for p in calculator.implemented_properties if p not in LOCAL_PROPERTIES]
+            if calculator is not None else [])
+
+    def _species_indices(self, atoms) -> np.ndarray:
+        known = self.model.metadata.species
+        out = np.empty(len(atoms), dtype=np.int64)
+        for k, symbol in enumerate(atoms.get_chemical_symbols()):
+            index = index_of(self.model.metadata, self.species.get(symbol, symbol))
+            if index is not None:
+                out[k] = index
+            else:
+                hint = "" if symbol in self.species else " (map it with species={...})"
+                raise ValueError(f"atom {k} ({symbol}) has no species in the model{hint}; the model's "
+                                 f"species are {', '.join(known)}")
+        return out
+
+    def _check(self, atoms, indices: np.ndarray) -> None:
+        if not np.all(atoms.pbc):
+            raise ValueError(f"LocalConductivity needs a periodic system (pbc = {atoms.pbc.tolist()}); "
+                             "set atoms.pbc = True and a cell")
+        if abs(atoms.cell.volume) < 1e-12:
+            raise ValueError("LocalConductivity needs a cell with non-zero volume; set atoms.cell")
+        bad = ~np.isfinite(atoms.positions).all(axis=1)
+        if bad.any():
+            raise ValueError(f"atom {int(np.flatnonzero(bad)[0])} has a non-finite position "
+                             f"{atoms.positions[bad][0].tolist()}")
+        charges = atoms.get_initial_charges()
+        if np.any(charges != 0):
+            expected = np.array(self.model.metadata.charges)[indices[indices >= 0]]
+            bad = np.abs(charges[indices >= 0] - expected) > CHARGE_TOLERANCE
+            if bad.any():
+                k = np.flatnonzero(indices >= 0)[np.argmax(bad)]
+                raise ValueError(
+                    f"atom {k} has initial charge {charges[k]:g} e but its model species "
+                    f"{self.model.metadata.species[indices[k]]} has charge "
+                    f"{self.model.metadata.charges[indices[k]]:g} e")
+
+    def calculate(self, atoms=None, properties=("local_conductivity",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        wanted_base = [p for p in properties if p not in LOCAL_PROPERTIES]
+        if wanted_base:
+            if self.base is None:
+                raise ValueError(f"{wanted_base} need a base calculator (calculator=...)")
+            for name in wanted_base:
+                self.results[name] = self.base.get_property(name, atoms)
+        indices = self._species_indices(atoms)
+        self._check(atoms, indices)
+        evaluated = indices >= 0
+        edge_index, edge_vec = periodic_edges(atoms.positions[evaluated], atoms.cell.array,
+                                              tuple(atoms.pbc), self.model.metadata.cutoff)
+        lam = np.zeros(len(atoms))
+        lam[evaluated] = evaluate(self.model, indices[evaluated], edge_index, edge_vec,
+                                  int(evaluated.sum()))
+        self.results["local_conductivity"] = lam
+        self.results["mean_local_conductivity"] = float(lam[evaluated].mean()) if evaluated.any() else 0.0

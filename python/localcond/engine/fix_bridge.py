@@ -1,0 +1,170 @@
+"""The Python side of ``fix localcond`` (plugin/fix_localcond.cpp).
+
+The plugin's one Python client (plugin/python_session.cpp) calls
+:func:`open_session` once per fix on every MPI rank, then per evaluation
+``FixSession.evaluate`` (the model, local to the rank) and
+``FixSession.observe`` (the statistics, collective), with memoryviews over
+the fix's own buffers (no copies), and ``FixSession.vector`` (local) when
+LAMMPS reads the fix's global vector after an evaluation. Exceptions propagate
+to C++, which agrees on them across ranks (collective calls) or stops the rank
+(``vector``) and turns the message into a LAMMPS error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from localcond import __version__
+from localcond.errors import ModelOutputError
+from localcond.io.files import check_writable_prefix
+from localcond.engine.reducers.reducer_set import ReducerOptions, ReducerSet
+from localcond.engine.reducers.timeline import Evaluation
+from localcond.engine.runtime import LoadedModel, evaluate, load_model
+from localcond.engine.species import map_types
+
+
+def describe(model: LoadedModel, indices: list[int]) -> str:
+    md = model.metadata
+    lines = [f"  model {model.path}: {md.kind}"]
+    if md.purpose == "test":
+        lines.append("  NOTE: reference model, an analytic test function (model purpose 'test'), "
+                     "not a trained conductivity model")
+    elif not md.trained:
+        lines.append("  WARNING: untrained model (random weights): its values mean nothing")
+    lines.append(
+        f"  cutoff {md.cutoff:g} A, {md.n_layers} layer(s), receptive field {md.receptive_field:g} A, "
+        f"{md.dtype}, contract v{md.contract_version}; output lambda in {md.units['output']}"
+    )
+    lines.append(f"  torch threads per rank: {torch.get_num_threads()} (OMP_NUM_THREADS sets it; default 1)")
+    lines.append("  type  species  charge(e)")
+    for t, index in enumerate(indices, start=1):
+        if index < 0:
+            lines.append(f"  {t:4d}  NULL     (excluded)")
+        else:
+            lines.append(f"  {t:4d}  {md.species[index]:<8s} {md.charges[index]:+g}")
+    return "\n".join(lines)
+
+
+def _array(views: dict[str, memoryview], name: str, dtype: type) -> np.ndarray:
+    return np.frombuffer(views[name], dtype=dtype)
+
+
+class FixSession:
+    """One ``fix localcond`` instance: its model, type map and reducer set."""
+
+    def __init__(self, model: LoadedModel, type_species: Sequence[str | None], options: dict[str, Any],
+                 group: str = "all", prefix: str | None = None, write_every: int = 0, comm: Any = None) -> None:
+        self.model, self.comm, self.prefix, self.write_every = model, comm, prefix, int(write_every)
+        if self.write_every < 0:
+            raise ValueError(f"'every' must be a positive number of evaluations, got {write_every}")
+        if prefix is not None:
+            check_writable_prefix(prefix)
+        md = model.metadata
+        reducer_options = ReducerOptions.from_dict(options)
+        self.reducers = ReducerSet(reducer_options, md.species, md.charges, comm, "domains")
+        self.identity = {"model": md.to_json(), "group": group, "types": [s or "NULL" for s in type_species],
+                         "options": reducer_options.to_dict()}
+        self.type_species_index = map_types(md, type_species)
+        self.type_charge = [md.charges[i] if i >= 0 else float("nan") for i in self.type_species_index]
+        self.summary = describe(model, self.type_species_index)
+        self.observed = 0
+
+    def layout(self) -> tuple:
+        """What the plugin needs once: (cutoff Å, receptive field Å, layers, per-type
+        species index (−1 excluded), per-type charge, the description for the log,
+        the number of species)."""
+        md = self.model.metadata
+        return (float(md.cutoff), float(md.receptive_field), int(md.n_layers), list(self.type_species_index),
+                list(self.type_charge), self.summary, len(md.species))
+
+    def evaluate(self, step: int, species: memoryview, edge_index: memoryview, edge_vec: memoryview,
+                 ids: memoryview, n_local: int, out: memoryview) -> float:
+        """Fill ``out`` with λ for the first ``n_local`` nodes (local to this rank);
+        return the model's wall time in seconds."""
+        species_a = np.frombuffer(species, dtype=np.int64)
+        edge_index_a = np.frombuffer(edge_index, dtype=np.int64).reshape(2, -1)
+        edge_vec_a = np.frombuffer(edge_vec, dtype=np.float64).reshape(-1, 3)
+        start = time.perf_counter()
+        try:
+            values = evaluate(self.model, species_a, edge_index_a, edge_vec_a, n_local)
+        except ModelOutputError as exc:
+            if exc.bad_nodes:
+                atom_ids = np.sort(np.frombuffer(ids, dtype=np.int64)[exc.bad_nodes])
+                shown = ", ".join(str(i) for i in atom_ids[:5])
+                more = ", ..." if len(atom_ids) > 5 else ""
+                raise ModelOutputError(f"{exc} for atom IDs {shown}{more} at step {step}") from None
+            raise
+        elapsed = time.perf_counter() - start
+        np.frombuffer(out, dtype=np.float64)[:] = values
+        return elapsed
+
+    def observe(self, step: int, dt_ps: float, nevery: int, phase: str, moved: str | None,
+                views: dict[str, memoryview]) -> tuple:
+        """Feed the statistics with this evaluation (collective). ``views``: ``species``,
+        ``ids`` (int64), ``lambda`` (float64) of the evaluated ions; with ``eh`` also
+        ``charges`` and ``positions`` (unwrapped, Å); with ``corr`` ``pair_sums``, the
+        pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the notes
+        to log (one string, empty when none)."""
+        pair_sums = None
+        if "pair_sums" in views:
+            n = len(self.model.metadata.species)
+            pair_sums = _array(views, "pair_sums", np.float64).reshape(4, n, n, -1)
+        positions = _array(views, "positions", np.float64) if "positions" in views else None
+        charges = _array(views, "charges", np.float64) if "charges" in views else None
+        notes = self.reducers.observe(
+            Evaluation(int(step), float(dt_ps), int(nevery), phase, moved or None),
+            _array(views, "lambda", np.float64), _array(views, "species", np.int64),
+            _array(views, "ids", np.int64), charges, positions, pair_sums)
+        self.observed += 1
+        if self.prefix is not None and self.write_every and self.observed % self.write_every == 0:
+            self.write(step)
+        return "\n".join(notes)
+
+    def vector(self) -> tuple[float, ...]:
+        """The fix's global vector (9 values) after the last evaluation: local to the
+        rank, no communication (the plugin asks only when LAMMPS reads f_ID[i])."""
+        return self.reducers.observed().vector()
+
+    def write(self, step: int) -> None:
+        """Write PREFIX.reduce.npz and PREFIX.summary.json (collective; rank 0 writes)."""
+        if self.prefix is None:
+            return
+        source = {"source": "lammps fix localcond", "model": str(self.model.path),
+                  "model_id": self.model.metadata.fingerprint(), "group": self.identity["group"],
+                  "step": int(step), "localcond_version": __version__}
+        self.reducers.write(self.prefix, source, source,
+                            "mean over evaluations of the group mean of lambda; error by blocking of that series")
+
+    def state_bytes(self) -> bytes:
+        return self.reducers.state_bytes(self.identity)
+
+    def restore(self, data: bytes) -> None:
+        self.reducers.restore(data, self.identity)
+
+
+def open_session(model_path: str, type_species: Sequence[str | None], nprocs: int, comm_handle: int,
+                 settings: dict[str, Any]) -> FixSession:
+    """Load and validate the model for a fix on one MPI rank. ``comm_handle`` is the
+    Fortran handle of LAMMPS's communicator (the statistics run on it, not on
+    COMM_WORLD). ``settings``: ``group``, optional ``file`` prefix and ``every``, and
+    the reducer options (:class:`~localcond.engine.reducers.reducer_set.ReducerOptions`)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        # one torch thread per rank unless the user says otherwise: torch's own default (all
+        # cores) competes with LAMMPS and with other ranks on busy machines
+        torch.set_num_threads(1)
+    comm = None
+    if nprocs > 1:
+        from mpi4py import MPI
+
+        comm = MPI.Comm.f2py(comm_handle)
+    settings = dict(settings)
+    group = settings.pop("group", "all")
+    prefix = settings.pop("file", None)
+    write_every = settings.pop("every", 0)
+    return FixSession(load_model(model_path), type_species, settings, group, prefix, write_every, comm)

@@ -1,0 +1,147 @@
+"""The ions one rank follows through a history of evaluations, by atom ID.
+
+Each rank follows the ions whose atom ID modulo the number of ranks is its
+rank, whichever domain holds them, so an ion's history survives migration.
+A history covers one continuous stretch of evaluations (see
+:mod:`localcond.engine.reducers.timeline`); ``restart`` forgets it, and within it the
+set of ions and their species must not change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from localcond.engine.reducers.ladder import Ladder, LadderHistory, Pairs
+
+
+class TrackedIons:
+    def __init__(self, ladder: Ladder, dim: int) -> None:
+        self.ladder, self.dim = ladder, dim
+        self.ids = np.zeros(0, dtype=np.int64)  # sorted
+        self.species = np.zeros(0, dtype=np.int64)
+        self.history: LadderHistory | None = None
+        self.onehot = np.zeros((0, 0))  # [n, S] species indicator of the rows
+        self.constants = np.zeros(0)  # per row, fixed for the history (e.g. charges)
+        self.onehot_rows = np.zeros((0, 0))  # cached with onehot: its transpose [S, n]
+        self.counts = np.zeros(0)  # ... and the rows per species [S]
+        self._given: np.ndarray | None = None  # the IDs as last given, their species, and the
+        self._given_species = np.zeros(0, dtype=np.int64)  # rows that put them in ID order
+        self._take = np.zeros(0, dtype=np.int64)
+
+    def restart(self) -> None:
+        self.ids = self.ids[:0]
+        self.species = self.species[:0]
+        self.constants = self.constants[:0]
+        self.onehot = np.zeros((0, 0))
+        self._given = None
+        self.history = None
+
+    def indicator(self, n_species: int) -> np.ndarray:
+        """[n, S]: 1 where row i is of species s (cached for the history)."""
+        if self.onehot.shape != (self.ids.size, n_species):
+            self.onehot = np.eye(n_species)[self.species]
+            self.onehot_rows = np.ascontiguousarray(self.onehot.T)
+            self.counts = self.onehot.sum(axis=0)
+        return self.onehot
+
+    def indicator_rows(self, n_species: int) -> np.ndarray:
+        """[S, n], contiguous: the indicator transposed (numpy is slow on a short
+        trailing axis, so products with per-ion vectors use this layout)."""
+        self.indicator(n_species)
+        return self.onehot_rows
+
+    def species_counts(self, n_species: int) -> np.ndarray:
+        """[S]: the rows of each species (cached for the history)."""
+        self.indicator(n_species)
+        return self.counts
+
+    def push(self, ids: np.ndarray, species: np.ndarray, values: np.ndarray,
+             constants: np.ndarray | None = None) -> tuple[np.ndarray, list[Pairs]]:
+        """Store one evaluation; return the values in row order (sorted IDs) and the
+        lags it completes with their past values (:class:`~localcond.engine.reducers.ladder.Pairs`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        species = np.asarray(species, dtype=np.int64)
+        if self.history is None:
+            order = np.argsort(ids)
+            self.ids, self.species = ids[order], species[order]
+            self.constants = np.asarray(constants, dtype=float)[order] if constants is not None else np.zeros(ids.size)
+            if np.any(self.ids[1:] == self.ids[:-1]):
+                raise ValueError("two ions share an atom ID")
+            self.onehot = np.zeros((0, 0))
+            self._given = None
+            self.history = LadderHistory(self.ladder, ids.size, self.dim)
+        elif ids.size != self.ids.size:
+            raise ValueError(f"this rank's share of the ions changed from {self.ids.size} to {ids.size}")
+        values = np.asarray(values, dtype=float).reshape(ids.size, self.dim)
+        if self._given is not None and np.array_equal(ids, self._given):
+            pass  # the same order as last time (LAMMPS reorders atoms rarely)
+        elif np.array_equal(ids, self.ids):  # given in ID order
+            if not np.array_equal(species, self.species):
+                bad = ids[self.species != species][0]
+                raise ValueError(f"the species of atom ID {bad} changed during the run")
+            return values, self.history.push(values)
+        else:
+            rows = np.searchsorted(self.ids, ids)
+            if ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids)):
+                unknown = np.setdiff1d(ids, self.ids)
+                raise ValueError(f"new atom IDs appeared among the ions (e.g. {unknown[0]}) while others "
+                                 "left: the set of ions changed")
+            self._given, self._given_species, self._take = ids.copy(), self.species[rows], np.argsort(rows)
+        if not np.array_equal(species, self._given_species):
+            bad = ids[self._given_species != species][0]
+            raise ValueError(f"the species of atom ID {bad} changed during the run")
+        now = np.take(values, self._take, axis=0)  # now[rows] = values, as a gather (faster)
+        return now, self.history.push(now)
+
+    def moved(self, ids: np.ndarray, values: np.ndarray, tolerance: float) -> bool:
+        """Whether ``values`` differ from the last stored ones of the same ions by more
+        than ``tolerance`` (relative to max(1, |value|)), or the ions differ."""
+        if self.history is None or self.history.k == 0:
+            return False
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.ids, ids)
+        if ids.size != self.ids.size or (ids.size and (rows.max() >= self.ids.size or np.any(self.ids[rows] != ids))):
+            return True
+        last = self.history.last()[rows]
+        values = np.asarray(values, dtype=float).reshape(last.shape)
+        return bool(np.any(np.abs(values - last) > tolerance * np.maximum(1.0, np.abs(last))))
+
+    def owned_by(self, rank: int, size: int) -> "TrackedIons":
+        out = TrackedIons(self.ladder, self.dim)
+        keep = np.flatnonzero(self.ids % size == rank)
+        out.ids, out.species, out.constants = self.ids[keep], self.species[keep], self.constants[keep]
+        out.history = self.history.rows(keep) if self.history is not None else None
+        return out
+
+    def joined(self, other: "TrackedIons") -> "TrackedIons":
+        """Two ranks' disjoint ions in one (their histories cover the same evaluations)."""
+        if np.intersect1d(self.ids, other.ids).size:
+            raise ValueError("cannot join histories that follow the same ions")
+        if other.history is None:
+            return self
+        if self.history is None:
+            return other
+        out = TrackedIons(self.ladder, self.dim)
+        ids = np.concatenate([self.ids, other.ids])
+        order = np.argsort(ids, kind="stable")
+        out.ids, out.species = ids[order], np.concatenate([self.species, other.species])[order]
+        out.constants = np.concatenate([self.constants, other.constants])[order]
+        out.history = LadderHistory.stack([self.history, other.history], order)
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {"ids": self.ids, "species": self.species, "constants": self.constants,
+               "active": np.array(self.history is not None)}
+        if self.history is not None:
+            out.update(self.history.state("history_"))
+        return out
+
+    @classmethod
+    def from_state(cls, ladder: Ladder, dim: int, state: dict[str, np.ndarray]) -> "TrackedIons":
+        out = cls(ladder, dim)
+        out.ids = np.array(state["ids"], dtype=np.int64)
+        out.species = np.array(state["species"], dtype=np.int64)
+        out.constants = np.array(state["constants"], dtype=float)
+        if bool(state["active"]):
+            out.history = LadderHistory.from_state(ladder, state, "history_", dim)
+        return out
