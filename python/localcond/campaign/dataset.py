@@ -13,7 +13,7 @@ Per system it holds:
 - ``time_ps`` of each origin (from the start of its segment's production) and
   ``segment`` (which production segment it came from);
 - labels in S cm² mol⁻¹, float32, slope form over the window [τ1, τ2]
-  (DESIGN.md §1):  λ_i = N P [q_i Δr_i·ΔM (τ2) − q_i Δr_i·ΔM (τ1)] / (τ2 − τ1),
+  (doc/design.md §1):  λ_i = N P [q_i Δr_i·ΔM (τ2) − q_i Δr_i·ΔM (τ1)] / (τ2 − τ1),
   ``label_exact``; and ``label_truncated_R{R}`` with ΔM replaced by the sum
   over ions within R of ion i at the origin (ion i included, minimum image);
 - ``collective`` (float64, e² Å²): |ΔM(τ2)|² − |ΔM(τ1)|² per origin, from

@@ -1,4 +1,4 @@
-"""Models that follow the localcond TorchScript contract (DESIGN.md §3)."""
+"""Models that follow the localcond TorchScript contract (doc/design.md §3)."""
 
 from localcond.model.contract import CONTRACT_VERSION, ModelMetadata, read_metadata
 

@@ -1,4 +1,4 @@
-"""The localcond model contract (DESIGN.md §3) and its metadata.
+"""The localcond model contract (doc/design.md §3) and its metadata.
 
 A model file is a TorchScript archive whose ``forward`` is
 

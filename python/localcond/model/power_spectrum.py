@@ -3,7 +3,7 @@
 The baseline of Jones et al. (arXiv:2208.03182): per-ion rotation-invariant
 descriptors of the ions around it, and a small network per central species,
 computed here inside the model from the contract's edge list
-(DESIGN.md §3), so that one TorchScript file serves LAMMPS, ASE and training.
+(doc/design.md §3), so that one TorchScript file serves LAMMPS, ASE and training.
 
 For a centre i, a neighbor species s and edges (i, j) with r_ij < rc:
 
@@ -187,7 +187,7 @@ class PowerSpectrumConductivity(torch.nn.Module):
     def forward(
         self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, n_local: int
     ) -> torch.Tensor:
-        """λ in S cm² mol⁻¹ for nodes 0 … n_local−1 (the contract, DESIGN.md §3)."""
+        """λ in S cm² mol⁻¹ for nodes 0 … n_local−1 (the contract, doc/design.md §3)."""
         return self.readout(species[:n_local], self.descriptors(species, edge_index, edge_vec, n_local))
 
     @torch.jit.export

@@ -7,7 +7,7 @@ of :mod:`localcond.campaign.labels.windows` (Λ must stop changing with the wind
 the longest lag the run supports); the τ-systematic (change to the next longer
 window) is reported beside the statistical error and folded into the total.
 
-Conventions (DESIGN.md §1): Λ = ⟨|ΔM|²⟩ / (6 V k_B T τ c) with T the
+Conventions (doc/design.md §1): Λ = ⟨|ΔM|²⟩ / (6 V k_B T τ c) with T the
 thermostat's target temperature and c the salt concentration, by default
 c = N_cations / (N_A V) (``cations``; ``anions`` or an explicit number of
 formula units are selectable). The ratio form uses one τ; the slope form uses

@@ -1,4 +1,4 @@
-"""Per-ion labels λ_i(t0; τ) (DESIGN.md §1), in S cm² mol⁻¹:
+"""Per-ion labels λ_i(t0; τ) (doc/design.md §1), in S cm² mol⁻¹:
 
     exact      λ_i = N · P · q_i Δr_i · ΔM / τ            P = N_A e² / (6 k_B T n_salt)
     slope      λ_i = N · P · [q_i Δr_i·ΔM (τ2) − q_i Δr_i·ΔM (τ1)] / (τ2 − τ1)

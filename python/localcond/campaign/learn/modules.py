@@ -1,5 +1,5 @@
 """Wrappers that keep a trained model one TorchScript module on the contract
-(DESIGN.md §3): output scaling, a sum of two models (labels fit + system-level
+(doc/design.md §3): output scaling, a sum of two models (labels fit + system-level
 correction) and an ensemble whose forward is the members' mean."""
 
 from __future__ import annotations

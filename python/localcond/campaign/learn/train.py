@@ -1,5 +1,5 @@
 """``localcond train CONFIG``: learn the local molar conductivity f(environment)
-from training records, in one of three supervision modes (DESIGN.md §1):
+from training records, in one of three supervision modes (doc/design.md §1):
 
 - ``labels``: least squares on per-ion labels λ_i (``label``: ``exact`` or a
   truncated form), so f → E[λ_i | environment]. Validation: the last
