@@ -4,6 +4,7 @@
 
 #include "fix_localcond.h"
 
+#include "malloc_tuning.h"
 #include "python_runtime.h"
 #include "python_session.h"
 
@@ -23,10 +24,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <cstring>
 #include <thread>
 
@@ -78,28 +75,6 @@ bool reducer_integer(const std::string &word, int index)
 std::string reducer_usage(const std::string &word)
 {
   return reducer_keyword(word)->usage;
-}
-
-// The model allocates the same large tensors at every call. glibc serves
-// blocks above its mmap threshold with fresh mmaps, so every call page-faults
-// them in again: measured 45 ms instead of 25 ms for a 3-layer network on 4000
-// ions. Keep such blocks in the heap instead (unless LOCALCOND_NO_MALLOPT is set).
-// Returns a note for the log.
-std::string tune_malloc()
-{
-#if defined(__GLIBC__)
-  const char *off = std::getenv("LOCALCOND_NO_MALLOPT");
-  if (off && *off && std::string(off) != "0") return "glibc malloc left as is (LOCALCOND_NO_MALLOPT)";
-  const int threshold = 1 << 30;
-  if (mallopt(M_MMAP_THRESHOLD, threshold) && mallopt(M_TRIM_THRESHOLD, threshold))
-    return "process-wide: glibc malloc now keeps freed blocks up to 1 GiB for reuse, for the model's "
-           "repeated large tensors (LOCALCOND_NO_MALLOPT=1 leaves malloc as is)";
-  const int fallback = 32 << 20;
-  if (mallopt(M_MMAP_THRESHOLD, fallback) && mallopt(M_TRIM_THRESHOLD, fallback))
-    return "process-wide: glibc malloc now keeps freed blocks up to 32 MiB for reuse, for the model's "
-           "repeated large tensors (LOCALCOND_NO_MALLOPT=1 leaves malloc as is)";
-#endif
-  return "";
 }
 
 }    // namespace
@@ -278,7 +253,8 @@ void FixLocalCond::open_session()
   type_node = layout.type_node;
   type_charge = layout.type_charge;
 
-  const std::string malloc_note = tune_malloc();
+  // process-wide, once the model is loaded: see malloc_tuning.h
+  const std::string malloc_note = LocalCond::tune_malloc();
   if (comm->me == 0) {
     utils::logmesg(lmp, "fix localcond {}: Python {}\n{}\n", id, LocalCond::python_origin(), layout.summary);
     if (!malloc_note.empty()) utils::logmesg(lmp, "  {}\n", malloc_note);
