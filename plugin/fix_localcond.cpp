@@ -1,5 +1,6 @@
 /* -------------------------------------------------------------------------
-   localcond: fix localcond (see fix_localcond.h and doc/fix_localcond.rst)
+   localcond: fix localcond (see fix_localcond.h and doc/fix_localcond.rst);
+   the model's graph is built in graph_adaptor.cpp.
 ------------------------------------------------------------------------- */
 
 #include "fix_localcond.h"
@@ -85,7 +86,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), corr_list(nullptr), lists_given(0), lambda(nullptr),
     global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
-    corr_on(false), corr_from_list(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
+    corr_on(false), corr_from_list(false), last_setup_step(-1), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
 {
   parse_arguments(narg, arg);
@@ -232,7 +233,8 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
 
 /* ----------------------------------------------------------------------
    Start Python, load and validate the model and the reducer options, map
-   types to species (collective; any rank's failure stops every rank).
+   types to species (collective; any rank's failure stops every rank); then
+   the graph adaptor for this model and group.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::open_session()
@@ -252,6 +254,13 @@ void FixLocalCond::open_session()
   n_species = layout.n_species;
   type_node = layout.type_node;
   type_charge = layout.type_charge;
+
+  LocalCond::GraphSettings graph_settings;
+  graph_settings.type_node = type_node;
+  graph_settings.groupbit = groupbit;
+  graph_settings.cutoff = cutoff;
+  graph_settings.n_layers = n_layers;
+  graph = std::make_unique<LocalCond::GraphAdaptor>(graph_settings);
 
   // process-wide, once the model is loaded: see malloc_tuning.h
   const std::string malloc_note = LocalCond::tune_malloc();
@@ -556,107 +565,6 @@ void FixLocalCond::end_of_step()
 }
 
 /* ----------------------------------------------------------------------
-   Graph nodes: owned atoms of mapped types in the group (the outputs), other
-   owned atoms of mapped types, then ghost atoms of mapped types owned by other
-   ranks. A ghost that is a periodic image of an atom this rank owns is not a
-   node of its own: its edges lead to the owned atom (with the image's vector),
-   so the graph is the periodic one, and a single rank needs no ghost nodes.
-   Edges start at the output atoms (one-layer models) or at every owned atom
-   and every non-image ghost (message passing needs their neighborhoods).
-------------------------------------------------------------------------- */
-
-void FixLocalCond::collect_nodes(int &n_out)
-{
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const int *type = atom->type;
-  const int *amask = atom->mask;
-  const tagint *tag = atom->tag;
-
-  node_of_atom.assign(nall, -1);
-  center_of_atom.assign(nall, 0);
-  atom_of_node.clear();
-  auto add = [&](int i) {
-    node_of_atom[i] = (int) atom_of_node.size();
-    atom_of_node.push_back(i);
-  };
-  for (int i = 0; i < nlocal; ++i)
-    if ((amask[i] & groupbit) && type_node[type[i]] >= 0) add(i);
-  n_out = (int) atom_of_node.size();
-  for (int i = 0; i < nlocal; ++i)
-    if (!(amask[i] & groupbit) && type_node[type[i]] >= 0) add(i);
-  for (int i = 0; i < nlocal; ++i)
-    center_of_atom[i] = (node_of_atom[i] >= 0) && (n_layers > 1 || node_of_atom[i] < n_out);
-
-  owned.clear();
-  for (int i = 0; i < nlocal; ++i)
-    if (node_of_atom[i] >= 0) owned[tag[i]] = i;
-  for (int i = nlocal; i < nall; ++i) {
-    if (type_node[type[i]] < 0) continue;
-    auto it = owned.find(tag[i]);
-    if (it != owned.end()) {
-      node_of_atom[i] = node_of_atom[it->second];    // image of an owned atom
-    } else {
-      add(i);
-      center_of_atom[i] = (n_layers > 1);
-    }
-  }
-
-  const int n_nodes = (int) atom_of_node.size();
-  node_species.resize(n_nodes);
-  node_ids.resize(n_nodes);
-  for (int k = 0; k < n_nodes; ++k) {
-    const int i = atom_of_node[k];
-    node_species[k] = type_node[type[i]];
-    node_ids[k] = tag[i];
-  }
-}
-
-/* ---------------------------------------------------------------------- */
-
-void FixLocalCond::edges_from_list()
-{
-  edges.clear();
-  double **x = atom->x;
-  const double cutsq = cutoff * cutoff;
-  const int nrows = list->inum + (n_layers > 1 ? list->gnum : 0);
-  for (int ii = 0; ii < nrows; ++ii) {
-    const int i = list->ilist[ii];
-    if (!center_of_atom[i]) continue;
-    const int ni = node_of_atom[i];
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const int nj = node_of_atom[j];
-      if (nj < 0) continue;
-      const double dx = x[j][0] - x[i][0];
-      const double dy = x[j][1] - x[i][1];
-      const double dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutsq) edges.add(ni, nj, dx, dy, dz);
-    }
-  }
-  edges.finalize();
-}
-
-/* ---------------------------------------------------------------------- */
-
-void FixLocalCond::edges_by_binning()
-{
-  double **x = atom->x;
-  const int nall = atom->nlocal + atom->nghost;
-  point_pos.clear();
-  point_node.clear();
-  point_center.clear();
-  for (int i = 0; i < nall; ++i) {
-    if (node_of_atom[i] < 0) continue;
-    point_pos.insert(point_pos.end(), {x[i][0], x[i][1], x[i][2]});
-    point_node.push_back(node_of_atom[i]);
-    point_center.push_back(center_of_atom[i]);
-  }
-  LocalCond::build_edges_binned(point_pos, point_node, point_center, cutoff, edges);
-}
-
-/* ----------------------------------------------------------------------
    The spatial correlation's sums over ordered pairs (i owned and evaluated
    here, j any atom of the group with a mapped type, ghosts included) closer
    than corr RMAX: per (species of i, species of j, distance bin) the number of
@@ -688,8 +596,8 @@ void FixLocalCond::correlation_sums(int n_out)
   double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
   for (int k = 0; k < n_out; ++k)
     for (int d = 0; d < 3; ++d) {
-      lo[d] = std::min(lo[d], x[atom_of_node[k]][d] - corr_rmax);
-      hi[d] = std::max(hi[d], x[atom_of_node[k]][d] + corr_rmax);
+      lo[d] = std::min(lo[d], x[graph->atom_of_node[k]][d] - corr_rmax);
+      hi[d] = std::max(hi[d], x[graph->atom_of_node[k]][d] + corr_rmax);
     }
   pair_pos.clear();
   pair_center.clear();
@@ -700,7 +608,7 @@ void FixLocalCond::correlation_sums(int n_out)
                         x[i][2] < lo[2] || x[i][2] > hi[2]))
       continue;
     pair_pos.insert(pair_pos.end(), {x[i][0], x[i][1], x[i][2]});
-    pair_center.push_back(i < nlocal && node_of_atom[i] >= 0 && node_of_atom[i] < n_out);
+    pair_center.push_back(graph->is_output(i, nlocal));
     pair_atom.push_back(i);
   }
   pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
@@ -764,6 +672,16 @@ void FixLocalCond::unpack_forward_comm(int n, int first, double *buf)
 }
 
 /* ----------------------------------------------------------------------
+   This rank's atoms as the graph adaptor reads them (LAMMPS reallocates its
+   arrays as atoms arrive: taken afresh each time).
+------------------------------------------------------------------------- */
+
+LocalCond::AtomArrays FixLocalCond::atom_arrays() const
+{
+  return {atom->x, atom->type, atom->mask, atom->tag, atom->nlocal, atom->nghost};
+}
+
+/* ----------------------------------------------------------------------
    Build the model inputs, call the model, store lambda per atom.
 ------------------------------------------------------------------------- */
 
@@ -773,17 +691,19 @@ void FixLocalCond::evaluate()
   // ghosts at the positions of the current box (a box-changing fix remapped the
   // owned atoms earlier in this end_of_step)
   if (remap_ghosts && update->whichflag == 1 && !update->setupflag) comm->forward_comm();
-  collect_nodes(n_out);
+  const LocalCond::AtomArrays atoms = atom_arrays();
+  graph->collect_nodes(atoms);
   if (use_lammps_list) {
     if (n_layers == 1) neighbor->build_one(list);
-    edges_from_list();
+    graph->edges_from_list(atoms, list);
   } else {
-    edges_by_binning();
+    graph->edges_by_binning(atoms);
   }
+  const int n_out = graph->n_out();
   node_out.assign(n_out, 0.0);
   const double t1 = wall_seconds();
-  const double model_seconds =
-      session->evaluate(update->ntimestep, node_species, edges.index, edges.vec, node_ids, n_out, node_out);
+  const double model_seconds = session->evaluate(update->ntimestep, graph->node_species, graph->edges.index,
+                                                 graph->edges.vec, graph->node_ids, n_out, node_out);
   const double t2 = wall_seconds();
   ++n_calls;
   t_edges += t1 - t0;
@@ -791,7 +711,7 @@ void FixLocalCond::evaluate()
   t_model += model_seconds;
 
   for (int i = 0; i < atom->nlocal; ++i) lambda[i] = 0.0;
-  for (int k = 0; k < n_out; ++k) lambda[atom_of_node[k]] = node_out[k];
+  for (int k = 0; k < n_out; ++k) lambda[graph->atom_of_node[k]] = node_out[k];
 }
 
 /* ----------------------------------------------------------------------
@@ -804,15 +724,16 @@ void FixLocalCond::evaluate()
 void FixLocalCond::observe(const char *phase)
 {
   const double t0 = wall_seconds();
+  const int n_out = graph->n_out();
   std::vector<LocalCond::ArrayView> arrays = {
-      {"species", node_species.data(), n_out * sizeof(int64_t)},
-      {"ids", node_ids.data(), n_out * sizeof(int64_t)},
+      {"species", graph->node_species.data(), n_out * sizeof(int64_t)},
+      {"ids", graph->node_ids.data(), n_out * sizeof(int64_t)},
       {"lambda", node_out.data(), n_out * sizeof(double)}};
   if (eh_on) {
     eh_pos.resize(3 * (size_t) n_out);
     eh_charge.resize(n_out);
     for (int k = 0; k < n_out; ++k) {
-      const int i = atom_of_node[k];
+      const int i = graph->atom_of_node[k];
       domain->unmap(atom->x[i], atom->image[i], &eh_pos[3 * k]);
       eh_charge[k] = atom->q[i];
     }
@@ -879,14 +800,8 @@ double FixLocalCond::compute_vector(int n)
 double FixLocalCond::memory_usage()
 {
   double bytes = (double) atom->nmax * sizeof(double);
-  bytes += (double) (node_of_atom.capacity() + atom_of_node.capacity()) * sizeof(int);
-  bytes += (double) (center_of_atom.capacity() + point_center.capacity());
-  bytes += (double) (node_species.capacity() + node_ids.capacity() + point_node.capacity()) *
-      sizeof(int64_t);
-  bytes += (double) (point_pos.capacity() + node_out.capacity() + edges.vec.capacity()) *
-      sizeof(double);
-  bytes += (double) (edges.index.capacity() + edges.center.capacity() + edges.neighbor.capacity()) *
-      sizeof(int64_t);
+  bytes += (double) node_out.capacity() * sizeof(double);
+  bytes += graph->memory_usage();
   return bytes;
 }
 

@@ -9,12 +9,11 @@
 
 #include "fix.h"
 
-#include "edge_builder.h"
+#include "graph_adaptor.h"
 #include "python_session.h"
 
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -85,19 +84,10 @@ class FixLocalCond : public Fix {
   std::vector<int> corr_species;    // list path: per local+ghost atom, species if mapped in the group, else -1
   bigint last_setup_step;    // the step setup() evaluated (-1 after the first end_of_step)
   std::string moved_note;    // why atoms moved outside dynamics since the last evaluation
-  int n_out;                 // evaluated ions (owned, in the group, of mapped types)
 
-  // work buffers reused between evaluations
-  std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped
-  std::vector<char> center_of_atom;    // per local+ghost atom: edges start here
-  std::vector<int> atom_of_node;       // the atom that defines each node
-  std::unordered_map<tagint, int> owned;    // atom ID -> owned atom index
-  std::vector<int64_t> node_species, node_ids;
-  std::vector<double> node_out;
-  std::vector<double> point_pos;    // binning: mapped local+ghost atoms
-  std::vector<int64_t> point_node;
-  std::vector<char> point_center;
-  LocalCond::EdgeList edges;
+  // made by open_session() from the model's layout
+  std::unique_ptr<LocalCond::GraphAdaptor> graph;    // atoms -> the model's nodes and edges
+  std::vector<double> node_out;    // the model's lambda per evaluated node
 
   // timing (seconds, this rank) for the post-run summary
   long n_calls;
@@ -113,9 +103,7 @@ class FixLocalCond : public Fix {
   std::string mapped_types() const;
   void evaluate();
   void observe(const char *phase);
-  void collect_nodes(int &n_out);
-  void edges_from_list();
-  void edges_by_binning();
+  LocalCond::AtomArrays atom_arrays() const;    // this rank's atoms, for the graph adaptor
   void correlation_sums(int n_out);
   void correlation_sums_from_list();
   // why LAMMPS's lists cannot give every pair of mapped atoms within `cut` ("" if they can)
