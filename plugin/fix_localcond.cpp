@@ -1,6 +1,7 @@
 /* -------------------------------------------------------------------------
    localcond: fix localcond (see fix_localcond.h and doc/fix_localcond.rst);
-   the model's graph is built in graph_adaptor.cpp.
+   the model's graph is built in graph_adaptor.cpp, the statistics' inputs in
+   statistics_feed.cpp.
 ------------------------------------------------------------------------- */
 
 #include "fix_localcond.h"
@@ -17,7 +18,6 @@
 #include "group.h"
 #include "memory.h"
 #include "modify.h"
-#include "neigh_list.h"
 #include "neighbor.h"
 #include "pair.h"
 #include "update.h"
@@ -234,7 +234,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
 /* ----------------------------------------------------------------------
    Start Python, load and validate the model and the reducer options, map
    types to species (collective; any rank's failure stops every rank); then
-   the graph adaptor for this model and group.
+   the graph adaptor and the statistics feed for this model and group.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::open_session()
@@ -261,6 +261,13 @@ void FixLocalCond::open_session()
   graph_settings.cutoff = cutoff;
   graph_settings.n_layers = n_layers;
   graph = std::make_unique<LocalCond::GraphAdaptor>(graph_settings);
+  LocalCond::CorrelationSettings corr_settings;
+  corr_settings.type_node = type_node;
+  corr_settings.groupbit = groupbit;
+  corr_settings.n_species = n_species;
+  corr_settings.rmax = corr_rmax;
+  corr_settings.bins = corr_bins;
+  feed = std::make_unique<LocalCond::StatisticsFeed>(corr_settings);
 
   // process-wide, once the model is loaded: see malloc_tuning.h
   const std::string malloc_note = LocalCond::tune_malloc();
@@ -564,100 +571,6 @@ void FixLocalCond::end_of_step()
   observe("run");
 }
 
-/* ----------------------------------------------------------------------
-   The spatial correlation's sums over ordered pairs (i owned and evaluated
-   here, j any atom of the group with a mapped type, ghosts included) closer
-   than corr RMAX: per (species of i, species of j, distance bin) the number of
-   pairs, sum of lambda_i, of lambda_j and of lambda_i lambda_j, laid out
-   [4][S][S][NBINS] as localcond.engine.reducers.spatial.PairCorrelation keeps them.
-------------------------------------------------------------------------- */
-
-void FixLocalCond::add_pair(int si, int sj, double li, double lj, double rsq)
-{
-  const int64_t S = n_species, bins = corr_bins, plane = S * S * bins;
-  const double per_r = corr_bins / corr_rmax;    // as localcond.engine.reducers.spatial bins r
-  const int64_t bin = static_cast<int64_t>(std::sqrt(rsq) * per_r);
-  if (bin >= bins) return;
-  const int64_t k = (si * S + sj) * bins + bin;
-  pair_sums[k] += 1.0;
-  pair_sums[plane + k] += li;
-  pair_sums[2 * plane + k] += lj;
-  pair_sums[3 * plane + k] += li * lj;
-}
-
-void FixLocalCond::correlation_sums(int n_out)
-{
-  double **x = atom->x;
-  const int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  // only ghosts within RMAX of an evaluated owned atom's bounding box can pair
-  // with one (the model's ghost cutoff is often far longer than RMAX)
-  double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
-  for (int k = 0; k < n_out; ++k)
-    for (int d = 0; d < 3; ++d) {
-      lo[d] = std::min(lo[d], x[graph->atom_of_node[k]][d] - corr_rmax);
-      hi[d] = std::max(hi[d], x[graph->atom_of_node[k]][d] + corr_rmax);
-    }
-  pair_pos.clear();
-  pair_center.clear();
-  pair_atom.clear();
-  for (int i = 0; i < nall; ++i) {
-    if (!(atom->mask[i] & groupbit) || type_node[type[i]] < 0) continue;
-    if (i >= nlocal && (x[i][0] < lo[0] || x[i][0] > hi[0] || x[i][1] < lo[1] || x[i][1] > hi[1] ||
-                        x[i][2] < lo[2] || x[i][2] > hi[2]))
-      continue;
-    pair_pos.insert(pair_pos.end(), {x[i][0], x[i][1], x[i][2]});
-    pair_center.push_back(graph->is_output(i, nlocal));
-    pair_atom.push_back(i);
-  }
-  pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
-  LocalCond::CellList cells(pair_pos, corr_rmax);
-  cells.for_each_pair(pair_center, [&](int64_t i, int64_t j, double, double, double, double rsq) {
-    const int a = pair_atom[i], b = pair_atom[j];
-    add_pair(type_node[type[a]], type_node[type[b]], lambda[a], lambda[b], rsq);
-  });
-}
-
-/* ----------------------------------------------------------------------
-   The same sums from a LAMMPS half neighbor list (cutoff >= RMAX for every pair
-   of mapped types). Each pair (i owned, j owned or ghost) of mapped atoms of the
-   group gives i -> j (i is evaluated here: the owned atoms evaluated are exactly
-   the owned ones of the group with a mapped type) and j -> i when j's side is
-   on no other rank's list: j owned here, or a ghost with newton on (then the
-   pair is in one list of one rank only). With newton off a pair with a ghost is
-   in the lists of both ranks, and each adds its own atom's direction.
-------------------------------------------------------------------------- */
-
-void FixLocalCond::correlation_sums_from_list()
-{
-  double **x = atom->x;
-  const int *type = atom->type, *mask = atom->mask;
-  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
-  const bool newton = force->newton_pair != 0;
-  corr_species.resize(nall);    // species of a mapped atom of the group, else -1
-  for (int i = 0; i < nall; ++i) corr_species[i] = (mask[i] & groupbit) ? type_node[type[i]] : -1;
-  const double rmaxsq = corr_rmax * corr_rmax;
-  pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
-  for (int ii = 0; ii < corr_list->inum; ++ii) {
-    const int i = corr_list->ilist[ii];
-    const int si = corr_species[i];
-    if (si < 0) continue;
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2], li = lambda[i];
-    const int *jlist = corr_list->firstneigh[i];
-    for (int jj = 0; jj < corr_list->numneigh[i]; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const int sj = corr_species[j];
-      if (sj < 0) continue;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq >= rmaxsq) continue;
-      add_pair(si, sj, li, lambda[j], rsq);
-      if (newton || j < nlocal) add_pair(sj, si, lambda[j], li, rsq);
-    }
-  }
-}
-
 /* ---------------------------------------------------------------------- */
 
 int FixLocalCond::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
@@ -672,8 +585,8 @@ void FixLocalCond::unpack_forward_comm(int n, int first, double *buf)
 }
 
 /* ----------------------------------------------------------------------
-   This rank's atoms as the graph adaptor reads them (LAMMPS reallocates its
-   arrays as atoms arrive: taken afresh each time).
+   This rank's atoms as the graph adaptor and the statistics feed read them
+   (LAMMPS reallocates its arrays as atoms arrive: taken afresh each time).
 ------------------------------------------------------------------------- */
 
 LocalCond::AtomArrays FixLocalCond::atom_arrays() const
@@ -730,23 +643,17 @@ void FixLocalCond::observe(const char *phase)
       {"ids", graph->node_ids.data(), n_out * sizeof(int64_t)},
       {"lambda", node_out.data(), n_out * sizeof(double)}};
   if (eh_on) {
-    eh_pos.resize(3 * (size_t) n_out);
-    eh_charge.resize(n_out);
-    for (int k = 0; k < n_out; ++k) {
-      const int i = graph->atom_of_node[k];
-      domain->unmap(atom->x[i], atom->image[i], &eh_pos[3 * k]);
-      eh_charge[k] = atom->q[i];
-    }
-    arrays.push_back({"positions", eh_pos.data(), eh_pos.size() * sizeof(double)});
-    arrays.push_back({"charges", eh_charge.data(), eh_charge.size() * sizeof(double)});
+    feed->unwrap(*graph, domain, atom->x, atom->image, atom->q);
+    arrays.push_back({"positions", feed->eh_pos.data(), feed->eh_pos.size() * sizeof(double)});
+    arrays.push_back({"charges", feed->eh_charge.data(), feed->eh_charge.size() * sizeof(double)});
   }
   if (corr_on) {
-    comm->forward_comm(this);
+    comm->forward_comm(this);    // lambda of the ghost atoms
     if (corr_from_list)
-      correlation_sums_from_list();
+      feed->correlation_sums_from_list(atom_arrays(), corr_list, force->newton_pair != 0, lambda);
     else
-      correlation_sums(n_out);
-    arrays.push_back({"pair_sums", pair_sums.data(), pair_sums.size() * sizeof(double)});
+      feed->correlation_sums(atom_arrays(), *graph, lambda);
+    arrays.push_back({"pair_sums", feed->pair_sums.data(), feed->pair_sums.size() * sizeof(double)});
   }
   // ps per step (update->dt is in the unit style's time unit)
   const double dt_ps = update->dt / force->femtosecond / 1000.0;
