@@ -17,7 +17,7 @@ layers, 64 features, 10 Å cutoff, float32, random weights). Systems:
     .venv/bin/python bench/model_call.py [--repeats 30] [--rank-view] [--no-mallopt] [--out FILE]
 
 One thread (torch.set_num_threads(1)). Like fix localcond (tune_malloc in
-plugin/fix_localcond.cpp), glibc's mmap threshold is raised first so the
+plugin/malloc_tuning.cpp), glibc's mmap threshold is raised first so the
 model's large temporaries are reused rather than page-faulted in at every call
 (--no-mallopt leaves malloc as is). Reports per-call wall time and thread CPU
 time (less sensitive to other processes on a busy machine), medians of the

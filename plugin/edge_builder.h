@@ -4,7 +4,7 @@
    Nodes are the model's graph nodes (owned atoms, and ghost atoms owned by
    other ranks); an edge (i, j) with vector r_j - r_i joins a center i to a
    neighbor j closer than the model cutoff, j possibly a periodic image. Two builders fill the same structure: from a LAMMPS full
-   neighbor list (in fix_localcond.cpp) or by binning the nodes here, which
+   neighbor list (in graph_adaptor.cpp) or by binning the nodes here, which
    needs no pair style and supports cutoffs beyond the pair cutoff.
 ------------------------------------------------------------------------- */
 

@@ -1,9 +1,12 @@
 /* -------------------------------------------------------------------------
-   localcond: fix localcond (see fix_localcond.h and doc/fix_localcond.rst)
+   localcond: fix localcond (see fix_localcond.h and doc/fix_localcond.rst);
+   the model's graph is built in graph_adaptor.cpp, the statistics' inputs in
+   statistics_feed.cpp.
 ------------------------------------------------------------------------- */
 
 #include "fix_localcond.h"
 
+#include "malloc_tuning.h"
 #include "python_runtime.h"
 #include "python_session.h"
 
@@ -15,7 +18,6 @@
 #include "group.h"
 #include "memory.h"
 #include "modify.h"
-#include "neigh_list.h"
 #include "neighbor.h"
 #include "pair.h"
 #include "update.h"
@@ -23,10 +25,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <cstring>
 #include <thread>
 
@@ -80,28 +78,6 @@ std::string reducer_usage(const std::string &word)
   return reducer_keyword(word)->usage;
 }
 
-// The model allocates the same large tensors at every call. glibc serves
-// blocks above its mmap threshold with fresh mmaps, so every call page-faults
-// them in again: measured 45 ms instead of 25 ms for a 3-layer network on 4000
-// ions. Keep such blocks in the heap instead (unless LOCALCOND_NO_MALLOPT is set).
-// Returns a note for the log.
-std::string tune_malloc()
-{
-#if defined(__GLIBC__)
-  const char *off = std::getenv("LOCALCOND_NO_MALLOPT");
-  if (off && *off && std::string(off) != "0") return "glibc malloc left as is (LOCALCOND_NO_MALLOPT)";
-  const int threshold = 1 << 30;
-  if (mallopt(M_MMAP_THRESHOLD, threshold) && mallopt(M_TRIM_THRESHOLD, threshold))
-    return "process-wide: glibc malloc now keeps freed blocks up to 1 GiB for reuse, for the model's "
-           "repeated large tensors (LOCALCOND_NO_MALLOPT=1 leaves malloc as is)";
-  const int fallback = 32 << 20;
-  if (mallopt(M_MMAP_THRESHOLD, fallback) && mallopt(M_TRIM_THRESHOLD, fallback))
-    return "process-wide: glibc malloc now keeps freed blocks up to 32 MiB for reuse, for the model's "
-           "repeated large tensors (LOCALCOND_NO_MALLOPT=1 leaves malloc as is)";
-#endif
-  return "";
-}
-
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
@@ -110,7 +86,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), corr_list(nullptr), lists_given(0), lambda(nullptr),
     global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
-    corr_on(false), corr_from_list(false), last_setup_step(-1), n_out(0), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
+    corr_on(false), corr_from_list(false), last_setup_step(-1), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
 {
   parse_arguments(narg, arg);
@@ -257,7 +233,8 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
 
 /* ----------------------------------------------------------------------
    Start Python, load and validate the model and the reducer options, map
-   types to species (collective; any rank's failure stops every rank).
+   types to species (collective; any rank's failure stops every rank); then
+   the graph adaptor and the statistics feed for this model and group.
 ------------------------------------------------------------------------- */
 
 void FixLocalCond::open_session()
@@ -278,7 +255,22 @@ void FixLocalCond::open_session()
   type_node = layout.type_node;
   type_charge = layout.type_charge;
 
-  const std::string malloc_note = tune_malloc();
+  LocalCond::GraphSettings graph_settings;
+  graph_settings.type_node = type_node;
+  graph_settings.groupbit = groupbit;
+  graph_settings.cutoff = cutoff;
+  graph_settings.n_layers = n_layers;
+  graph = std::make_unique<LocalCond::GraphAdaptor>(graph_settings);
+  LocalCond::CorrelationSettings corr_settings;
+  corr_settings.type_node = type_node;
+  corr_settings.groupbit = groupbit;
+  corr_settings.n_species = n_species;
+  corr_settings.rmax = corr_rmax;
+  corr_settings.bins = corr_bins;
+  feed = std::make_unique<LocalCond::StatisticsFeed>(corr_settings);
+
+  // process-wide, once the model is loaded: see malloc_tuning.h
+  const std::string malloc_note = LocalCond::tune_malloc();
   if (comm->me == 0) {
     utils::logmesg(lmp, "fix localcond {}: Python {}\n{}\n", id, LocalCond::python_origin(), layout.summary);
     if (!malloc_note.empty()) utils::logmesg(lmp, "  {}\n", malloc_note);
@@ -579,201 +571,6 @@ void FixLocalCond::end_of_step()
   observe("run");
 }
 
-/* ----------------------------------------------------------------------
-   Graph nodes: owned atoms of mapped types in the group (the outputs), other
-   owned atoms of mapped types, then ghost atoms of mapped types owned by other
-   ranks. A ghost that is a periodic image of an atom this rank owns is not a
-   node of its own: its edges lead to the owned atom (with the image's vector),
-   so the graph is the periodic one, and a single rank needs no ghost nodes.
-   Edges start at the output atoms (one-layer models) or at every owned atom
-   and every non-image ghost (message passing needs their neighborhoods).
-------------------------------------------------------------------------- */
-
-void FixLocalCond::collect_nodes(int &n_out)
-{
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const int *type = atom->type;
-  const int *amask = atom->mask;
-  const tagint *tag = atom->tag;
-
-  node_of_atom.assign(nall, -1);
-  center_of_atom.assign(nall, 0);
-  atom_of_node.clear();
-  auto add = [&](int i) {
-    node_of_atom[i] = (int) atom_of_node.size();
-    atom_of_node.push_back(i);
-  };
-  for (int i = 0; i < nlocal; ++i)
-    if ((amask[i] & groupbit) && type_node[type[i]] >= 0) add(i);
-  n_out = (int) atom_of_node.size();
-  for (int i = 0; i < nlocal; ++i)
-    if (!(amask[i] & groupbit) && type_node[type[i]] >= 0) add(i);
-  for (int i = 0; i < nlocal; ++i)
-    center_of_atom[i] = (node_of_atom[i] >= 0) && (n_layers > 1 || node_of_atom[i] < n_out);
-
-  owned.clear();
-  for (int i = 0; i < nlocal; ++i)
-    if (node_of_atom[i] >= 0) owned[tag[i]] = i;
-  for (int i = nlocal; i < nall; ++i) {
-    if (type_node[type[i]] < 0) continue;
-    auto it = owned.find(tag[i]);
-    if (it != owned.end()) {
-      node_of_atom[i] = node_of_atom[it->second];    // image of an owned atom
-    } else {
-      add(i);
-      center_of_atom[i] = (n_layers > 1);
-    }
-  }
-
-  const int n_nodes = (int) atom_of_node.size();
-  node_species.resize(n_nodes);
-  node_ids.resize(n_nodes);
-  for (int k = 0; k < n_nodes; ++k) {
-    const int i = atom_of_node[k];
-    node_species[k] = type_node[type[i]];
-    node_ids[k] = tag[i];
-  }
-}
-
-/* ---------------------------------------------------------------------- */
-
-void FixLocalCond::edges_from_list()
-{
-  edges.clear();
-  double **x = atom->x;
-  const double cutsq = cutoff * cutoff;
-  const int nrows = list->inum + (n_layers > 1 ? list->gnum : 0);
-  for (int ii = 0; ii < nrows; ++ii) {
-    const int i = list->ilist[ii];
-    if (!center_of_atom[i]) continue;
-    const int ni = node_of_atom[i];
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const int nj = node_of_atom[j];
-      if (nj < 0) continue;
-      const double dx = x[j][0] - x[i][0];
-      const double dy = x[j][1] - x[i][1];
-      const double dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutsq) edges.add(ni, nj, dx, dy, dz);
-    }
-  }
-  edges.finalize();
-}
-
-/* ---------------------------------------------------------------------- */
-
-void FixLocalCond::edges_by_binning()
-{
-  double **x = atom->x;
-  const int nall = atom->nlocal + atom->nghost;
-  point_pos.clear();
-  point_node.clear();
-  point_center.clear();
-  for (int i = 0; i < nall; ++i) {
-    if (node_of_atom[i] < 0) continue;
-    point_pos.insert(point_pos.end(), {x[i][0], x[i][1], x[i][2]});
-    point_node.push_back(node_of_atom[i]);
-    point_center.push_back(center_of_atom[i]);
-  }
-  LocalCond::build_edges_binned(point_pos, point_node, point_center, cutoff, edges);
-}
-
-/* ----------------------------------------------------------------------
-   The spatial correlation's sums over ordered pairs (i owned and evaluated
-   here, j any atom of the group with a mapped type, ghosts included) closer
-   than corr RMAX: per (species of i, species of j, distance bin) the number of
-   pairs, sum of lambda_i, of lambda_j and of lambda_i lambda_j, laid out
-   [4][S][S][NBINS] as localcond.engine.reducers.spatial.PairCorrelation keeps them.
-------------------------------------------------------------------------- */
-
-void FixLocalCond::add_pair(int si, int sj, double li, double lj, double rsq)
-{
-  const int64_t S = n_species, bins = corr_bins, plane = S * S * bins;
-  const double per_r = corr_bins / corr_rmax;    // as localcond.engine.reducers.spatial bins r
-  const int64_t bin = static_cast<int64_t>(std::sqrt(rsq) * per_r);
-  if (bin >= bins) return;
-  const int64_t k = (si * S + sj) * bins + bin;
-  pair_sums[k] += 1.0;
-  pair_sums[plane + k] += li;
-  pair_sums[2 * plane + k] += lj;
-  pair_sums[3 * plane + k] += li * lj;
-}
-
-void FixLocalCond::correlation_sums(int n_out)
-{
-  double **x = atom->x;
-  const int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  // only ghosts within RMAX of an evaluated owned atom's bounding box can pair
-  // with one (the model's ghost cutoff is often far longer than RMAX)
-  double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
-  for (int k = 0; k < n_out; ++k)
-    for (int d = 0; d < 3; ++d) {
-      lo[d] = std::min(lo[d], x[atom_of_node[k]][d] - corr_rmax);
-      hi[d] = std::max(hi[d], x[atom_of_node[k]][d] + corr_rmax);
-    }
-  pair_pos.clear();
-  pair_center.clear();
-  pair_atom.clear();
-  for (int i = 0; i < nall; ++i) {
-    if (!(atom->mask[i] & groupbit) || type_node[type[i]] < 0) continue;
-    if (i >= nlocal && (x[i][0] < lo[0] || x[i][0] > hi[0] || x[i][1] < lo[1] || x[i][1] > hi[1] ||
-                        x[i][2] < lo[2] || x[i][2] > hi[2]))
-      continue;
-    pair_pos.insert(pair_pos.end(), {x[i][0], x[i][1], x[i][2]});
-    pair_center.push_back(i < nlocal && node_of_atom[i] >= 0 && node_of_atom[i] < n_out);
-    pair_atom.push_back(i);
-  }
-  pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
-  LocalCond::CellList cells(pair_pos, corr_rmax);
-  cells.for_each_pair(pair_center, [&](int64_t i, int64_t j, double, double, double, double rsq) {
-    const int a = pair_atom[i], b = pair_atom[j];
-    add_pair(type_node[type[a]], type_node[type[b]], lambda[a], lambda[b], rsq);
-  });
-}
-
-/* ----------------------------------------------------------------------
-   The same sums from a LAMMPS half neighbor list (cutoff >= RMAX for every pair
-   of mapped types). Each pair (i owned, j owned or ghost) of mapped atoms of the
-   group gives i -> j (i is evaluated here: the owned atoms evaluated are exactly
-   the owned ones of the group with a mapped type) and j -> i when j's side is
-   on no other rank's list: j owned here, or a ghost with newton on (then the
-   pair is in one list of one rank only). With newton off a pair with a ghost is
-   in the lists of both ranks, and each adds its own atom's direction.
-------------------------------------------------------------------------- */
-
-void FixLocalCond::correlation_sums_from_list()
-{
-  double **x = atom->x;
-  const int *type = atom->type, *mask = atom->mask;
-  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
-  const bool newton = force->newton_pair != 0;
-  corr_species.resize(nall);    // species of a mapped atom of the group, else -1
-  for (int i = 0; i < nall; ++i) corr_species[i] = (mask[i] & groupbit) ? type_node[type[i]] : -1;
-  const double rmaxsq = corr_rmax * corr_rmax;
-  pair_sums.assign(4 * (size_t) n_species * n_species * corr_bins, 0.0);
-  for (int ii = 0; ii < corr_list->inum; ++ii) {
-    const int i = corr_list->ilist[ii];
-    const int si = corr_species[i];
-    if (si < 0) continue;
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2], li = lambda[i];
-    const int *jlist = corr_list->firstneigh[i];
-    for (int jj = 0; jj < corr_list->numneigh[i]; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const int sj = corr_species[j];
-      if (sj < 0) continue;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq >= rmaxsq) continue;
-      add_pair(si, sj, li, lambda[j], rsq);
-      if (newton || j < nlocal) add_pair(sj, si, lambda[j], li, rsq);
-    }
-  }
-}
-
 /* ---------------------------------------------------------------------- */
 
 int FixLocalCond::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
@@ -788,6 +585,16 @@ void FixLocalCond::unpack_forward_comm(int n, int first, double *buf)
 }
 
 /* ----------------------------------------------------------------------
+   This rank's atoms as the graph adaptor and the statistics feed read them
+   (LAMMPS reallocates its arrays as atoms arrive: taken afresh each time).
+------------------------------------------------------------------------- */
+
+LocalCond::AtomArrays FixLocalCond::atom_arrays() const
+{
+  return {atom->x, atom->type, atom->mask, atom->tag, atom->nlocal, atom->nghost};
+}
+
+/* ----------------------------------------------------------------------
    Build the model inputs, call the model, store lambda per atom.
 ------------------------------------------------------------------------- */
 
@@ -797,17 +604,19 @@ void FixLocalCond::evaluate()
   // ghosts at the positions of the current box (a box-changing fix remapped the
   // owned atoms earlier in this end_of_step)
   if (remap_ghosts && update->whichflag == 1 && !update->setupflag) comm->forward_comm();
-  collect_nodes(n_out);
+  const LocalCond::AtomArrays atoms = atom_arrays();
+  graph->collect_nodes(atoms);
   if (use_lammps_list) {
     if (n_layers == 1) neighbor->build_one(list);
-    edges_from_list();
+    graph->edges_from_list(atoms, list);
   } else {
-    edges_by_binning();
+    graph->edges_by_binning(atoms);
   }
+  const int n_out = graph->n_out();
   node_out.assign(n_out, 0.0);
   const double t1 = wall_seconds();
-  const double model_seconds =
-      session->evaluate(update->ntimestep, node_species, edges.index, edges.vec, node_ids, n_out, node_out);
+  const double model_seconds = session->evaluate(update->ntimestep, graph->node_species, graph->edges.index,
+                                                 graph->edges.vec, graph->node_ids, n_out, node_out);
   const double t2 = wall_seconds();
   ++n_calls;
   t_edges += t1 - t0;
@@ -815,7 +624,7 @@ void FixLocalCond::evaluate()
   t_model += model_seconds;
 
   for (int i = 0; i < atom->nlocal; ++i) lambda[i] = 0.0;
-  for (int k = 0; k < n_out; ++k) lambda[atom_of_node[k]] = node_out[k];
+  for (int k = 0; k < n_out; ++k) lambda[graph->atom_of_node[k]] = node_out[k];
 }
 
 /* ----------------------------------------------------------------------
@@ -828,28 +637,23 @@ void FixLocalCond::evaluate()
 void FixLocalCond::observe(const char *phase)
 {
   const double t0 = wall_seconds();
+  const int n_out = graph->n_out();
   std::vector<LocalCond::ArrayView> arrays = {
-      {"species", node_species.data(), n_out * sizeof(int64_t)},
-      {"ids", node_ids.data(), n_out * sizeof(int64_t)},
+      {"species", graph->node_species.data(), n_out * sizeof(int64_t)},
+      {"ids", graph->node_ids.data(), n_out * sizeof(int64_t)},
       {"lambda", node_out.data(), n_out * sizeof(double)}};
   if (eh_on) {
-    eh_pos.resize(3 * (size_t) n_out);
-    eh_charge.resize(n_out);
-    for (int k = 0; k < n_out; ++k) {
-      const int i = atom_of_node[k];
-      domain->unmap(atom->x[i], atom->image[i], &eh_pos[3 * k]);
-      eh_charge[k] = atom->q[i];
-    }
-    arrays.push_back({"positions", eh_pos.data(), eh_pos.size() * sizeof(double)});
-    arrays.push_back({"charges", eh_charge.data(), eh_charge.size() * sizeof(double)});
+    feed->unwrap(*graph, domain, atom->x, atom->image, atom->q);
+    arrays.push_back({"positions", feed->eh_pos.data(), feed->eh_pos.size() * sizeof(double)});
+    arrays.push_back({"charges", feed->eh_charge.data(), feed->eh_charge.size() * sizeof(double)});
   }
   if (corr_on) {
-    comm->forward_comm(this);
+    comm->forward_comm(this);    // lambda of the ghost atoms
     if (corr_from_list)
-      correlation_sums_from_list();
+      feed->correlation_sums_from_list(atom_arrays(), corr_list, force->newton_pair != 0, lambda);
     else
-      correlation_sums(n_out);
-    arrays.push_back({"pair_sums", pair_sums.data(), pair_sums.size() * sizeof(double)});
+      feed->correlation_sums(atom_arrays(), *graph, lambda);
+    arrays.push_back({"pair_sums", feed->pair_sums.data(), feed->pair_sums.size() * sizeof(double)});
   }
   // ps per step (update->dt is in the unit style's time unit)
   const double dt_ps = update->dt / force->femtosecond / 1000.0;
@@ -903,14 +707,8 @@ double FixLocalCond::compute_vector(int n)
 double FixLocalCond::memory_usage()
 {
   double bytes = (double) atom->nmax * sizeof(double);
-  bytes += (double) (node_of_atom.capacity() + atom_of_node.capacity()) * sizeof(int);
-  bytes += (double) (center_of_atom.capacity() + point_center.capacity());
-  bytes += (double) (node_species.capacity() + node_ids.capacity() + point_node.capacity()) *
-      sizeof(int64_t);
-  bytes += (double) (point_pos.capacity() + node_out.capacity() + edges.vec.capacity()) *
-      sizeof(double);
-  bytes += (double) (edges.index.capacity() + edges.center.capacity() + edges.neighbor.capacity()) *
-      sizeof(int64_t);
+  bytes += (double) node_out.capacity() * sizeof(double);
+  bytes += graph->memory_usage();
   return bytes;
 }
 

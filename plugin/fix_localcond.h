@@ -2,6 +2,13 @@
    localcond: fix localcond — per-atom local molar conductivity from a
    TorchScript model evaluated every N steps through the localcond Python
    runtime. Documentation: doc/fix_localcond.rst.
+
+   This class is the LAMMPS glue (options, checks, scheduling, per-atom and
+   restart storage, output). The rest lives beside it, as in LAMMPS's
+   ML-METATOMIC package: graph_adaptor.h turns atoms into the model's nodes
+   and edges, statistics_feed.h computes what the live statistics need beyond
+   the model's output, python_session.h makes every call into Python, and
+   malloc_tuning.h sets glibc malloc up for the model's allocations.
 ------------------------------------------------------------------------- */
 
 #ifndef LMP_FIX_LOCALCOND_H
@@ -9,12 +16,12 @@
 
 #include "fix.h"
 
-#include "edge_builder.h"
+#include "graph_adaptor.h"
 #include "python_session.h"
+#include "statistics_feed.h"
 
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -74,30 +81,17 @@ class FixLocalCond : public Fix {
   int write_every;              // evaluations between writes (0: at the end of each run)
   std::vector<std::pair<std::string, std::vector<double>>> reducer_options;    // hist, tcorr, corr, eh
   bool eh_on;    // live Einstein-Helfand: positions and charges go to the statistics
-  std::vector<double> eh_pos, eh_charge;
   double corr_rmax;    // spatial correlation of lambda up to this distance, in corr_bins bins
   int corr_bins;
   bool corr_on;
   bool corr_from_list;    // the pairs from a LAMMPS half list (it covers RMAX), else binned here
-  std::vector<double> pair_pos, pair_sums;    // spatial correlation: points, sums [4][S][S][bins]
-  std::vector<char> pair_center;
-  std::vector<int> pair_atom;
-  std::vector<int> corr_species;    // list path: per local+ghost atom, species if mapped in the group, else -1
   bigint last_setup_step;    // the step setup() evaluated (-1 after the first end_of_step)
   std::string moved_note;    // why atoms moved outside dynamics since the last evaluation
-  int n_out;                 // evaluated ions (owned, in the group, of mapped types)
 
-  // work buffers reused between evaluations
-  std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped
-  std::vector<char> center_of_atom;    // per local+ghost atom: edges start here
-  std::vector<int> atom_of_node;       // the atom that defines each node
-  std::unordered_map<tagint, int> owned;    // atom ID -> owned atom index
-  std::vector<int64_t> node_species, node_ids;
-  std::vector<double> node_out;
-  std::vector<double> point_pos;    // binning: mapped local+ghost atoms
-  std::vector<int64_t> point_node;
-  std::vector<char> point_center;
-  LocalCond::EdgeList edges;
+  // made by open_session() from the model's layout
+  std::unique_ptr<LocalCond::GraphAdaptor> graph;    // atoms -> the model's nodes and edges
+  std::unique_ptr<LocalCond::StatisticsFeed> feed;    // eh positions and charges, corr pair sums
+  std::vector<double> node_out;    // the model's lambda per evaluated node
 
   // timing (seconds, this rank) for the post-run summary
   long n_calls;
@@ -113,16 +107,9 @@ class FixLocalCond : public Fix {
   std::string mapped_types() const;
   void evaluate();
   void observe(const char *phase);
-  void collect_nodes(int &n_out);
-  void edges_from_list();
-  void edges_by_binning();
-  void correlation_sums(int n_out);
-  void correlation_sums_from_list();
+  LocalCond::AtomArrays atom_arrays() const;    // this rank's atoms, for the adaptor and the feed
   // why LAMMPS's lists cannot give every pair of mapped atoms within `cut` ("" if they can)
   std::string list_unusable(double cut, const char *what) const;
-  // one ordered pair (a evaluated here, b any mapped atom of the group) at distance^2 rsq < RMAX^2
-  // one ordered pair: species, lambda of each, distance^2 (< RMAX^2)
-  inline void add_pair(int si, int sj, double li, double lj, double rsq);
 };
 
 }    // namespace LAMMPS_NS
