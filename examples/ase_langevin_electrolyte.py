@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     atoms = electrolyte(args.npairs, 1.0, seed=1)
     calc = LocalConductivity(args.model, species={"Li": "Li", "P": "PF6"}, calculator=lammps_forces(20.0))
     atoms.calc = calc
-    observer = ConductivityObserver(atoms, calc, args.out, histogram=(-10, 10, 80), nlags=20)
+    observer = ConductivityObserver(atoms, calc, args.out, hist=(-10, 10, 80), tcorr=20)
     dyn = Langevin(atoms, 4 * units.fs, temperature_K=298, friction=1 / (500 * units.fs), fixcm=False,
                    rng=np.random.default_rng(2))
     dyn.attach(observer, interval=10)

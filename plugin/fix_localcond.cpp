@@ -39,44 +39,6 @@ double wall_seconds()
   return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
 }
 
-const double CHARGE_TOLERANCE = 1.0e-5;    // e
-
-// Reducer keywords: how many numbers follow, which are integers, and their names.
-struct ReducerKeyword {
-  const char *name;
-  int arity;
-  const char *integers;    // 'i' integer, 'r' real, per value
-  const char *usage;
-};
-const ReducerKeyword REDUCER_KEYWORDS[] = {
-    {"hist", 3, "rri", "hist LO HI NBINS"},
-    {"tcorr", 1, "i", "tcorr NLAGS"},
-    {"corr", 2, "ri", "corr RMAX NBINS"},
-    {"eh", 3, "iir", "eh NLAGS BLOCK TEMP"},
-};
-
-const ReducerKeyword *reducer_keyword(const std::string &word)
-{
-  for (const auto &k : REDUCER_KEYWORDS)
-    if (word == k.name) return &k;
-  return nullptr;
-}
-
-int reducer_arity(const std::string &word)
-{
-  const ReducerKeyword *k = reducer_keyword(word);
-  return k ? k->arity : 0;
-}
-
-bool reducer_integer(const std::string &word, int index)
-{
-  return reducer_keyword(word)->integers[index] == 'i';
-}
-
-std::string reducer_usage(const std::string &word)
-{
-  return reducer_keyword(word)->usage;
-}
 
 }    // namespace
 
@@ -137,14 +99,15 @@ FixLocalCond::~FixLocalCond()
 void FixLocalCond::parse_arguments(int narg, char **arg)
 {
   const int ntypes = atom->ntypes;
-  const std::string usage = "fix ID group-ID localcond N model.pt types S1 ... S" +
-      std::to_string(ntypes) +
-      " [neighbors auto|lammps|binning] [file PREFIX] [every M] [hist LO HI NBINS] [tcorr NLAGS]"
-      " [corr RMAX NBINS] [eh NLAGS BLOCK TEMP]";
-  if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
   if (domain->dimension != 3)
     error->all(FLERR, "fix localcond supports 3-d simulations only (the model's environments and the "
                "Einstein-Helfand estimate are 3-d); this input has 'dimension {}'", domain->dimension);
+  // The keywords and the usage line come from the one option schema, owned by Python
+  // (python/localcond/engine/options.py); the words after the types list go there to be checked.
+  session = std::make_unique<LocalCond::PythonSession>(lmp);
+  const LocalCond::KeywordSchema schema = session->keywords(ntypes);
+  const std::string &usage = schema.usage;
+  if (narg < 6) error->all(FLERR, "Illegal fix localcond command; usage: {}", usage);
 
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
   if (nevery <= 0)
@@ -155,10 +118,9 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
     error->all(FLERR, "fix localcond: expected keyword 'types' after the model file, got '{}'; usage: {}",
                arg[5], usage);
 
-  const char *keywords[] = {"neighbors", "file", "every", "hist", "tcorr", "corr", "eh"};
-  auto is_keyword = [&keywords](const char *word) {
-    for (const char *key : keywords)
-      if (strcmp(word, key) == 0) return true;
+  auto is_keyword = [&schema](const char *word) {
+    for (const auto &key : schema.names)
+      if (key == word) return true;
     return false;
   };
   int iarg = 6;
@@ -170,7 +132,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
     std::string hint;
     if ((int) type_species.size() > ntypes) {
       hint = fmt::format("; '{}' is not a keyword of fix localcond (keywords:", type_species[ntypes]);
-      for (const char *key : keywords) hint += std::string(" ") + key;
+      for (const auto &key : schema.names) hint += " " + key;
       hint += ")";
     }
     error->all(FLERR,
@@ -178,57 +140,7 @@ void FixLocalCond::parse_arguments(int narg, char **arg)
                "the system has {} atom types but {} names were given:{}{}",
                ntypes, type_species.size(), given.empty() ? " (none)" : given, hint);
   }
-
-  while (iarg < narg) {
-    if (strcmp(arg[iarg], "neighbors") == 0) {
-      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'neighbors' needs a value");
-      const std::string mode = arg[iarg + 1];
-      if (mode == "auto")
-        neighbor_mode = NEIGH_AUTO;
-      else if (mode == "lammps")
-        neighbor_mode = NEIGH_LAMMPS;
-      else if (mode == "binning")
-        neighbor_mode = NEIGH_BINNING;
-      else
-        error->all(FLERR, "fix localcond: neighbors must be auto, lammps or binning, got '{}'", mode);
-      iarg += 2;
-    } else if (strcmp(arg[iarg], "file") == 0) {
-      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'file' needs a prefix");
-      output_prefix = arg[iarg + 1];
-      iarg += 2;
-    } else if (strcmp(arg[iarg], "every") == 0) {
-      if (iarg + 1 >= narg) error->all(FLERR, "fix localcond: keyword 'every' needs a value");
-      write_every = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-      if (write_every <= 0)
-        error->all(FLERR, "fix localcond: 'every' (evaluations between file writes) must be a "
-                   "positive integer, got {}", arg[iarg + 1]);
-      iarg += 2;
-    } else if (reducer_arity(arg[iarg]) > 0) {
-      // reducer options: numbers parsed here, their meaning checked by the Python side
-      const std::string key = arg[iarg];
-      const int n = reducer_arity(arg[iarg]);
-      if (iarg + n >= narg)
-        error->all(FLERR, "fix localcond: keyword '{}' needs {} value(s): {}", key, n, reducer_usage(key));
-      std::vector<double> values;
-      for (int k = 1; k <= n; ++k) {
-        const bool integer = reducer_integer(key, k - 1);
-        values.push_back(integer ? (double) utils::inumeric(FLERR, arg[iarg + k], false, lmp)
-                                 : utils::numeric(FLERR, arg[iarg + k], false, lmp));
-      }
-      if (key == "corr") {
-        corr_on = true;
-        corr_rmax = values[0];
-        corr_bins = (int) values[1];
-      }
-      if (key == "eh") eh_on = true;
-      reducer_options.emplace_back(key, values);
-      iarg += n + 1;
-    } else {
-      error->all(FLERR, "fix localcond: unknown keyword '{}'", arg[iarg]);
-    }
-  }
-  if (write_every > 0 && output_prefix.empty())
-    error->all(FLERR, "fix localcond: 'every' sets how often the 'file' is written; add 'file PREFIX'");
+  for (; iarg < narg; ++iarg) keywords.emplace_back(arg[iarg]);
 }
 
 /* ----------------------------------------------------------------------
@@ -243,10 +155,7 @@ void FixLocalCond::open_session()
   settings.model_file = model_file;
   settings.type_species = type_species;
   settings.group = group->names[igroup];
-  settings.file_prefix = output_prefix;
-  settings.write_every = write_every;
-  settings.reducers = reducer_options;
-  session = std::make_unique<LocalCond::PythonSession>(lmp);
+  settings.keywords = keywords;
   LocalCond::ModelLayout layout = session->open(settings);
   cutoff = layout.cutoff;
   receptive_field = layout.receptive_field;
@@ -254,6 +163,16 @@ void FixLocalCond::open_session()
   n_species = layout.n_species;
   type_node = layout.type_node;
   type_charge = layout.type_charge;
+  // the validated keywords this side acts on
+  neighbor_mode = layout.neighbors == "lammps" ? NEIGH_LAMMPS
+      : layout.neighbors == "binning"          ? NEIGH_BINNING
+                                               : NEIGH_AUTO;
+  output_prefix = layout.file_prefix;
+  write_every = layout.write_every;
+  corr_on = layout.corr_bins > 0;
+  corr_rmax = layout.corr_rmax;
+  corr_bins = layout.corr_bins;
+  eh_on = layout.eh_on;
 
   LocalCond::GraphSettings graph_settings;
   graph_settings.type_node = type_node;
@@ -503,15 +422,9 @@ void FixLocalCond::check_charges()
   }
   MPI_Allreduce(lo.data(), glo.data(), ntypes + 1, MPI_DOUBLE, MPI_MIN, world);
   MPI_Allreduce(hi.data(), ghi.data(), ntypes + 1, MPI_DOUBLE, MPI_MAX, world);
-  for (int t = 1; t <= ntypes; ++t) {
-    if (type_node[t] < 0 || glo[t] > ghi[t]) continue;    // excluded or no atoms
-    const double q = type_charge[t];
-    if (std::fabs(glo[t] - q) > CHARGE_TOLERANCE || std::fabs(ghi[t] - q) > CHARGE_TOLERANCE)
-      error->all(FLERR,
-                 "fix localcond: atoms of type {} (species {}) have charges from {:.6g} to {:.6g} e, "
-                 "but the model's species {} has charge {:.6g} e; fix the charges or the 'types' map",
-                 t, type_species[t - 1], glo[t], ghi[t], type_species[t - 1], q);
-  }
+  // the rule and its message live in Python (localcond.engine.species.check_charge_ranges)
+  session->check_charges(std::vector<double>(glo.begin() + 1, glo.end()),
+                         std::vector<double>(ghi.begin() + 1, ghi.end()));
 }
 
 /* ---------------------------------------------------------------------- */

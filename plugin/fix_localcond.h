@@ -79,7 +79,7 @@ class FixLocalCond : public Fix {
   bool global_current;    // global[] holds the values after the last evaluation
   std::string output_prefix;    // reducer files PREFIX.reduce.npz / PREFIX.summary.json
   int write_every;              // evaluations between writes (0: at the end of each run)
-  std::vector<std::pair<std::string, std::vector<double>>> reducer_options;    // hist, tcorr, corr, eh
+  std::vector<std::string> keywords;    // the words after the types list, validated by Python
   bool eh_on;    // live Einstein-Helfand: positions and charges go to the statistics
   double corr_rmax;    // spatial correlation of lambda up to this distance, in corr_bins bins
   int corr_bins;

@@ -40,7 +40,77 @@ void set_item(PyObject *dict, const char *key, PyObject *value)
 
 const char OTHER_RANK_FAILED[] = "FailedElsewhere";
 
+PyObject *string_list(const std::vector<std::string> &words, bool null_is_none)
+{
+  PyObject *list = PyList_New(0);
+  for (const auto &word : words) {
+    PyObject *item = (null_is_none && word == "NULL") ? (Py_INCREF(Py_None), Py_None)
+                                                       : PyUnicode_FromString(word.c_str());
+    if (!item) break;
+    PyList_Append(list, item);
+    Py_DECREF(item);
+  }
+  return list;
+}
+
+// obj.method(**kwargs), stealing the reference to kwargs
+PyObject *call_named(PyObject *obj, const char *method, PyObject *kwargs)
+{
+  PyObject *function = PyObject_GetAttrString(obj, method);
+  PyObject *args = PyTuple_New(0);
+  // an error already set (a string that could not be converted) stops the call
+  PyObject *result = (function && kwargs && !PyErr_Occurred()) ? PyObject_Call(function, args, kwargs) : nullptr;
+  Py_XDECREF(args);
+  Py_XDECREF(function);
+  Py_XDECREF(kwargs);
+  return result;
+}
+
+// localcond.engine.fix_bridge.<function>(**kwargs), stealing the reference to kwargs
+PyObject *call_bridge(const char *function, PyObject *kwargs)
+{
+  PyObject *module = PyImport_ImportModule("localcond.engine.fix_bridge");
+  PyObject *result = module ? call_named(module, function, kwargs) : (Py_XDECREF(kwargs), nullptr);
+  Py_XDECREF(module);
+  return result;
+}
+
+// A field of a result dictionary (borrowed); sets a Python error naming it when missing.
+PyObject *field(PyObject *dict, const char *name, const char *what)
+{
+  if (!dict || !PyDict_Check(dict)) {
+    if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "%s returned something other than a dict", what);
+    return nullptr;
+  }
+  PyObject *value = PyDict_GetItemString(dict, name);
+  if (!value && !PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "%s gave no '%s'", what, name);
+  return value;
+}
+
+double field_double(PyObject *dict, const char *name, const char *what)
+{
+  PyObject *value = field(dict, name, what);
+  return value ? PyFloat_AsDouble(value) : 0.0;
+}
+
+long field_long(PyObject *dict, const char *name, const char *what)
+{
+  PyObject *value = field(dict, name, what);
+  return value ? PyLong_AsLong(value) : 0;
+}
+
+std::string field_string(PyObject *dict, const char *name, const char *what)
+{
+  PyObject *value = field(dict, name, what);
+  const char *text = value ? PyUnicode_AsUTF8(value) : nullptr;
+  return text ? text : "";
+}
+
 }    // namespace
+
+const char *const LocalCond::VECTOR_NAMES[9] = {
+    "group_mean",      "count",           "lambda_pred",    "lambda_pred_stderr", "lambda_std",
+    "lambda_eh",       "lambda_eh_stderr", "eh_share_first", "pred_share_first"};
 
 PythonSession::PythonSession(LAMMPS *lmp) : Pointers(lmp), session(nullptr) {}
 
@@ -80,6 +150,33 @@ void PythonSession::agree(const std::string &problem, const std::string &what)
 
 /* ---------------------------------------------------------------------- */
 
+KeywordSchema PythonSession::keywords(int ntypes)
+{
+  agree(ensure_python(), "cannot start Python");
+  KeywordSchema schema;
+  std::string problem;
+  {
+    GilLock gil;
+    PyObject *kwargs = PyDict_New();
+    set_item(kwargs, "ntypes", PyLong_FromLong(ntypes));
+    PyObject *result = call_bridge("keywords", kwargs);
+    const char *what = "fix_bridge.keywords";
+    PyObject *names = field(result, "names", what);
+    if (names && PyList_Check(names))
+      for (Py_ssize_t k = 0; k < PyList_Size(names); ++k) {
+        const char *text = PyUnicode_AsUTF8(PyList_GetItem(names, k));
+        if (text) schema.names.emplace_back(text);
+      }
+    if (result) schema.usage = field_string(result, "usage", what);
+    Py_XDECREF(result);
+    if (PyErr_Occurred() || !result) problem = take_python_error();
+  }
+  agree(problem, "cannot read the option schema");
+  return schema;
+}
+
+/* ---------------------------------------------------------------------- */
+
 ModelLayout PythonSession::open(const SessionSettings &s)
 {
   agree(ensure_python(), "cannot start Python");
@@ -87,56 +184,43 @@ ModelLayout PythonSession::open(const SessionSettings &s)
   std::string problem;
   {
     GilLock gil;
-    PyObject *module = PyImport_ImportModule("localcond.engine.fix_bridge");
-    PyObject *names = PyList_New(0);
-    for (const auto &name : s.type_species) {
-      PyObject *item = (name == "NULL") ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(name.c_str());
-      PyList_Append(names, item);
-      Py_DECREF(item);
-    }
-    PyObject *settings = PyDict_New();
-    set_item(settings, "group", PyUnicode_FromString(s.group.c_str()));
-    if (!s.file_prefix.empty()) set_item(settings, "file", PyUnicode_FromString(s.file_prefix.c_str()));
-    if (s.write_every > 0) set_item(settings, "every", PyLong_FromLong(s.write_every));
-    for (const auto &option : s.reducers) {
-      PyObject *value;
-      if (option.second.size() == 1) {
-        value = PyFloat_FromDouble(option.second[0]);
-      } else {
-        value = PyList_New(0);
-        for (double v : option.second) {
-          PyObject *item = PyFloat_FromDouble(v);
-          PyList_Append(value, item);
-          Py_DECREF(item);
+    PyObject *kwargs = PyDict_New();
+    set_item(kwargs, "model_path", PyUnicode_FromString(s.model_file.c_str()));
+    set_item(kwargs, "type_species", string_list(s.type_species, true));
+    set_item(kwargs, "keywords", string_list(s.keywords, false));
+    set_item(kwargs, "group", PyUnicode_FromString(s.group.c_str()));
+    set_item(kwargs, "nprocs", PyLong_FromLong(comm->nprocs));
+    set_item(kwargs, "comm_handle", PyLong_FromLong((long) MPI_Comm_c2f(world)));
+    session = call_bridge("open_session", kwargs);
+    PyObject *result = session ? PyObject_CallMethod(session, "layout", nullptr) : nullptr;
+    if (result) {
+      const char *what = "FixSession.layout";
+      layout.cutoff = field_double(result, "cutoff", what);
+      layout.receptive_field = field_double(result, "receptive_field", what);
+      layout.n_layers = (int) field_long(result, "n_layers", what);
+      layout.n_species = (int) field_long(result, "n_species", what);
+      layout.summary = field_string(result, "summary", what);
+      layout.neighbors = field_string(result, "neighbors", what);
+      layout.file_prefix = field_string(result, "file", what);
+      layout.write_every = (int) field_long(result, "every", what);
+      layout.corr_rmax = field_double(result, "corr_rmax", what);
+      layout.corr_bins = (int) field_long(result, "corr_bins", what);
+      PyObject *eh = field(result, "eh", what);
+      layout.eh_on = eh && PyObject_IsTrue(eh) == 1;
+      PyObject *nodes = field(result, "type_species_index", what);
+      PyObject *charges = field(result, "type_charge", what);
+      if (nodes && charges && PyList_Check(nodes) && PyList_Check(charges)) {
+        const Py_ssize_t ntypes = PyList_Size(nodes);
+        layout.type_node.assign(ntypes + 1, -1);
+        layout.type_charge.assign(ntypes + 1, 0.0);
+        for (Py_ssize_t t = 1; t <= ntypes && t <= PyList_Size(charges); ++t) {
+          layout.type_node[t] = (int) PyLong_AsLong(PyList_GetItem(nodes, t - 1));
+          layout.type_charge[t] = PyFloat_AsDouble(PyList_GetItem(charges, t - 1));
         }
       }
-      set_item(settings, option.first.c_str(), value);
-    }
-    if (module)
-      session = PyObject_CallMethod(module, "open_session", "sOiiO", s.model_file.c_str(), names,
-                                    comm->nprocs, (int) MPI_Comm_c2f(world), settings);
-    Py_XDECREF(settings);
-    Py_XDECREF(names);
-    Py_XDECREF(module);
-    PyObject *result = session ? PyObject_CallMethod(session, "layout", nullptr) : nullptr;
-    if (result && PyTuple_Check(result) && PyTuple_Size(result) == 7) {
-      layout.cutoff = PyFloat_AsDouble(PyTuple_GetItem(result, 0));
-      layout.receptive_field = PyFloat_AsDouble(PyTuple_GetItem(result, 1));
-      layout.n_layers = (int) PyLong_AsLong(PyTuple_GetItem(result, 2));
-      PyObject *nodes = PyTuple_GetItem(result, 3), *charges = PyTuple_GetItem(result, 4);
-      const Py_ssize_t ntypes = PyList_Size(nodes);
-      layout.type_node.assign(ntypes + 1, -1);
-      layout.type_charge.assign(ntypes + 1, 0.0);
-      for (Py_ssize_t t = 1; t <= ntypes; ++t) {
-        layout.type_node[t] = (int) PyLong_AsLong(PyList_GetItem(nodes, t - 1));
-        layout.type_charge[t] = PyFloat_AsDouble(PyList_GetItem(charges, t - 1));
-      }
-      const char *text = PyUnicode_AsUTF8(PyTuple_GetItem(result, 5));
-      if (text) layout.summary = text;
-      layout.n_species = (int) PyLong_AsLong(PyTuple_GetItem(result, 6));
     }
     Py_XDECREF(result);
-    if (PyErr_Occurred() || !session) {
+    if (PyErr_Occurred() || !session || !result) {
       problem = take_python_error();
       Py_CLEAR(session);
     }
@@ -155,12 +239,15 @@ double PythonSession::evaluate(bigint step, std::vector<int64_t> &species, std::
   double seconds = 0.0;
   {
     GilLock gil;
-    PyObject *result = PyObject_CallMethod(
-        session, "evaluate", "LNNNNiN", (long long) step, view(species.data(), species.size() * sizeof(int64_t)),
-        view(edge_index.data(), edge_index.size() * sizeof(int64_t)),
-        view(edge_vec.data(), edge_vec.size() * sizeof(double)),
-        view(ids.data(), ids.size() * sizeof(int64_t)), n_local,
-        view(out.data(), out.size() * sizeof(double)));
+    PyObject *kwargs = PyDict_New();
+    set_item(kwargs, "step", PyLong_FromLongLong((long long) step));
+    set_item(kwargs, "species", view(species.data(), species.size() * sizeof(int64_t)));
+    set_item(kwargs, "edge_index", view(edge_index.data(), edge_index.size() * sizeof(int64_t)));
+    set_item(kwargs, "edge_vec", view(edge_vec.data(), edge_vec.size() * sizeof(double)));
+    set_item(kwargs, "ids", view(ids.data(), ids.size() * sizeof(int64_t)));
+    set_item(kwargs, "n_local", PyLong_FromLong(n_local));
+    set_item(kwargs, "out", view(out.data(), out.size() * sizeof(double)));
+    PyObject *result = call_named(session, "evaluate", kwargs);
     if (result) seconds = PyFloat_AsDouble(result);
     Py_XDECREF(result);
     if (PyErr_Occurred() || !result) problem = take_python_error();
@@ -179,9 +266,14 @@ std::string PythonSession::observe(bigint step, double dt_ps, int nevery, const 
     GilLock gil;
     PyObject *views = PyDict_New();
     for (const auto &a : arrays) set_item(views, a.name, view(a.data, a.bytes));
-    PyObject *why = moved.empty() ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(moved.c_str());
-    PyObject *result = PyObject_CallMethod(session, "observe", "LdisNN", (long long) step, dt_ps, nevery, phase,
-                                           why, views);
+    PyObject *kwargs = PyDict_New();
+    set_item(kwargs, "step", PyLong_FromLongLong((long long) step));
+    set_item(kwargs, "dt_ps", PyFloat_FromDouble(dt_ps));
+    set_item(kwargs, "nevery", PyLong_FromLong(nevery));
+    set_item(kwargs, "phase", PyUnicode_FromString(phase));
+    set_item(kwargs, "moved", moved.empty() ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(moved.c_str()));
+    set_item(kwargs, "views", views);
+    PyObject *result = call_named(session, "observe", kwargs);
     const char *text = (result && PyUnicode_Check(result)) ? PyUnicode_AsUTF8(result) : nullptr;
     if (text) notes = text;
     const bool malformed = result && !PyErr_Occurred() && !PyUnicode_Check(result);
@@ -191,6 +283,30 @@ std::string PythonSession::observe(bigint step, double dt_ps, int nevery, const 
   }
   agree(problem, fmt::format("the statistics failed at step {}", step));
   return notes;
+}
+
+void PythonSession::check_charges(const std::vector<double> &q_min, const std::vector<double> &q_max)
+{
+  std::string problem;
+  {
+    GilLock gil;
+    auto numbers = [](const std::vector<double> &values) {
+      PyObject *list = PyList_New(0);
+      for (double v : values) {
+        PyObject *item = PyFloat_FromDouble(v);
+        PyList_Append(list, item);
+        Py_DECREF(item);
+      }
+      return list;
+    };
+    PyObject *kwargs = PyDict_New();
+    set_item(kwargs, "q_min", numbers(q_min));
+    set_item(kwargs, "q_max", numbers(q_max));
+    PyObject *result = call_named(session, "check_charges", kwargs);
+    Py_XDECREF(result);
+    if (PyErr_Occurred() || !result) problem = take_python_error();
+  }
+  agree(problem, "");
 }
 
 /* ----------------------------------------------------------------------
@@ -205,14 +321,11 @@ void PythonSession::vector(double *values)
   {
     GilLock gil;
     PyObject *result = PyObject_CallMethod(session, "vector", nullptr);
-    const bool ok = result && PyTuple_Check(result) && PyTuple_Size(result) == 9;
-    if (ok)
-      for (int k = 0; k < 9; ++k) values[k] = PyFloat_AsDouble(PyTuple_GetItem(result, k));
+    if (result)
+      for (int k = 0; k < 9 && !PyErr_Occurred(); ++k)
+        values[k] = field_double(result, VECTOR_NAMES[k], "FixSession.vector");
     Py_XDECREF(result);
-    if (PyErr_Occurred() || !result)
-      problem = take_python_error();
-    else if (!ok)
-      problem = "FixSession.vector returned something other than 9 numbers";
+    if (PyErr_Occurred() || !result) problem = take_python_error();
   }
   if (!problem.empty()) error->one(FLERR, "fix localcond: computing its global vector failed: {}", problem);
 }

@@ -30,18 +30,23 @@ struct ArrayView {
   size_t bytes;
 };
 
-// What the fix tells the Python side once: the reducer options go as one
-// dictionary that Python validates.
+// What the fix tells the Python side once: its keywords go as the words of the
+// fix line after the types list, which Python validates against the one option
+// schema (python/localcond/engine/options.py).
 struct SessionSettings {
   std::string model_file;
   std::vector<std::string> type_species;    // per type; "NULL" = excluded
   std::string group;
-  std::string file_prefix;    // empty: no files
-  int write_every = 0;
-  std::vector<std::pair<std::string, std::vector<double>>> reducers;    // keyword -> values
+  std::vector<std::string> keywords;    // the words after the types list
 };
 
-// What the model and type map give the fix.
+// The option schema as Python publishes it: keyword names and the usage line.
+struct KeywordSchema {
+  std::vector<std::string> names;
+  std::string usage;
+};
+
+// What the model, the type map and the validated keywords give the fix (read by name).
 struct ModelLayout {
   double cutoff = 0.0, receptive_field = 0.0;
   int n_layers = 1;
@@ -49,7 +54,16 @@ struct ModelLayout {
   std::vector<int> type_node;    // per type 1..ntypes: model species index, -1 = excluded
   std::vector<double> type_charge;
   std::string summary;    // for the log
+  std::string neighbors;      // auto, lammps or binning
+  std::string file_prefix;    // empty: no files
+  int write_every = 0;        // evaluations between file writes (0: at the end of each run)
+  double corr_rmax = 0.0;     // spatial correlation up to RMAX in corr_bins bins (0: off)
+  int corr_bins = 0;
+  bool eh_on = false;    // live Einstein-Helfand: positions and charges go to the statistics
 };
+
+// The names of the fix's global vector f_ID[1..9], in order (FixSession.vector's keys).
+extern const char *const VECTOR_NAMES[9];
 
 class PythonSession : protected LAMMPS_NS::Pointers {
  public:
@@ -58,7 +72,9 @@ class PythonSession : protected LAMMPS_NS::Pointers {
   PythonSession(const PythonSession &) = delete;
   PythonSession &operator=(const PythonSession &) = delete;
 
-  // Start Python if needed, load and check the model, map the types.
+  // Start Python if needed and read the fix's keyword schema (names, usage line).
+  KeywordSchema keywords(int ntypes);
+  // Start Python if needed, validate the keywords, load and check the model, map the types.
   ModelLayout open(const SessionSettings &settings);
   // The model on this rank's nodes (local work); fills out[0..n_local). Returns the model's seconds.
   double evaluate(LAMMPS_NS::bigint step, std::vector<int64_t> &species, std::vector<int64_t> &edge_index,
@@ -66,6 +82,8 @@ class PythonSession : protected LAMMPS_NS::Pointers {
   // The statistics (collective); the returned text holds notes for the log (empty when none).
   std::string observe(LAMMPS_NS::bigint step, double dt_ps, int nevery, const char *phase,
                       const std::string &moved, const std::vector<ArrayView> &arrays);
+  // Every type's lowest and highest charge (all ranks) against its species' charge (collective).
+  void check_charges(const std::vector<double> &q_min, const std::vector<double> &q_max);
   // The fix's 9 global values after the last observe (local to the rank: no communication).
   void vector(double *values);
   void write(LAMMPS_NS::bigint step);

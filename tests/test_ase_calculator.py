@@ -86,7 +86,7 @@ def test_bad_input_is_a_clear_value_error(model, tmp_path):
         LocalConductivity(model).get_property("local_conductivity", nocell)
     charged = atoms.copy()
     charged.set_initial_charges([0.8, -0.8] * 10)
-    with pytest.raises(ValueError, match="initial charge 0.8 e but its model species Li has charge 1 e"):
+    with pytest.raises(ValueError, match=r"atoms \(species Li\) have charges from 0.8 to 0.8 e, but the model.s species Li has charge 1 e"):
         LocalConductivity(model, species={"P": "PF6"}).get_property("local_conductivity", charged)
     with pytest.raises(ValueError, match="does not exist"):
         LocalConductivity(tmp_path / "missing.pt")

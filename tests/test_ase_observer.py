@@ -36,7 +36,7 @@ def test_observer_with_langevin_matches_numpy(model, tmp_path):
     atoms = salt()
     calc = LocalConductivity(model, species={"P": "PF6"}, calculator=LennardJones(sigma=2.5, epsilon=0.01, rc=5.0))
     atoms.calc = calc
-    obs = ConductivityObserver(atoms, calc, tmp_path / "run", histogram=(-3, 3, 12), nlags=3)
+    obs = ConductivityObserver(atoms, calc, tmp_path / "run", hist=(-3, 3, 12), tcorr=3)
     seen = []
     dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.02, fixcm=False,
                    rng=np.random.default_rng(1))
@@ -67,7 +67,7 @@ comm = MPI.COMM_WORLD
 rng = np.random.default_rng(comm.rank)
 atoms = Atoms(["Li", "P"] * 4, positions=rng.random((8, 3)) * 9, cell=np.eye(3) * 9, pbc=True)
 calc = LocalConductivity(sys.argv[1], species={"P": "PF6"})
-obs = ConductivityObserver(atoms, calc, sys.argv[2], nlags=2, comm=comm)
+obs = ConductivityObserver(atoms, calc, sys.argv[2], tcorr=2, comm=comm)
 values = []
 for step in range(5):
     atoms.positions += rng.normal(scale=0.3, size=(8, 3))

@@ -188,3 +188,4 @@ def test_ladder_lags_against_offline_conductivity(tmp_path, model):
         offline = analyse(accumulate([tmp_path / "dump.lc"], settings), settings)
         assert live["molar_conductivity"][k] == pytest.approx(offline["molar_conductivity"]["value"], rel=1e-9)
         assert live["nernst_einstein"][k] == pytest.approx(offline["nernst_einstein"]["value"], rel=0.05)
+

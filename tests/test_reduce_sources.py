@@ -15,6 +15,7 @@ from localcond.io.lammps_dump import read_dump
 from localcond.model.export import save_model
 from localcond.model.reference import make_reference_model
 from localcond.engine.observer import ConductivityObserver
+from localcond.engine.reducers.store import load
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_fix_file_dump_and_ase_agree(lammps_run, tmp_path):
         atoms = Atoms(["Li" if t == 1 else "P" for t in frame.types], positions=x, cell=frame.cell, pbc=True)
         atoms.calc = calc
         if obs is None:
-            obs = ConductivityObserver(atoms, calc, tmp_path / "ase", histogram=(-3, 3, 12), nlags=4)
+            obs = ConductivityObserver(atoms, calc, tmp_path / "ase", hist=(-3, 3, 12), tcorr=4)
         obs.atoms = atoms
         obs()
     obs.write()
@@ -61,3 +62,40 @@ def test_fix_file_dump_and_ase_agree(lammps_run, tmp_path):
                                    fix["time_correlation"]["normalized"]["PF6"], rtol=1e-5)
     assert dump["curves"]["lambda_distribution"] == fix["curves"]["lambda_distribution"]
     assert dump["time_correlation"]["tau_ps"] == fix["time_correlation"]["tau_ps"]
+
+
+@pytest.fixture(scope="module")
+def lammps_run_eh_corr(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run_eh")
+    model = save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 6.0), root / "ref.pt")
+    text = System(model=str(model), steps=400, nevery=10, box=26.0, n_per_type=40, deterministic=True,
+                  fix_extra="file red corr 8 8 eh 8 4 298").input_text()
+    run_lmp(root, text.replace("id type q x y z f_lc", "id type q xu yu zu f_lc"))  # dumped at %.17g
+    return root, model
+
+
+def test_ase_observer_takes_the_fix_options_and_agrees_with_the_fix(lammps_run_eh_corr, tmp_path):
+    """The observer's corr and eh (same names as the fix's keywords) on the fix's dumped frames
+    give the fix's pair sums (binned in C++ by the fix, in numpy by the observer) and its live
+    Einstein-Helfand curve (unwrapped positions handed over by the fix, read from the dump here)."""
+    root, model = lammps_run_eh_corr
+    calc = LocalConductivity(model, species={"P": "PF6"})
+    obs = None
+    for frame in read_dump(root / "dump.lc"):
+        x = np.stack([frame.columns[c] for c in ("xu", "yu", "zu")], axis=1)
+        atoms = Atoms(["Li" if t == 1 else "P" for t in frame.types], positions=x, cell=frame.cell, pbc=True)
+        atoms.calc = calc
+        if obs is None:
+            obs = ConductivityObserver(atoms, calc, tmp_path / "ase", corr=(8.0, 8), eh=(8, 4, 298.0),
+                                       interval_ps=10 * 0.002)
+        obs.atoms = atoms
+        obs()
+    obs.write()
+    fix_reducers, _ = load(root / "red.reduce.npz")
+    ase_reducers, _ = load(tmp_path / "ase.reduce.npz")
+    np.testing.assert_allclose(ase_reducers["pair_correlation"].sums, fix_reducers["pair_correlation"].sums,
+                               rtol=1e-6, atol=1e-6)
+    fix = json.loads((root / "red.summary.json").read_text())["einstein_helfand"]
+    ase = json.loads((tmp_path / "ase.summary.json").read_text())["einstein_helfand"]
+    assert ase["tau_ps"] == pytest.approx(fix["tau_ps"], rel=1e-12)
+    assert ase["molar_conductivity"] == pytest.approx(fix["molar_conductivity"], rel=1e-6)

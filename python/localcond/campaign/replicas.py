@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from localcond import __version__
-from localcond.campaign.dataset import Segment, load_segment, quantize, sha256
+from localcond.campaign.dataset import Segment, quantize, sha256
 from localcond.errors import LocalcondError
-from localcond.campaign.generate import SystemRun, _git_commit
+from localcond.campaign.generate import git_commit
+from localcond.campaign.segments import Segments
 from localcond.campaign.grid import GridSpec, SystemSpec, load_grid, seed
 from localcond.io.files import atomic_path, read_json, write_json
 from localcond.units import molar_conductivity_prefactor
@@ -107,29 +108,23 @@ def dense_labels(segment: Segment, stride_frames: int, lag_frames: tuple[int, ..
             "lags_ps": np.asarray(lag_frames) * segment.frame_ps, "a": stored, "dm2_per_ps": dm2}
 
 
-class ReplicaRun(SystemRun):
+class ReplicaRun:
     """One system's replica: the grid's segment machinery under the replica set's name
-    (so its own seeds and directories), plus the dense labels of segment 0."""
+    (so its own seeds and directories), plus the dense labels of segment 0, written
+    before that segment's marker (so a marker means both are done)."""
 
     def __init__(self, spec: ReplicaSpec, grid: GridSpec, system: SystemSpec, data_dir: Path,
                  progress_dir: Path, records_dir: Path, log=print) -> None:
-        super().__init__(replace(grid, name=spec.name), system, data_dir, progress_dir, records_dir, log=log)
-        self.spec = spec
+        self.spec, self.system, self.log = spec, system, log
+        self.grid = replace(grid, name=spec.name)
         self.base_grid_name = grid.name
+        self.segments = Segments(self.grid, system, data_dir, progress_dir, kinisi=False, log=log,
+                                 before_marker=self._dense_from_first)
+        self.dense_file = records_dir / spec.name / f"{system.name}.npz"
 
-    @property
-    def wants_kinisi(self) -> bool:
-        return False
-
-    @property
-    def dense_file(self) -> Path:
-        return self.records / f"{self.system.name}.npz"
-
-    def _analyse_segment(self, k: int, wall: float, label_plan: dict | None, new_run: bool) -> None:
-        # the dense record first: the segment's marker, written last by the base class, says both are done
+    def _dense_from_first(self, k: int, segment: Segment) -> None:
         if k == 0 and not self.dense_file.exists():
-            self.write_dense(load_segment(self.scratch / "seg000.dump", self.grid.timestep_fs))
-        super()._analyse_segment(k, wall, label_plan, new_run)
+            self.write_dense(segment)
 
     def write_dense(self, segment: Segment) -> Path:
         grid, spec = self.grid, self.spec
@@ -148,7 +143,7 @@ class ReplicaRun(SystemRun):
                 grid.temperature_k, n_salt),
             "label": "lambda_i(t0; tau) = n_ions * prefactor * a[o, l, i]; a = q_i dr_i . dM / tau (e^2 A^2/ps)",
             "seed": seed(spec.name, self.system.name, 0),
-            "command": f"localcond replicas {spec.path.name}", "commit": _git_commit(),
+            "command": f"localcond replicas {spec.path.name}", "commit": git_commit(),
             "localcond_version": __version__,
         }
         self.dense_file.parent.mkdir(parents=True, exist_ok=True)
@@ -162,10 +157,10 @@ class ReplicaRun(SystemRun):
 
     def summary(self, card_row: dict | None) -> dict:
         """The replica's Λ at the base grid's window for this system and the windows of the rule."""
-        segments = [self.load(k) for k in range(self.spec.segments)]
+        segments = [self.segments.load(k) for k in range(self.spec.segments)]
         window = tuple(card_row["tau_window_ps"]) if card_row else None
-        full = self.analysis(segments, 1, window)
-        rule = self.analysis(segments, 1)
+        full = self.segments.analysis(segments, 1, window)
+        rule = self.segments.analysis(segments, 1)
         lam = full["molar_conductivity"]
         row = {"system": self.system.name, "role": self.system.role, "replica_set": self.spec.name,
                "seeds": [seed(self.spec.name, self.system.name, k) for k in range(self.spec.segments)],
@@ -189,9 +184,9 @@ def _run_segment(spec_path: str, dirs: tuple[Path, Path, Path], name: str, k: in
     grid = load_grid(spec.base_grid)
     system = next(s for s in grid.systems if s.name == name)
     run = ReplicaRun(spec, grid, system, *dirs, log=lambda m: print(m, flush=True))
-    if k > 0 and run.done() < k:
+    if k > 0 and run.segments.done() < k:
         raise LocalcondError(f"{name}: segment {k - 1} is missing")
-    run.ensure_segment(k, None)
+    run.segments.ensure(k, None)
     return name
 
 
@@ -216,7 +211,7 @@ def _run_phase(spec_path: str | Path, spec: ReplicaSpec, grid: GridSpec, systems
                dirs: tuple[Path, Path, Path], k: int, jobs: int, started: float, log, tries: int = 3) -> None:
     """Segment k of every system that lacks it; failed systems are tried again, up to ``tries`` times."""
     for attempt in range(1, tries + 1):
-        todo = [s for s in systems if ReplicaRun(spec, grid, s, *dirs).done() <= k]
+        todo = [s for s in systems if ReplicaRun(spec, grid, s, *dirs).segments.done() <= k]
         if not todo:
             return
         # held-out first: they carry the most dense origins
@@ -234,7 +229,7 @@ def _run_phase(spec_path: str | Path, spec: ReplicaSpec, grid: GridSpec, systems
                     continue
                 log(f"[{finished}/{len(todo)}] {name}: segment {k} done; "
                     f"{(time.time() - started) / 60:.1f} min elapsed")
-    failed = [s.name for s in systems if ReplicaRun(spec, grid, s, *dirs).done() <= k]
+    failed = [s.name for s in systems if ReplicaRun(spec, grid, s, *dirs).segments.done() <= k]
     if failed:
         raise LocalcondError(f"segment {k} failed {tries} times for {', '.join(failed)}; rerun to retry")
 
@@ -243,7 +238,7 @@ def write_table(spec: ReplicaSpec, grid: GridSpec, systems: list[SystemSpec], ta
                 card_table: str | Path, dirs: tuple[Path, Path, Path]) -> list[dict]:
     card = {r["system"]: r for r in read_json(Path(card_table), "card table")["systems"]}
     rows = [ReplicaRun(spec, grid, s, *dirs).summary(card.get(s.name)) for s in systems
-            if ReplicaRun(spec, grid, s, *dirs).done() >= spec.segments]
+            if ReplicaRun(spec, grid, s, *dirs).segments.done() >= spec.segments]
     write_json(Path(table), {"replica_set": spec.name, "command": f"localcond replicas {spec.path.name}",
                              "systems": rows})
     return rows

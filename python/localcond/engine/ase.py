@@ -25,8 +25,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from localcond.errors import LocalcondError
 from localcond.engine.neighbors import periodic_edges
 from localcond.engine.runtime import LoadedModel, evaluate, load_model
-from localcond.engine.species import CHARGE_TOLERANCE
-from localcond.engine.species import index_of
+from localcond.engine.species import check_charge_ranges, index_of
 
 LOCAL_PROPERTIES = ["local_conductivity", "mean_local_conductivity"]
 
@@ -53,7 +52,8 @@ class LocalConductivity(Calculator):
             [p for p in calculator.implemented_properties if p not in LOCAL_PROPERTIES]
             if calculator is not None else [])
 
-    def _species_indices(self, atoms) -> np.ndarray:
+    def species_indices(self, atoms) -> np.ndarray:
+        """Per atom, its model species index (−1: excluded, its symbol mapped to None)."""
         known = self.model.metadata.species
         out = np.empty(len(atoms), dtype=np.int64)
         for k, symbol in enumerate(atoms.get_chemical_symbols()):
@@ -78,14 +78,14 @@ class LocalConductivity(Calculator):
                              f"{atoms.positions[bad][0].tolist()}")
         charges = atoms.get_initial_charges()
         if np.any(charges != 0):
-            expected = np.array(self.model.metadata.charges)[indices[indices >= 0]]
-            bad = np.abs(charges[indices >= 0] - expected) > CHARGE_TOLERANCE
-            if bad.any():
-                k = np.flatnonzero(indices >= 0)[np.argmax(bad)]
-                raise ValueError(
-                    f"atom {k} has initial charge {charges[k]:g} e but its model species "
-                    f"{self.model.metadata.species[indices[k]]} has charge "
-                    f"{self.model.metadata.charges[indices[k]]:g} e")
+            groups = []
+            for index in sorted(set(indices[indices >= 0].tolist())):
+                q = charges[indices == index]
+                groups.append(("atoms", index, float(q.min()), float(q.max())))
+            try:
+                check_charge_ranges(self.model.metadata, groups)
+            except LocalcondError as exc:
+                raise ValueError(str(exc)) from None
 
     def calculate(self, atoms=None, properties=("local_conductivity",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -96,7 +96,7 @@ class LocalConductivity(Calculator):
                 raise ValueError(f"{wanted_base} need a base calculator (calculator=...)")
             for name in wanted_base:
                 self.results[name] = self.base.get_property(name, atoms)
-        indices = self._species_indices(atoms)
+        indices = self.species_indices(atoms)
         self._check(atoms, indices)
         evaluated = indices >= 0
         edge_index, edge_vec = periodic_edges(atoms.positions[evaluated], atoms.cell.array,

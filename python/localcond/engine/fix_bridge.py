@@ -5,9 +5,14 @@ The plugin's one Python client (plugin/python_session.cpp) calls
 ``FixSession.evaluate`` (the model, local to the rank) and
 ``FixSession.observe`` (the statistics, collective), with memoryviews over
 the fix's own buffers (no copies), and ``FixSession.vector`` (local) when
-LAMMPS reads the fix's global vector after an evaluation. Exceptions propagate
-to C++, which agrees on them across ranks (collective calls) or stops the rank
-(``vector``) and turns the message into a LAMMPS error.
+LAMMPS reads the fix's global vector after an evaluation. Every call across
+the boundary passes keyword arguments and every result that has more than one
+field is a dictionary read by name in C++ (:meth:`FixSession.layout`,
+:meth:`FixSession.vector`), so adding a field cannot shift another.
+The fix's keywords are validated here, by the one option schema
+(:mod:`localcond.engine.options`). Exceptions propagate to C++, which agrees
+on them across ranks (collective calls) or stops the rank (``vector``) and
+turns the message into a LAMMPS error.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import torch
 from localcond import __version__
 from localcond.errors import ModelOutputError
 from localcond.io.files import check_writable_prefix
-from localcond.engine.reducers.reducer_set import ReducerOptions, ReducerSet
+from localcond.engine.options import FixOptions, KEYWORD_NAMES, fix_usage, parse_fix_keywords
+from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.timeline import Evaluation
 from localcond.engine.runtime import LoadedModel, evaluate, load_model
-from localcond.engine.species import map_types
+from localcond.engine.species import check_charge_ranges, map_types
 
 
 def describe(model: LoadedModel, indices: list[int]) -> str:
@@ -58,32 +64,43 @@ def _array(views: dict[str, memoryview], name: str, dtype: type) -> np.ndarray:
 class FixSession:
     """One ``fix localcond`` instance: its model, type map and reducer set."""
 
-    def __init__(self, model: LoadedModel, type_species: Sequence[str | None], options: dict[str, Any],
-                 group: str = "all", prefix: str | None = None, write_every: int = 0, comm: Any = None) -> None:
-        self.model, self.comm, self.prefix, self.write_every = model, comm, prefix, int(write_every)
-        if self.write_every < 0:
-            raise ValueError(f"'every' must be a positive number of evaluations, got {write_every}")
-        if prefix is not None:
-            check_writable_prefix(prefix)
+    def __init__(self, model: LoadedModel, type_species: Sequence[str | None], options: FixOptions,
+                 group: str = "all", comm: Any = None) -> None:
+        self.model, self.comm, self.options = model, comm, options
+        self.prefix, self.write_every = options.file, options.every
+        if self.prefix is not None:
+            check_writable_prefix(self.prefix)
         md = model.metadata
-        reducer_options = ReducerOptions.from_dict(options)
-        self.reducers = ReducerSet(reducer_options, md.species, md.charges, comm, "domains")
+        self.reducers = ReducerSet(options.reducers, md.species, md.charges, comm, "domains")
         self.identity = {"model": md.to_json(), "group": group, "types": [s or "NULL" for s in type_species],
-                         "options": reducer_options.to_dict()}
+                         "options": options.reducers.to_dict()}
         self.type_species_index = map_types(md, type_species)
         self.type_charge = [md.charges[i] if i >= 0 else float("nan") for i in self.type_species_index]
         self.summary = describe(model, self.type_species_index)
         self.observed = 0
 
-    def layout(self) -> tuple:
-        """What the plugin needs once: (cutoff Å, receptive field Å, layers, per-type
-        species index (−1 excluded), per-type charge, the description for the log,
-        the number of species)."""
-        md = self.model.metadata
-        return (float(md.cutoff), float(md.receptive_field), int(md.n_layers), list(self.type_species_index),
-                list(self.type_charge), self.summary, len(md.species))
+    def layout(self) -> dict[str, Any]:
+        """What the plugin needs once, by name: the model's cutoff and receptive field (Å)
+        and layers, per-type species index (−1 excluded) and charge (e), the number of
+        species, the description for the log, and the validated keywords the C++ side
+        acts on (neighbour path, file prefix and write interval, corr's RMAX and bins —
+        0 when off —, whether eh is on)."""
+        md, options = self.model.metadata, self.options
+        corr = options.reducers.corr
+        return {"cutoff": float(md.cutoff), "receptive_field": float(md.receptive_field),
+                "n_layers": int(md.n_layers), "type_species_index": list(self.type_species_index),
+                "type_charge": list(self.type_charge), "summary": self.summary, "n_species": len(md.species),
+                "neighbors": options.neighbors, "file": options.file or "", "every": options.every,
+                "corr_rmax": corr.rmax if corr else 0.0, "corr_bins": corr.bins if corr else 0,
+                "eh": options.reducers.eh is not None}
 
-    def evaluate(self, step: int, species: memoryview, edge_index: memoryview, edge_vec: memoryview,
+    def check_charges(self, *, q_min: Sequence[float], q_max: Sequence[float]) -> None:
+        """Every type's lowest and highest charge (e, over all ranks; min > max: no atoms)
+        against its species' charge: :func:`localcond.engine.species.check_charge_ranges`."""
+        check_charge_ranges(self.model.metadata, [(f"atoms of type {t}", index, lo, hi) for t, (index, lo, hi)
+                                                  in enumerate(zip(self.type_species_index, q_min, q_max), start=1)])
+
+    def evaluate(self, *, step: int, species: memoryview, edge_index: memoryview, edge_vec: memoryview,
                  ids: memoryview, n_local: int, out: memoryview) -> float:
         """Fill ``out`` with λ for the first ``n_local`` nodes (local to this rank);
         return the model's wall time in seconds."""
@@ -104,8 +121,8 @@ class FixSession:
         np.frombuffer(out, dtype=np.float64)[:] = values
         return elapsed
 
-    def observe(self, step: int, dt_ps: float, nevery: int, phase: str, moved: str | None,
-                views: dict[str, memoryview]) -> tuple:
+    def observe(self, *, step: int, dt_ps: float, nevery: int, phase: str, moved: str | None,
+                views: dict[str, memoryview]) -> str:
         """Feed the statistics with this evaluation (collective). ``views``: ``species``,
         ``ids`` (int64), ``lambda`` (float64) of the evaluated ions; with ``eh`` also
         ``charges`` and ``positions`` (unwrapped, Å); with ``corr`` ``pair_sums``, the
@@ -126,10 +143,11 @@ class FixSession:
             self.write(step)
         return "\n".join(notes)
 
-    def vector(self) -> tuple[float, ...]:
-        """The fix's global vector (9 values) after the last evaluation: local to the
-        rank, no communication (the plugin asks only when LAMMPS reads f_ID[i])."""
-        return self.reducers.observed().vector()
+    def vector(self) -> dict[str, float]:
+        """The fix's global vector after the last evaluation, by name in the order of
+        f_ID[1..9]: local to the rank, no communication (the plugin asks only when
+        LAMMPS reads f_ID[i])."""
+        return self.reducers.observed().as_dict()
 
     def write(self, step: int) -> None:
         """Write PREFIX.reduce.npz and PREFIX.summary.json (collective; rank 0 writes)."""
@@ -148,12 +166,13 @@ class FixSession:
         self.reducers.restore(data, self.identity)
 
 
-def open_session(model_path: str, type_species: Sequence[str | None], nprocs: int, comm_handle: int,
-                 settings: dict[str, Any]) -> FixSession:
-    """Load and validate the model for a fix on one MPI rank. ``comm_handle`` is the
-    Fortran handle of LAMMPS's communicator (the statistics run on it, not on
-    COMM_WORLD). ``settings``: ``group``, optional ``file`` prefix and ``every``, and
-    the reducer options (:class:`~localcond.engine.reducers.reducer_set.ReducerOptions`)."""
+def open_session(*, model_path: str, type_species: Sequence[str | None], keywords: Sequence[str],
+                 group: str, nprocs: int, comm_handle: int) -> FixSession:
+    """Load and validate the model and the fix's keywords (the words after its
+    ``types`` list, :func:`localcond.engine.options.parse_fix_keywords`) for a fix on
+    one MPI rank. ``comm_handle`` is the Fortran handle of LAMMPS's communicator (the
+    statistics run on it, not on COMM_WORLD)."""
+    options = parse_fix_keywords(list(keywords))
     if "OMP_NUM_THREADS" not in os.environ:
         # one torch thread per rank unless the user says otherwise: torch's own default (all
         # cores) competes with LAMMPS and with other ranks on busy machines
@@ -163,8 +182,9 @@ def open_session(model_path: str, type_species: Sequence[str | None], nprocs: in
         from mpi4py import MPI
 
         comm = MPI.Comm.f2py(comm_handle)
-    settings = dict(settings)
-    group = settings.pop("group", "all")
-    prefix = settings.pop("file", None)
-    write_every = settings.pop("every", 0)
-    return FixSession(load_model(model_path), type_species, settings, group, prefix, write_every, comm)
+    return FixSession(load_model(model_path), type_species, options, group, comm)
+
+
+def keywords(ntypes: int) -> dict[str, Any]:
+    """The fix's keyword names and usage line (the schema published to the C++ parser)."""
+    return {"names": list(KEYWORD_NAMES), "usage": fix_usage(ntypes)}

@@ -1,10 +1,19 @@
 """An observer for ASE dynamics that feeds the shared reducers with λ:
 
     obs = ConductivityObserver(atoms, LocalConductivity("model.pt", ...), "run1",
-                               histogram=(-50, 50, 100), nlags=50)
-    dyn.attach(obs, interval=10)
+                               hist=(-50, 50, 100), tcorr=50, corr=(12.0, 24),
+                               eh=(100, 200, 298.0), interval_ps=0.04)
+    dyn.attach(obs, interval=10)   # a call every 10 steps of 4 fs: interval_ps = 0.04
     dyn.run(10000)
     obs.write()          # also every `write_every` calls
+
+The reducer options have the names and meanings of the fix's keywords (one
+schema: :mod:`localcond.engine.options`): ``hist`` (LO, HI, NBINS), ``tcorr``
+NLAGS, ``corr`` (RMAX Å, NBINS), ``eh`` (NLAGS, BLOCK, TEMP K). ``eh`` needs
+``interval_ps``, the time between calls, and unwrapped positions (ASE's
+dynamics do not wrap atoms into the cell unless asked to); each ion carries
+its model species' charge. ``corr`` bins the pairs of evaluated ions within
+RMAX by :meth:`PairCorrelation.update`.
 
 Files: ``PREFIX.reduce.npz`` (reducer states, :mod:`localcond.engine.reducers.store`)
 and ``PREFIX.summary.json`` (Λ_pred = mean of λ over ions and calls with its
@@ -24,14 +33,18 @@ import numpy as np
 from localcond import __version__
 from localcond.engine.ase import LocalConductivity
 from localcond.io.files import check_writable_prefix
-from localcond.engine.reducers.reducer_set import ReducerOptions, ReducerSet
+from localcond.engine.neighbors import periodic_edges
+from localcond.engine.options import ReducerOptions
+from localcond.engine.reducers.reducer_set import ReducerSet
+from localcond.engine.reducers.spatial import PairCorrelation
 from localcond.engine.reducers.timeline import Evaluation
 
 
 class ConductivityObserver:
     def __init__(self, atoms: Any, calculator: LocalConductivity, prefix: str | Path,
-                 histogram: tuple[float, float, int] | None = None, nlags: int | None = None,
-                 write_every: int | None = None, comm: Any = None) -> None:
+                 hist: tuple[float, float, int] | None = None, tcorr: int | None = None,
+                 corr: tuple[float, int] | None = None, eh: tuple[int, int, float] | None = None,
+                 interval_ps: float | None = None, write_every: int | None = None, comm: Any = None) -> None:
         self.atoms = atoms
         self.calc = calculator
         self.prefix = Path(prefix)
@@ -39,22 +52,45 @@ class ConductivityObserver:
         self.comm = comm
         self.write_every = write_every
         self.calls = 0
-        options = {**({"hist": histogram} if histogram is not None else {}),
-                   **({"tcorr": nlags} if nlags is not None else {})}
+        options = ReducerOptions.from_dict({name: value for name, value in
+                                            (("hist", hist), ("tcorr", tcorr), ("corr", corr), ("eh", eh))
+                                            if value is not None})
+        if options.eh is not None and not (interval_ps is not None and interval_ps > 0):
+            raise ValueError("eh needs interval_ps, the time between the observer's calls in ps "
+                             "(the dynamics' timestep times the attach interval)")
+        self.interval_ps = interval_ps
         md = calculator.model.metadata
-        self.reducers = ReducerSet(ReducerOptions.from_dict(options), md.species, md.charges, comm, "replicas")
+        self.charges = np.asarray(md.charges, dtype=float)
+        self.reducers = ReducerSet(options, md.species, md.charges, comm, "replicas")
 
     def __call__(self) -> None:
         lam = self.calc.get_property("local_conductivity", self.atoms)
-        species = self.calc._species_indices(self.atoms)
+        species = self.calc.species_indices(self.atoms)
         evaluated = species >= 0
         offset = (self.comm.rank if self.comm is not None else 0) * len(self.atoms)
         ids = np.flatnonzero(evaluated) + 1 + offset  # replicas never share an ID
-        # lags count calls (the observer does not know the dynamics' timestep)
-        self.reducers.observe(Evaluation(self.calls, None, 1, "run"), lam[evaluated], species[evaluated], ids)
+        options = self.reducers.options
+        positions = self.atoms.get_positions()[evaluated] if options.eh is not None else None
+        charges = self.charges[species[evaluated]] if options.eh is not None else None
+        pair_sums = self._pair_sums(lam[evaluated], species[evaluated]) if options.corr is not None else None
+        # without interval_ps, lags count calls (the observer does not know the dynamics' timestep)
+        self.reducers.observe(Evaluation(self.calls, self.interval_ps, 1, "run"), lam[evaluated],
+                              species[evaluated], ids, charges, positions, pair_sums)
         self.calls += 1
         if self.write_every and self.calls % self.write_every == 0:
             self.write()
+
+    def _pair_sums(self, lam: np.ndarray, species: np.ndarray) -> np.ndarray:
+        """This call's pair sums [4, S, S, bins] over ordered pairs of evaluated ions within RMAX."""
+        corr = self.reducers.options.corr
+        assert corr is not None
+        evaluated = self.calc.species_indices(self.atoms) >= 0
+        atoms = self.atoms
+        (i, j), vec = periodic_edges(atoms.get_positions()[evaluated], atoms.cell.array, tuple(atoms.pbc),
+                                     corr.rmax)
+        pairs = PairCorrelation(corr.rmax, corr.bins, len(self.charges))
+        pairs.update(lam[i], lam[j], species[i], species[j], np.linalg.norm(vec, axis=1))
+        return pairs.sums
 
     DEFINITION = ("mean over calls of the mean of lambda over ions; error by blocking of that series "
                   "(pooled over replicas)")

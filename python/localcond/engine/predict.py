@@ -1,5 +1,5 @@
 """Offline evaluation of a model on every frame of a LAMMPS text dump, with its
-own neighbor search (ASE), independent of the LAMMPS fix: ``localcond predict``.
+own neighbor search (vesin, through :func:`localcond.engine.neighbors.periodic_edges`), independent of the LAMMPS fix: ``localcond predict``.
 
 Outputs (λ in S cm² mol⁻¹):
   PREFIX.npz          timestep [F], id [N] (sorted), type [N], evaluated [N] (bool:

@@ -40,18 +40,28 @@ def map_types(metadata: ModelMetadata, type_species: Sequence[str | None]) -> li
     return indices
 
 
-def check_charges(
-    metadata: ModelMetadata, indices: Sequence[int], types: np.ndarray, charges: np.ndarray
-) -> None:
-    """Every atom of a mapped type must carry its species' charge (within 1e-5 e)."""
-    for t, index in enumerate(indices, start=1):
-        if index < 0:
+def check_charge_ranges(metadata: ModelMetadata, groups: Sequence[tuple[str, int, float, float]]) -> None:
+    """The one charge rule, for the fix (per atom type, min and max over all ranks),
+    ``predict`` (per type) and the ASE calculator (per species): every atom of a group
+    mapped to a model species carries that species' charge within CHARGE_TOLERANCE.
+    ``groups``: (what the atoms are, e.g. "atoms of type 1", species index, lowest and
+    highest charge in e); excluded groups (index < 0) and empty ones (min > max) pass."""
+    for who, index, q_min, q_max in groups:
+        if index < 0 or q_min > q_max:
             continue
-        q = charges[types == t]
         expected = metadata.charges[index]
-        if q.size and np.max(np.abs(q - expected)) > CHARGE_TOLERANCE:
+        name = metadata.species[index]
+        if max(abs(q_min - expected), abs(q_max - expected)) > CHARGE_TOLERANCE:
             raise TypeMapError(
-                f"atoms of type {t} (species {metadata.species[index]}) have charges from "
-                f"{q.min():.6g} to {q.max():.6g} e, but the model's species "
-                f"{metadata.species[index]} has charge {expected:.6g} e"
-            )
+                f"{who} (species {name}) have charges from {q_min:.6g} to {q_max:.6g} e, but the model's "
+                f"species {name} has charge {expected:.6g} e; fix the charges or the species map")
+
+
+def check_charges(metadata: ModelMetadata, indices: Sequence[int], types: np.ndarray, charges: np.ndarray) -> None:
+    """:func:`check_charge_ranges` per atom type t (indices[t−1] its species) of one frame."""
+    groups = []
+    for t, index in enumerate(indices, start=1):
+        q = charges[types == t]
+        groups.append((f"atoms of type {t}", index, float(q.min()) if q.size else np.inf,
+                       float(q.max()) if q.size else -np.inf))
+    check_charge_ranges(metadata, groups)

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from localcond.errors import LocalcondError
-from localcond.engine.reducers.base import Reducer
-from localcond.engine.reducers.eh_live import merged_blocks
-from localcond.engine.reducers.reducer_set import TIME_CORRELATED, ReducerOptions, ReducerSet
+from localcond.engine.options import ReducerOptions
+from localcond.engine.reducers.eh_live import CollectiveDisplacement, merged_blocks
+from localcond.engine.reducers.reducer_set import Reducers, ReducerSet, merge_into
 from localcond.engine.reducers.store import load
 from localcond.engine.reducers.summary import finite
 from localcond.engine.reducers.timeline import Evaluation, Timeline
@@ -39,7 +39,7 @@ DEFINITION = ("mean over evaluations (pooled over the files) of the group mean o
 @dataclass
 class RunFile:
     path: Path
-    reducers: dict[str, Reducer]
+    reducers: Reducers
     metadata: dict[str, Any]
 
     @property
@@ -60,7 +60,11 @@ def read_run(path: str | Path) -> RunFile:
     if missing:
         raise LocalcondError(f"'{path}' was not written by a localcond reducer set (its metadata lacks "
                              f"{', '.join(missing)}); rewrite it with this version")
-    return RunFile(path, reducers, metadata)
+    try:
+        typed = Reducers.from_mapping(reducers)
+    except ValueError as exc:
+        raise LocalcondError(f"'{path}': {exc}") from None
+    return RunFile(path, typed, metadata)
 
 
 @dataclass
@@ -82,10 +86,10 @@ class System:
 
     def add(self, run: RunFile) -> None:
         """Combine one more file of this system."""
-        reducers = dict(run.reducers)
-        for name in TIME_CORRELATED:
-            if name in reducers and hasattr(reducers[name], "restart"):
-                reducers[name].restart()  # ion histories are not carried across files
+        reducers = run.reducers.map(lambda _, reducer: reducer.copy())
+        for history in (reducers.time_correlation, reducers.eh_collective, reducers.eh_self):
+            if history is not None:
+                history.restart()  # ion histories are not carried across files
         if self.reducers is None:
             m = run.metadata
             self.reducers = ReducerSet(ReducerOptions.from_dict(m["options"]), m["species"], m["charges"],
@@ -94,15 +98,13 @@ class System:
             self.reducers.ions_per_species = m["ions_per_species"]
             self.reducers.reducers = reducers
         else:
-            for name, reducer in reducers.items():
-                self.reducers.reducers[name].merge(reducer)  # type: ignore[arg-type]
+            merge_into(self.reducers.reducers, reducers)
         self.reducers.evaluations += int(run.metadata["evaluations"])
         self.files.append(run.path)
         self.sources.add(str(run.metadata.get("source", "unknown")))
-        if "pair_correlation" in reducers:  # each file's own curves, for the scatter between files
-            mean = reducers["moments"].mean  # type: ignore[attr-defined]
-            self.spatial.append(reducers["pair_correlation"].by_charge_class(  # type: ignore[attr-defined]
-                mean, np.asarray(run.metadata["charges"])))
+        if reducers.pair_correlation is not None:  # each file's own curves, for the scatter between files
+            self.spatial.append(reducers.pair_correlation.by_charge_class(
+                reducers.moments.mean, np.asarray(run.metadata["charges"])))
         trace = run.metadata.get("trace") or []
         self.traces.append({"file": str(run.path), "evaluations": [row[0] for row in trace],
                             "lambda_pred": [row[2] for row in trace], "lambda_eh": [row[3] for row in trace]})
@@ -110,8 +112,7 @@ class System:
     def absorb(self, other: "System") -> None:
         """Combine another partial combination of this system (e.g. from another MPI rank)."""
         assert self.reducers is not None and other.reducers is not None and other.key == self.key
-        for name, reducer in other.reducers.reducers.items():
-            self.reducers.reducers[name].merge(reducer)  # type: ignore[arg-type]
+        merge_into(self.reducers.reducers, other.reducers.reducers)
         self.reducers.evaluations += other.reducers.evaluations
         self.files += other.files
         self.sources |= other.sources
@@ -201,23 +202,23 @@ def summarize(system: System) -> dict[str, Any]:
     red = system.reducers
     merged = red.reducers
     out = red.summary(merged, DEFINITION)
-    moments = merged["moments"]
+    moments = merged.moments
     species = red.species
     out.update(system=system.name, files=[str(p) for p in system.files], replicas=len(system.files),
                sources=sorted(system.sources), lag_unit_ps=red.timeline.interval_ps)
-    weights = moments.count * moments.mean  # type: ignore[attr-defined]
+    weights = moments.count * moments.mean
     transference = {"from_lambda_pred": finite(weights[0] / weights.sum()) if weights.sum() else None}
     curves: dict[str, Any] = {}
-    if "histogram" in merged:
-        hist = merged["histogram"]
-        edges, density = hist.edges, hist.density()  # type: ignore[attr-defined]
+    hist = merged.histogram
+    if hist is not None:
+        edges, density = hist.edges, hist.density()
         curves["lambda_distribution"] = {"edges": edges.tolist(), "density": {
             name: [finite(v) for v in density[k]] for k, name in enumerate(species)}}
-        out["lambda_tails"] = {name: _tails(hist.counts[k], edges) for k, name in enumerate(species)}  # type: ignore[attr-defined]
-    if "pair_correlation" in merged:
-        pc = merged["pair_correlation"]
-        classes = pc.by_charge_class(moments.mean, np.asarray(red.charges))  # type: ignore[attr-defined]
-        r = pc.r_centers  # type: ignore[attr-defined]
+        out["lambda_tails"] = {name: _tails(hist.counts[k], edges) for k, name in enumerate(species)}
+    pc = merged.pair_correlation
+    if pc is not None:
+        classes = pc.by_charge_class(moments.mean, np.asarray(red.charges))
+        r = pc.r_centers
         curves["spatial_correlation"] = {"r_A": r.tolist(), **{k: [finite(v) for v in c] for k, c in classes.items()}}
         for name in classes:  # standard error from the scatter between files (replicas), when there are several
             per_file = np.array([c[name] for c in system.spatial])
@@ -230,7 +231,7 @@ def summarize(system: System) -> dict[str, Any]:
         out["decay_time"] = {"unit": "ps" if tc["tau_ps"] is not None else "evaluations",
                              **{name: _decay_point(x, np.array([np.nan if v is None else v for v in c]))
                                 for name, c in tc["normalized"].items()}}
-    if "einstein_helfand" in out:
+    if "einstein_helfand" in out and merged.eh_collective is not None:
         eh = out["einstein_helfand"]
         lam = np.array([np.nan if v is None else v for v in eh["molar_conductivity"]])
         tau = np.array([np.nan if v is None else v for v in eh["tau_ps"]])
@@ -242,7 +243,7 @@ def summarize(system: System) -> dict[str, Any]:
         first = species[0]
         shares = eh["species_share"][first]
         transference["from_einstein_helfand"] = shares[-1] if shares else None
-        eh["diffusive_window"] = _diffusive_window(merged["eh_collective"], red)  # type: ignore[arg-type]
+        eh["diffusive_window"] = _diffusive_window(merged.eh_collective, red)
         out["lambda_eh_longest"] = {"tau_ps": eh["tau_ps"][-1] if eh["tau_ps"] else None,
                                     "value": eh["molar_conductivity"][-1] if eh["molar_conductivity"] else None,
                                     "stderr": eh["stderr"][-1] if eh["stderr"] else None}
@@ -252,7 +253,7 @@ def summarize(system: System) -> dict[str, Any]:
     return out
 
 
-def _diffusive_window(collective: Any, red: ReducerSet) -> dict[str, Any] | None:
+def _diffusive_window(collective: CollectiveDisplacement, red: ReducerSet) -> dict[str, Any] | None:
     """The window rule of ``localcond conductivity`` (:mod:`localcond.campaign.labels.windows`) on the
     live collective displacements: slope-form windows [t, 2t] whose ends are both lags of
     the ladder, on the recorded blocks merged to at least BLOCKS_PER_LAG × the longest lag
@@ -272,7 +273,7 @@ def _diffusive_window(collective: Any, red: ReducerSet) -> dict[str, Any] | None
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = collective.sums[..., 1].sum(axis=0) / collective.sums[..., 0].sum(axis=0)
         blocks = np.where(sums[..., 0] > 0, sums[..., 1] / sums[..., 0], np.nan)
-    choice = choose_window(lags, interval, pooled, blocks, molar_conductivity_prefactor(red.options.eh[2], n_salt),
+    choice = choose_window(lags, interval, pooled, blocks, molar_conductivity_prefactor(red.options.eh.temperature_k, n_salt),
                            float(longest) * interval)
     if choice is None:
         return None

@@ -19,7 +19,7 @@ independent replicas of one system.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from localcond.campaign.labels.trajectory import IonSet, count_frames, ion_frame
 from localcond.campaign.labels.windows import (
     BLOCKS_PER_LAG,
     RULE,
+    WindowChoice,
     choose_window,
     frames_to_ps,
     systematic,
@@ -178,32 +179,37 @@ def _log_slopes(lags_ps: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def analyse(acc: Accumulated, settings: Settings) -> dict:
-    """The summary dictionary written as JSON."""
-    ions = acc.ions
-    n_salt, c_definition = n_salt_of(ions, settings)
-    prefactor = molar_conductivity_prefactor(settings.temperature_k, n_salt)
-    lags_ps = acc.lags * acc.frame_ps
-    species = [int(t) for t in ions.species]
-    counts = np.array([(ions.types == t).sum() for t in species])
+@dataclass
+class _Estimator:
+    """How one block's sums become a rate (per ps) at the chosen lag or window."""
 
+    per_block: Callable[[np.ndarray], np.ndarray]
+    description: dict  # tau_ps or tau_window_ps, form, how it was chosen
+    check_lags: list[int]  # lags (indices) whose log-slopes must be ~1
+    window: tuple[float, float] | None
+    choice: WindowChoice | None
+    longest_ps: float
+
+
+def _error_blocks(acc: Accumulated, settings: Settings) -> tuple[BlockSums, BlockSums, str]:
+    """Per-block means (replicas or blocks of origins), the pooled means, and how errors are made."""
     if settings.error == "replicas":
         if len(acc.sums) < 2:
             raise LocalcondError("--error replicas needs at least 2 trajectories")
         blocks = BlockSums.stack([s.total() for s in acc.sums]).means()
-        error_method = f"standard error over {len(acc.sums)} independent replicas"
+        method = f"standard error over {len(acc.sums)} independent replicas"
     else:
         blocks = BlockSums.stack(acc.sums).means()
-        error_method = (f"block averaging: {settings.n_blocks} consecutive blocks of time origins per "
-                        f"trajectory, {blocks.count.shape[0]} blocks in all")
-    pooled = BlockSums.stack(acc.sums).total().means()
+        method = (f"block averaging: {settings.n_blocks} consecutive blocks of time origins per "
+                  f"trajectory, {blocks.count.shape[0]} blocks in all")
+    return blocks, BlockSums.stack(acc.sums).total().means(), method
 
-    m2 = pooled.m2[0]
-    msd = pooled.self_sq[0] / counts[None, :]
-    slope_m2 = _log_slopes(lags_ps, m2)
-    slope_msd = _log_slopes(lags_ps, msd)
 
-    warnings: list[str] = []
+def _estimator(acc: Accumulated, settings: Settings, pooled: BlockSums, blocks: BlockSums, prefactor: float,
+               slopes: tuple[np.ndarray, np.ndarray], warnings: list[str]) -> _Estimator:
+    """The slope form over a window (given, or chosen by the window rule), else the ratio
+    form at one lag (given, or by the diffusive-regime check when no window fits the run)."""
+    lags_ps = acc.lags * acc.frame_ps
     choice = None
     window = settings.tau_window_ps
     longest = longest_supported_ps(settings, min(acc.n_frames) * acc.frame_ps - acc.frame_ps)
@@ -221,31 +227,27 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
         j1 = int(np.flatnonzero(acc.lags == round(t1 / acc.frame_ps))[0])
         j2 = int(np.flatnonzero(acc.lags == round(t2 / acc.frame_ps))[0])
         dt = lags_ps[j2] - lags_ps[j1]
-
-        def per_block(a: np.ndarray) -> np.ndarray:
-            return (a[:, j2] - a[:, j1]) / dt
-
         # The slope form removes the short-time offset, so a log-slope of ⟨|ΔM|²⟩ below 1
         # is expected there and says nothing; its window is judged by the window rule.
-        check = []
-        tau_desc = {"tau_window_ps": [float(t1), float(t2)], "form": "slope",
-                    "tau_chosen": ("given" if settings.tau_window_ps else
-                                   "automatic (window rule)")}
-        j_tau = j2
-    else:
-        if settings.tau_ps:
-            j_tau = int(np.flatnonzero(acc.lags == round(settings.tau_ps / acc.frame_ps))[0])
-        else:  # too short a run for two candidate windows
-            j_tau = _choose_tau(slope_m2, slope_msd, warnings)
+        return _Estimator(lambda a: (a[:, j2] - a[:, j1]) / dt,
+                          {"tau_window_ps": [float(t1), float(t2)], "form": "slope",
+                           "tau_chosen": "given" if settings.tau_window_ps else "automatic (window rule)"},
+                          [], (float(t1), float(t2)), choice, longest)
+    if settings.tau_ps:
+        j_tau = int(np.flatnonzero(acc.lags == round(settings.tau_ps / acc.frame_ps))[0])
+    else:  # too short a run for two candidate windows
+        j_tau = _choose_tau(*slopes, warnings)
+    return _Estimator(lambda a: a[:, j_tau] / lags_ps[j_tau],
+                      {"tau_ps": float(lags_ps[j_tau]), "form": "ratio",
+                       "tau_chosen": "given" if settings.tau_ps else "automatic (diffusive-regime check)"},
+                      [j_tau], None, choice, longest)
 
-        def per_block(a: np.ndarray) -> np.ndarray:
-            return a[:, j_tau] / lags_ps[j_tau]
 
-        check = [j_tau]
-        tau_desc = {"tau_ps": float(lags_ps[j_tau]), "form": "ratio",
-                    "tau_chosen": "given" if settings.tau_ps else "automatic (diffusive-regime check)"}
-
-    for j in check:
+def _diffusive_warnings(check_lags: list[int], lags_ps: np.ndarray, slopes: tuple[np.ndarray, np.ndarray],
+                        species: list[int]) -> list[str]:
+    slope_m2, slope_msd = slopes
+    warnings = []
+    for j in check_lags:
         if j == 0 or not np.isfinite(slope_m2[j]):
             continue
         if abs(slope_m2[j] - 1.0) > DIFFUSIVE_SLOPE_TOLERANCE:
@@ -255,6 +257,53 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
             if abs(slope_msd[j, s] - 1.0) > DIFFUSIVE_SLOPE_TOLERANCE:
                 warnings.append(f"log-slope of the type-{t} MSD at {lags_ps[j]:g} ps is "
                                 f"{slope_msd[j, s]:.2f}, not ~1")
+    return warnings
+
+
+def _entry(pair: tuple[float, float], unit: str | None = None) -> dict:
+    out = {"value": pair[0], "stderr": pair[1] if np.isfinite(pair[1]) else None}
+    if unit:
+        out["unit"] = unit
+    return out
+
+
+def _tau_systematic(acc: Accumulated, est: _Estimator, pooled: BlockSums, blocks: BlockSums, prefactor: float,
+                    lam: dict, window_desc: dict) -> None:
+    """Add the τ-systematic (change to the next disjoint window) to Λ and the window description."""
+    if not est.window:
+        return
+    frames = (int(round(est.window[0] / acc.frame_ps)), int(round(est.window[1] / acc.frame_ps)))
+    sys_ = systematic(acc.lags, acc.frame_ps, pooled.m2[0], blocks.m2, prefactor, frames, est.longest_ps)
+    if sys_ is None:
+        return
+    stat = lam["stderr"] if lam["stderr"] is not None else float("nan")
+    lam["tau_systematic"] = sys_.value
+    lam["total_error"] = float(np.hypot(stat, sys_.value))
+    window_desc["tau_systematic"] = {
+        "value": sys_.value, "measured_change": sys_.change, "change_stderr": sys_.change_stderr,
+        "next_window_ps": frames_to_ps(sys_.next_window_frames, acc.frame_ps), "unit": UNIT,
+        "definition": "sqrt(max(0, change^2 - stderr(change)^2)), change = Lambda(window) - "
+                      "Lambda(next disjoint window)"}
+
+
+def analyse(acc: Accumulated, settings: Settings) -> dict:
+    """The summary dictionary written as JSON: Λ (Einstein–Helfand), Λ_NE, their ratio,
+    species shares and diffusion coefficients with block (or replica) errors, the window
+    or lag they were measured at and why, and the curves behind them."""
+    ions = acc.ions
+    n_salt, c_definition = n_salt_of(ions, settings)
+    prefactor = molar_conductivity_prefactor(settings.temperature_k, n_salt)
+    lags_ps = acc.lags * acc.frame_ps
+    species = [int(t) for t in ions.species]
+    counts = np.array([(ions.types == t).sum() for t in species])
+    blocks, pooled, error_method = _error_blocks(acc, settings)
+    m2 = pooled.m2[0]
+    msd = pooled.self_sq[0] / counts[None, :]
+    slopes = (_log_slopes(lags_ps, m2), _log_slopes(lags_ps, msd))
+    warnings: list[str] = []
+    est = _estimator(acc, settings, pooled, blocks, prefactor, slopes, warnings)
+    warnings += _diffusive_warnings(est.check_lags, lags_ps, slopes, species)
+    per_block = est.per_block
 
     def estimate(quantity) -> tuple[float, float]:
         """Value from all origins pooled; standard error from the blocks."""
@@ -267,8 +316,7 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
     def ne_of(b: BlockSums) -> np.ndarray:
         return prefactor * per_block(b.self_q2.sum(axis=2))
 
-    eh = estimate(eh_of)
-    ne = estimate(ne_of)
+    eh, ne = estimate(eh_of), estimate(ne_of)
     ratio = estimate(lambda b: eh_of(b) / ne_of(b))
     share = {str(t): estimate(lambda b, s=s: per_block(b.cross[..., s]) / per_block(b.m2))
              for s, t in enumerate(species)}
@@ -276,42 +324,23 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
     diffusion = {str(t): estimate(lambda b, s=s: d_unit * per_block(b.self_sq[..., s]) / counts[s])
                  for s, t in enumerate(species)}
 
-    def entry(pair: tuple[float, float], unit: str | None = None) -> dict:
-        out = {"value": pair[0], "stderr": pair[1] if np.isfinite(pair[1]) else None}
-        if unit:
-            out["unit"] = unit
-        return out
-
-    total_frames = sum(acc.n_frames)
-    lam = entry(eh, UNIT) | {"method": "Einstein-Helfand"}
+    lam = _entry(eh, UNIT) | {"method": "Einstein-Helfand"}
     window_desc: dict = {"window_rule": None}
-    if choice is not None:
-        window_desc = {"window_rule": RULE, "window_check_passed": choice.passed,
-                       "critical_z": choice.critical_z, "windows": choice.table}
-    sys_ = None
-    if window:
-        frames = (int(round(window[0] / acc.frame_ps)), int(round(window[1] / acc.frame_ps)))
-        sys_ = systematic(acc.lags, acc.frame_ps, pooled.m2[0], blocks.m2, prefactor, frames, longest)
-    if sys_ is not None:
-        stat = lam["stderr"] if lam["stderr"] is not None else float("nan")
-        lam["tau_systematic"] = sys_.value
-        lam["total_error"] = float(np.hypot(stat, sys_.value))
-        window_desc["tau_systematic"] = {
-            "value": sys_.value, "measured_change": sys_.change, "change_stderr": sys_.change_stderr,
-            "next_window_ps": frames_to_ps(sys_.next_window_frames, acc.frame_ps), "unit": UNIT,
-            "definition": "sqrt(max(0, change^2 - stderr(change)^2)), change = Lambda(window) - "
-                          "Lambda(next disjoint window)"}
+    if est.choice is not None:
+        window_desc = {"window_rule": RULE, "window_check_passed": est.choice.passed,
+                       "critical_z": est.choice.critical_z, "windows": est.choice.table}
+    _tau_systematic(acc, est, pooled, blocks, prefactor, lam, window_desc)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_curve = prefactor * blocks.m2 / lags_ps[None, :]
         ratio_value = prefactor * pooled.m2[0] / lags_ps
     ratio_err = np.array([block_estimate(ratio_curve[:, j])[1] for j in range(len(lags_ps))])
     return {
         "molar_conductivity": lam,
-        "nernst_einstein": entry(ne, UNIT),
-        "ratio": entry(ratio),
-        **tau_desc,
+        "nernst_einstein": _entry(ne, UNIT),
+        "ratio": _entry(ratio),
+        **est.description,
         "error_method": error_method,
-        "n_frames": total_frames,
+        "n_frames": sum(acc.n_frames),
         "n_replicas": len(acc.sums),
         "frame_spacing_ps": acc.frame_ps,
         "trajectory_ps": [(n - 1) * acc.frame_ps for n in acc.n_frames],
@@ -323,15 +352,15 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
         "concentration_definition": c_definition,
         "volume_A3": ions.volume_a3,
         "temperature_k": settings.temperature_k,
-        "diffusion_coefficients": {t: entry(v, "cm^2 s^-1") for t, v in diffusion.items()},
+        "diffusion_coefficients": {t: _entry(v, "cm^2 s^-1") for t, v in diffusion.items()},
         "species_share_of_conductivity": {
-            t: entry(v) | {"definition": "<dM_s . dM> / <|dM|^2> (t+ for the cation)"}
+            t: _entry(v) | {"definition": "<dM_s . dM> / <|dM|^2> (t+ for the cation)"}
             for t, v in share.items()
         },
         "diffusive_check": {
             "lags_ps": lags_ps.tolist(),
-            "logslope_dM2": [None if not np.isfinite(v) else float(v) for v in slope_m2],
-            "logslope_msd": {str(t): [None if not np.isfinite(v) else float(v) for v in slope_msd[:, s]]
+            "logslope_dM2": [None if not np.isfinite(v) else float(v) for v in slopes[0]],
+            "logslope_msd": {str(t): [None if not np.isfinite(v) else float(v) for v in slopes[1][:, s]]
                              for s, t in enumerate(species)},
             "warnings": warnings,
         },

@@ -22,10 +22,12 @@ class FailedElsewhere(LocalcondError):
 
 
 def agreed(comm: Any, work: Callable[[], T]) -> T:
+    results: list[T] = []
+    error: Exception | None = None
     try:
-        result, error = work(), None
+        results.append(work())
     except Exception as exc:  # noqa: BLE001 -- any failure must reach every rank
-        result, error = None, exc
+        error = exc
     if comm is not None and comm.size > 1:
         messages = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
         failed = [(rank, m) for rank, m in enumerate(messages) if m is not None]
@@ -34,4 +36,4 @@ def agreed(comm: Any, work: Callable[[], T]) -> T:
             raise FailedElsewhere(f"MPI rank {rank} failed: {message}")
     if error is not None:
         raise error
-    return result  # type: ignore[return-value]
+    return results[0]

@@ -24,7 +24,8 @@ class Reducer(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Reducer.registry[cls.kind] = cls
+        if "kind" in cls.__dict__:  # a concrete reducer; shared bases name no kind
+            Reducer.registry[cls.kind] = cls
 
     @abstractmethod
     def state(self) -> dict[str, np.ndarray]: ...

@@ -31,7 +31,7 @@ import numpy as np
 
 from localcond.engine.reducers.base import Reducer
 from localcond.engine.reducers.ladder import P_DEFAULT, Ladder, LadderHistory
-from localcond.engine.reducers.tracked import TrackedIons
+from localcond.engine.reducers.tracked import IonHistoryReducer, TrackedIons
 from localcond.units import molar_conductivity_prefactor
 
 
@@ -97,14 +97,15 @@ class CollectiveDisplacement(Reducer):
         return out
 
 
-class SelfDisplacement(Reducer):
+class SelfDisplacement(IonHistoryReducer):
     kind = "eh_self"
+    dim = 3  # followed per ion: its unwrapped position
 
     def __init__(self, nlags: int, n_species: int, p: int = P_DEFAULT) -> None:
         self.nlags, self.n_species, self.p = int(nlags), int(n_species), int(p)
         self.ladder = Ladder(self.nlags, p)
         self.sums = np.zeros((self.ladder.lags.size, 2, n_species))  # [lag, (pairs, q^2 |dr|^2), s]
-        self.ions = TrackedIons(self.ladder, 3)  # positions; charges as the history's constants
+        self.ions = TrackedIons(self.ladder, self.dim)  # positions; charges as the history's constants
         # per history: o, and the weights q_i^2 per species row, each repeated for x, y, z
         # [S, 3n] (flat, contiguous layouts: numpy is slow on a trailing axis of 3), the
         # same times o, and Σ_i q_i^2 |c_i|^2 per species of every stored evaluation [level, slot, S]
@@ -157,31 +158,6 @@ class SelfDisplacement(Reducer):
             block[:, 1] = now_squares[None, :] + squares[level, slots] - 2.0 * cross
             self.sums[index] += block  # lag positions are distinct within one update
 
-    def merge(self, other: "SelfDisplacement") -> None:
-        if (self.nlags, self.n_species, self.p) != (other.nlags, other.n_species, other.p):
-            raise ValueError("cannot merge Einstein-Helfand reducers with different settings")
-        self.sums += other.sums
-        self.ions = self.ions.joined(other.ions)
-
-    def for_rank(self, rank: int, size: int) -> "SelfDisplacement":
-        out = SelfDisplacement(self.nlags, self.n_species, self.p)
-        if rank == 0:
-            out.sums = self.sums.copy()
-        out.ions = self.ions.owned_by(rank, size)
-        return out
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"settings": np.array([self.nlags, self.n_species, self.p]), "sums": self.sums,
-                **{f"ions/{k}": v for k, v in self.ions.state().items()}}
-
-    @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> "SelfDisplacement":
-        nlags, n_species, p = (int(v) for v in state["settings"])
-        out = cls(nlags, n_species, p)
-        out.sums = np.array(state["sums"], dtype=float).reshape(out.sums.shape)
-        out.ions = TrackedIons.from_state(out.ladder, 3, {k[5:]: v for k, v in state.items()
-                                                           if k.startswith("ions/")})
-        return out
 
 
 def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement | None, interval_ps: float,

@@ -19,13 +19,14 @@ Units: λ in S cm² mol⁻¹, positions in Å, charges in e, times in ps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from localcond.engine.options import EinsteinHelfandOptions, ReducerOptions
 from localcond.io.files import write_json
 from localcond.engine.reducers.agree import agreed
 from localcond.engine.reducers.base import Reducer, allreduce
@@ -37,7 +38,7 @@ from localcond.engine.reducers.spatial import PairCorrelation
 from localcond.engine.reducers.store import from_bytes, save, to_bytes
 from localcond.engine.reducers.summary import finite, lambda_summary
 from localcond.engine.reducers.timecorr import TimeCorrelation
-from localcond.engine.reducers.timeline import Evaluation, Timeline
+from localcond.engine.reducers.timeline import Decision, Evaluation, Timeline
 
 REPLICATED = ("moments", "mean_series", "eh_collective")  # identical on every rank of one system
 TIME_CORRELATED = ("time_correlation", "eh_collective", "eh_self")
@@ -46,55 +47,87 @@ LAMBDA_TOLERANCE = 1e-9
 TRACE_EVERY = 50
 
 
-@dataclass(frozen=True)
-class ReducerOptions:
-    """Which reducers to keep: ``hist`` [LO, HI, NBINS] (λ histogram), ``tcorr`` NLAGS
-    (λ autocorrelation over lags 0 … NLAGS−1 evaluations), ``corr`` [RMAX, NBINS]
-    (spatial correlation of λ, Å), ``eh`` [NLAGS, BLOCK, TEMP] (live Einstein–Helfand
-    up to NLAGS evaluations, errors over blocks of BLOCK origins, T in K)."""
+@dataclass
+class Reducers:
+    """The reducers of one set, by kind: the moments and the blocking error of the mean
+    always, the others when their option is on."""
 
-    hist: tuple[float, float, int] | None = None
-    tcorr: int = 0
-    corr: tuple[float, int] | None = None
-    eh: tuple[int, int, float] | None = None
+    moments: RunningMoments
+    mean_series: BlockingError
+    histogram: Histogram | None = None
+    time_correlation: TimeCorrelation | None = None
+    pair_correlation: PairCorrelation | None = None
+    eh_collective: CollectiveDisplacement | None = None
+    eh_self: SelfDisplacement | None = None
+
+    def items(self) -> list[tuple[str, Reducer]]:
+        """(name, reducer) of those present, in a fixed order (the names files store)."""
+        return [(f.name, value) for f in fields(self) if (value := getattr(self, f.name)) is not None]
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.items()]
+
+    # read like a mapping of the reducers present (files and tests address them by name)
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def __getitem__(self, name: str) -> Reducer:
+        reducer = getattr(self, name, None) if name in _KINDS else None
+        if reducer is None:
+            raise KeyError(name)
+        return reducer
+
+    def as_dict(self) -> dict[str, Reducer]:
+        return dict(self.items())
 
     @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "ReducerOptions":
-        unknown = sorted(set(options) - {"hist", "tcorr", "corr", "eh"})
+    def from_mapping(cls, reducers: Mapping[str, Reducer]) -> "Reducers":
+        """From name -> reducer (a file's or a restart's), each checked against its kind."""
+        kinds = {f.name: _KINDS[f.name] for f in fields(cls)}
+        unknown = sorted(set(reducers) - set(kinds))
         if unknown:
-            raise ValueError(f"unknown reducer option(s) {', '.join(unknown)} (known: hist tcorr corr eh)")
-        hist = options.get("hist")
-        if hist is not None:
-            lo, hi, bins = float(hist[0]), float(hist[1]), int(hist[2])
-            if not hi > lo:
-                raise ValueError(f"hist needs HI > LO, got {lo:g} {hi:g}")
-            if bins < 1:
-                raise ValueError(f"hist needs a positive number of bins, got {bins}")
-            hist = (lo, hi, bins)
-        tcorr = int(options.get("tcorr") or 0)
-        if "tcorr" in options and tcorr < 1:
-            raise ValueError(f"tcorr needs a positive number of lags, got {tcorr}")
-        corr = options.get("corr")
-        if corr is not None:
-            rmax, nbins = float(corr[0]), int(corr[1])
-            if not rmax > 0:
-                raise ValueError(f"corr needs RMAX > 0, got {rmax:g}")
-            if nbins < 1:
-                raise ValueError(f"corr needs a positive number of bins, got {nbins}")
-            corr = (rmax, nbins)
-        eh = options.get("eh")
-        if eh is not None:
-            nlags, block, temperature = int(eh[0]), int(eh[1]), float(eh[2])
-            if nlags < 1 or block < 1:
-                raise ValueError(f"eh needs positive NLAGS and BLOCK, got {nlags} {block}")
-            if not temperature > 0:
-                raise ValueError(f"eh needs the target temperature in K > 0, got {temperature:g}")
-            eh = (nlags, block, temperature)
-        return cls(hist, tcorr, corr, eh)
+            raise ValueError(f"unknown reducer(s) {', '.join(unknown)}")
+        for name, reducer in reducers.items():
+            if not isinstance(reducer, kinds[name]):
+                raise ValueError(f"reducer {name!r} is a {type(reducer).__name__}, not a {kinds[name].__name__}")
+        moments, series = reducers.get("moments"), reducers.get("mean_series")
+        if not isinstance(moments, RunningMoments) or not isinstance(series, BlockingError):
+            raise ValueError("a reducer set needs its moments and mean series")
+        return cls(moments, series, _of(reducers, "histogram", Histogram),
+                   _of(reducers, "time_correlation", TimeCorrelation),
+                   _of(reducers, "pair_correlation", PairCorrelation),
+                   _of(reducers, "eh_collective", CollectiveDisplacement),
+                   _of(reducers, "eh_self", SelfDisplacement))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
-                if v is not None and v != 0}
+    def map(self, change: Callable[[str, Reducer], Reducer]) -> "Reducers":
+        """A new set with ``change(name, reducer)`` for every reducer present."""
+        return Reducers.from_mapping({name: change(name, reducer) for name, reducer in self.items()})
+
+
+def merge_into(into: Reducers, other: Reducers) -> None:
+    """Merge ``other`` into ``into`` (the same kinds present in both)."""
+    if into.names() != other.names():
+        raise ValueError(f"reducers {other.names()} cannot be merged into {into.names()}")
+    for (_, mine), (_, theirs) in zip(into.items(), other.items()):
+        mine.merge(theirs)
+
+
+K = TypeVar("K", bound=Reducer)
+
+
+def _of(reducers: Mapping[str, Reducer], name: str, kind: type[K]) -> K | None:
+    reducer = reducers.get(name)
+    return reducer if isinstance(reducer, kind) else None
+
+
+_KINDS: dict[str, type] = {
+    "moments": RunningMoments, "mean_series": BlockingError, "histogram": Histogram,
+    "time_correlation": TimeCorrelation, "pair_correlation": PairCorrelation,
+    "eh_collective": CollectiveDisplacement, "eh_self": SelfDisplacement,
+}
 
 
 @dataclass
@@ -111,9 +144,9 @@ class Observed:
     eh_share_first: float = float("nan")
     pred_share_first: float = float("nan")
 
-    def vector(self) -> tuple[float, ...]:
-        return (self.group_mean, self.count, self.lambda_pred, self.lambda_pred_stderr, self.lambda_std,
-                self.lambda_eh, self.lambda_eh_stderr, self.eh_share_first, self.pred_share_first)
+    def as_dict(self) -> dict[str, float]:
+        """By name, in the order of the fix's global vector f_ID[1..9] (doc/fix_localcond.rst)."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
 
 class ReducerSet:
@@ -124,16 +157,14 @@ class ReducerSet:
         self.options, self.species, self.charges = options, list(species), np.asarray(charges, dtype=float)
         self.comm, self.role = comm, role
         s = len(self.species)
-        self.reducers: dict[str, Reducer] = {"moments": RunningMoments(s), "mean_series": BlockingError()}
-        if options.hist:
-            self.reducers["histogram"] = Histogram(*options.hist, s)
-        if options.tcorr:
-            self.reducers["time_correlation"] = TimeCorrelation(options.tcorr, s)
-        if options.corr:
-            self.reducers["pair_correlation"] = PairCorrelation(*options.corr, s)
-        if options.eh:
-            self.reducers["eh_collective"] = CollectiveDisplacement(options.eh[0], s, options.eh[1])
-            self.reducers["eh_self"] = SelfDisplacement(options.eh[0], s)
+        hist, tcorr, corr, eh = options.hist, options.tcorr, options.corr, options.eh
+        self.reducers = Reducers(
+            RunningMoments(s), BlockingError(),
+            histogram=Histogram(hist.lo, hist.hi, hist.bins, s) if hist else None,
+            time_correlation=TimeCorrelation(tcorr.nlags, s) if tcorr else None,
+            pair_correlation=PairCorrelation(corr.rmax, corr.bins, s) if corr else None,
+            eh_collective=CollectiveDisplacement(eh.nlags, s, eh.block) if eh else None,
+            eh_self=SelfDisplacement(eh.nlags, s) if eh else None)
         self.timeline = Timeline()
         self._last = (float("nan"), 0.0)  # the last evaluation's group mean of λ and ions
         self.ions_per_species: list[float] | None = None
@@ -182,89 +213,109 @@ class ReducerSet:
         lam = np.asarray(lam, dtype=float)
         species = np.asarray(species, dtype=np.int64)
         ids = np.asarray(ids, dtype=np.int64)
-        time_correlated = [n for n in TIME_CORRELATED if n in self.reducers]
+        agreed(self.comm, lambda: self._check_inputs(lam, species, ids, charges, positions, pair_sums))
+        totals = self._count_ions(ev, lam, species)
+        decision = self.timeline.decide(ev)
+        if decision.count:
+            self._add_instantaneous(totals, lam, species, pair_sums)
+        notes = []
+        if self._time_correlated() and (decision.correlate or decision.duplicate):
+            notes = self._add_histories(ev, decision, lam, species, ids, charges, positions)
+        k = self.evaluations
+        if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
+            out = self.observed()
+            self.trace.append([k, ev.step, finite(out.lambda_pred), finite(out.lambda_eh)])
+        return notes
 
-        def check() -> np.ndarray:
-            if not (lam.shape == species.shape == ids.shape) or lam.ndim != 1:
-                raise ValueError(f"lambda, species and IDs must be equal 1-d arrays, got shapes "
-                                 f"{lam.shape}, {species.shape}, {ids.shape}")
-            if species.size and (species.min() < 0 or species.max() >= len(self.species)):
-                raise ValueError("a species index is outside the model's species")
-            if "eh_self" in self.reducers and (charges is None or positions is None):
-                raise ValueError("eh needs the ions' charges and unwrapped positions")
-            if "pair_correlation" in self.reducers and pair_sums is None:
-                raise ValueError("corr needs the pairs' sums")
+    def _time_correlated(self) -> list[str]:
+        return [n for n in TIME_CORRELATED if getattr(self.reducers, n) is not None]
 
-        agreed(self.comm, check)
+    def _check_inputs(self, lam: np.ndarray, species: np.ndarray, ids: np.ndarray, charges: np.ndarray | None,
+                      positions: np.ndarray | None, pair_sums: np.ndarray | None) -> None:
+        if not (lam.shape == species.shape == ids.shape) or lam.ndim != 1:
+            raise ValueError(f"lambda, species and IDs must be equal 1-d arrays, got shapes "
+                             f"{lam.shape}, {species.shape}, {ids.shape}")
+        if species.size and (species.min() < 0 or species.max() >= len(self.species)):
+            raise ValueError("a species index is outside the model's species")
+        if self.reducers.eh_self is not None and (charges is None or positions is None):
+            raise ValueError("eh needs the ions' charges and unwrapped positions")
+        if self.reducers.pair_correlation is not None and pair_sums is None:
+            raise ValueError("corr needs the pairs' sums")
+
+    def _count_ions(self, ev: Evaluation, lam: np.ndarray, species: np.ndarray) -> np.ndarray:
+        """The group's sums over all ranks (ions, Σλ, Σλ² per species: one all-reduce);
+        refuses a change of the ion count while time correlations follow ions."""
         s = len(self.species)
-        moments: RunningMoments = self.reducers["moments"]  # type: ignore[assignment]
-        totals = self._global_sum(np.concatenate(moments.batch_sums(lam, species)))
+        totals = self._global_sum(np.concatenate(self.reducers.moments.batch_sums(lam, species)))
         ions, n = totals[:s], float(totals[:s].sum())
-        group_mean = float(totals[s:2 * s].sum() / n) if n else float("nan")
-        self._last = (group_mean, n)
-        if time_correlated and self.ions_per_species is not None and list(ions) != self.ions_per_species:
+        self._last = (float(totals[s:2 * s].sum() / n) if n else float("nan"), n)
+        if self._time_correlated() and self.ions_per_species is not None and list(ions) != self.ions_per_species:
             raise ValueError(
                 f"the number of ions in the group changed at step {ev.step} (per species "
                 f"{self._per_species(self.ions_per_species)} -> {self._per_species(ions)}): atoms were "
                 "created, deleted, or changed type or group; the time correlations follow a fixed set "
                 "of ions, so define the fix anew after such a change")
         self.ions_per_species = [float(v) for v in ions]
+        return totals
 
-        decision = self.timeline.decide(ev)
-        if decision.count:
-            self.evaluations += 1
-            moments.add_sums(totals[:s], totals[s:2 * s], totals[2 * s:])
-            self.reducers["mean_series"].update(group_mean)  # type: ignore[attr-defined]
-            if "histogram" in self.reducers:
-                self.reducers["histogram"].update(lam, species)  # type: ignore[attr-defined]
-            if "pair_correlation" in self.reducers:
-                self.reducers["pair_correlation"].add(pair_sums)  # type: ignore[attr-defined]
+    def _add_instantaneous(self, totals: np.ndarray, lam: np.ndarray, species: np.ndarray,
+                           pair_sums: np.ndarray | None) -> None:
+        """The statistics of this evaluation alone: moments, mean series, histogram, pairs."""
+        s = len(self.species)
+        r = self.reducers
+        self.evaluations += 1
+        r.moments.add_sums(totals[:s], totals[s:2 * s], totals[2 * s:])
+        r.mean_series.update(self._last[0])
+        if r.histogram is not None:
+            r.histogram.update(lam, species)
+        if r.pair_correlation is not None and pair_sums is not None:
+            r.pair_correlation.add(pair_sums)
+
+    def _add_histories(self, ev: Evaluation, decision: Decision, lam: np.ndarray, species: np.ndarray,
+                       ids: np.ndarray, charges: np.ndarray | None, positions: np.ndarray | None) -> list[str]:
+        """The time-correlated statistics (λ autocorrelation, live Einstein–Helfand), which
+        follow each ion on the rank that owns its ID. Collective steps first, then the
+        per-rank work inside agreed(): a rank that fails there (an ion's species changed)
+        must not leave the others waiting in a collective."""
+        r = self.reducers
+        x = np.asarray(positions, dtype=float).reshape(-1, 3) if positions is not None else np.zeros((ids.size, 3))
+        q = np.asarray(charges, dtype=float) if charges is not None else np.zeros(ids.size)
+        own_ids, own_species, own_lam, own_q, own_x = self._to_owners(ids, species, lam, q, x)
+        m_global = None
+        if r.eh_collective is not None:
+            charge_rows = np.zeros((len(self.species), ids.size))  # [S, n]: q_i in its species' row
+            charge_rows[species, np.arange(ids.size)] = q
+            m_global = self._global_sum(charge_rows @ x)  # M_s = Σ_{i∈s} q_i r_i [S, 3]
+        if decision.duplicate:
+            def moved_here() -> float:
+                moved = 0.0
+                if r.time_correlation is not None:
+                    moved += r.time_correlation.ions.moved(own_ids, own_lam, LAMBDA_TOLERANCE)
+                if r.eh_self is not None:
+                    moved += r.eh_self.ions.moved(own_ids, own_x, POSITION_TOLERANCE)
+                return moved
+
+            if self._global_sum(np.array([agreed(self.comm, moved_here)]))[0] > 0:
+                decision = self.timeline.restart_here(
+                    ev, decision.count, "the atoms moved since the last evaluation of this step, "
+                    "without dynamics (a command between runs such as displace_atoms)")
         notes = []
-        if time_correlated and (decision.correlate or decision.duplicate):
-            # collective steps first, then the per-rank work inside agreed(): a rank that fails
-            # there (an ion's species changed) must not leave the others waiting in a collective
-            x = np.asarray(positions, dtype=float).reshape(-1, 3) if positions is not None else np.zeros((ids.size, 3))
-            q = np.asarray(charges, dtype=float) if charges is not None else np.zeros(ids.size)
-            own_ids, own_species, own_lam, own_q, own_x = self._to_owners(ids, species, lam, q, x)
-            m_global = None
-            if "eh_collective" in self.reducers:
-                charge_rows = np.zeros((len(self.species), ids.size))  # [S, n]: q_i in its species' row
-                charge_rows[species, np.arange(ids.size)] = q
-                m_global = self._global_sum(charge_rows @ x)  # M_s = Σ_{i∈s} q_i r_i [S, 3]
-            if decision.duplicate:
-                def moved_here() -> float:
-                    moved = 0.0
-                    if "time_correlation" in self.reducers:
-                        moved += self.reducers["time_correlation"].ions.moved(  # type: ignore[attr-defined]
-                            own_ids, own_lam, LAMBDA_TOLERANCE)
-                    if "eh_self" in self.reducers:
-                        moved += self.reducers["eh_self"].ions.moved(  # type: ignore[attr-defined]
-                            own_ids, own_x, POSITION_TOLERANCE)
-                    return moved
+        if decision.correlate:
+            if decision.restart:
+                for reducer in (r.time_correlation, r.eh_collective, r.eh_self):
+                    if reducer is not None:
+                        reducer.restart()
+                if decision.note:
+                    notes.append(decision.note)
 
-                if self._global_sum(np.array([agreed(self.comm, moved_here)]))[0] > 0:
-                    decision = self.timeline.restart_here(
-                        ev, decision.count, "the atoms moved since the last evaluation of this step, "
-                        "without dynamics (a command between runs such as displace_atoms)")
-            if decision.correlate:
-                if decision.restart:
-                    for name in time_correlated:
-                        self.reducers[name].restart()  # type: ignore[attr-defined]
-                    if decision.note:
-                        notes.append(decision.note)
+            def update_here() -> None:
+                if r.time_correlation is not None:
+                    r.time_correlation.update(own_ids, own_species, own_lam)
+                if r.eh_collective is not None and r.eh_self is not None:
+                    r.eh_collective.update(m_global)
+                    r.eh_self.update(own_ids, own_species, own_q, own_x)
 
-                def update_here() -> None:
-                    if "time_correlation" in self.reducers:
-                        self.reducers["time_correlation"].update(own_ids, own_species, own_lam)  # type: ignore[attr-defined]
-                    if "eh_self" in self.reducers:
-                        self.reducers["eh_collective"].update(m_global)  # type: ignore[attr-defined]
-                        self.reducers["eh_self"].update(own_ids, own_species, own_q, own_x)  # type: ignore[attr-defined]
-
-                agreed(self.comm, update_here)
-        k = self.evaluations
-        if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
-            out = self.observed()
-            self.trace.append([k, ev.step, finite(out.lambda_pred), finite(out.lambda_eh)])
+            agreed(self.comm, update_here)
         return notes
 
     def _per_species(self, counts: Sequence[float]) -> str:
@@ -275,41 +326,45 @@ class ReducerSet:
         Role ``domains``: from replicated values, no communication (the fix asks for it
         only when LAMMPS reads the vector, on any subset of ranks); ``replicas`` with a
         communicator: collective (pools the replicas)."""
-        series, moments = self.reducers["mean_series"], self.reducers["moments"]
+        series, moments = self.reducers.mean_series, self.reducers.moments
         if self.role == "replicas" and self.comm is not None:
             series, moments = allreduce(series, self.comm), allreduce(moments, self.comm)
-        _, _, variance = moments.total()  # type: ignore[attr-defined]
-        weights = moments.count * moments.mean  # type: ignore[attr-defined]
+        _, _, variance = moments.total()
+        weights = moments.count * moments.mean
         group_mean, n = self._last
-        out = Observed(group_mean, n, series.mean(), series.stderr(), float(np.sqrt(variance)),  # type: ignore[attr-defined]
+        out = Observed(group_mean, n, series.mean(), series.stderr(), float(np.sqrt(variance)),
                        pred_share_first=float(weights[0] / weights.sum()) if weights.sum() != 0 else float("nan"))
-        if "eh_collective" in self.reducers and self.timeline.interval_ps is not None:
-            out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first = self._eh_longest()
+        if self.reducers.eh_collective is not None and self.timeline.interval_ps is not None:
+            out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first = self._eh_longest(self.reducers.eh_collective)
         return out
 
-    def _eh_longest(self) -> tuple[float, float, float]:
+    def _eh_longest(self, collective: CollectiveDisplacement) -> tuple[float, float, float]:
         """Λ_EH at the longest lag, its error and the first species' share (no Λ_NE)."""
-        curves = self._eh_curves(self.reducers["eh_collective"], None, longest_only=True)  # type: ignore[arg-type]
+        curves = self._eh_curves(collective, None, longest_only=True)
         return float(curves["lambda_eh"][-1]), float(curves["stderr"][-1]), float(curves["share"][-1, 0])
+
+    def _eh_options(self) -> EinsteinHelfandOptions:
+        if self.options.eh is None:
+            raise ValueError("this reducer set has no live Einstein-Helfand statistics (option eh)")
+        return self.options.eh
 
     def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement | None,
                    longest_only: bool = False) -> dict:
-        assert self.options.eh is not None
         n_salt = sum(c for c, q in zip(self.ions_per_species or [], self.charges) if q > 0) or float("nan")
-        return eh_curves(collective, self_part, self.timeline.interval_ps or float("nan"), self.options.eh[2],
-                         n_salt, np.asarray(self.ions_per_species or [np.nan] * len(self.species)), longest_only)
+        return eh_curves(collective, self_part, self.timeline.interval_ps or float("nan"),
+                         self._eh_options().temperature_k, n_salt,
+                         np.asarray(self.ions_per_species or [np.nan] * len(self.species)), longest_only)
 
     # -- merged state, files, restarts ---------------------------------------------------------
 
-    def merged(self) -> dict[str, Reducer]:
+    def merged(self) -> Reducers:
         """All reducers merged over ranks (collective; the same on every rank)."""
-        out = {}
-        for name, reducer in self.reducers.items():
+        def merge(name: str, reducer: Reducer) -> Reducer:
             if self.comm is None or (self.role == "domains" and name in REPLICATED):
-                out[name] = reducer.copy()
-            else:
-                out[name] = allreduce(reducer, self.comm)
-        return out
+                return reducer.copy()
+            return allreduce(reducer, self.comm)
+
+        return self.reducers.map(merge)
 
     def metadata(self) -> dict[str, Any]:
         return {"species": self.species, "charges": self.charges.tolist(), "options": self.options.to_dict(),
@@ -317,27 +372,26 @@ class ReducerSet:
                 "ions_per_species": self.ions_per_species, "evaluations": self.evaluations,
                 "trace": self.trace}
 
-    def summary(self, merged: dict[str, Reducer], definition: str) -> dict[str, Any]:
-        moments: RunningMoments = merged["moments"]  # type: ignore[assignment]
-        series: BlockingError = merged["mean_series"]  # type: ignore[assignment]
-        out = {**lambda_summary(moments, series, self.species, definition), "evaluations": self.evaluations}
+    def summary(self, merged: Reducers, definition: str) -> dict[str, Any]:
+        moments = merged.moments
+        out = {**lambda_summary(moments, merged.mean_series, self.species, definition),
+               "evaluations": self.evaluations}
         interval = self.timeline.interval_ps
-        if "time_correlation" in merged:
-            tc: TimeCorrelation = merged["time_correlation"]  # type: ignore[assignment]
+        tc = merged.time_correlation
+        if tc is not None:
             c = tc.correlation(moments.mean)
             out["time_correlation"] = {
                 "lags": tc.lags.tolist(), "tau_ps": None if interval is None else (tc.lags * interval).tolist(),
                 "normalized": {name: [finite(v) for v in c[k]] for k, name in enumerate(self.species)}}
-        if "eh_collective" in merged:
-            out["einstein_helfand"] = self._eh_summary(merged["eh_collective"], merged["eh_self"])  # type: ignore[arg-type]
+        if merged.eh_collective is not None and merged.eh_self is not None:
+            out["einstein_helfand"] = self._eh_summary(merged.eh_collective, merged.eh_self)
         return out
 
     def _eh_summary(self, collective: CollectiveDisplacement, self_part: SelfDisplacement) -> dict[str, Any]:
-        assert self.options.eh is not None
         c = self._eh_curves(collective, self_part)
         n_salt = sum(v for v, q in zip(self.ions_per_species or [], self.charges) if q > 0)
         return {
-            "temperature_k": self.options.eh[2], "n_salt": n_salt, "unit": "S cm^2 mol^-1",
+            "temperature_k": self._eh_options().temperature_k, "n_salt": n_salt, "unit": "S cm^2 mol^-1",
             "lags": collective.ladder.lags.tolist(), "tau_ps": [finite(v) for v in c["tau_ps"]],
             "molar_conductivity": [finite(v) for v in c["lambda_eh"]],
             "stderr": [finite(v) for v in c["stderr"]], "nernst_einstein": [finite(v) for v in c["lambda_ne"]],
@@ -353,12 +407,12 @@ class ReducerSet:
         merged = self.merged()
         if self.rank != 0:
             return
-        save(Path(prefix + ".reduce.npz"), merged, {**metadata, **self.metadata()})
+        save(Path(prefix + ".reduce.npz"), merged.as_dict(), {**metadata, **self.metadata()})
         write_json(prefix + ".summary.json", {**self.summary(merged, definition), **summary_extra})
 
     def state_bytes(self, identity: dict[str, Any]) -> bytes:
         """The merged state as bytes for a restart file (collective)."""
-        return to_bytes(self.merged(), {"identity": identity, **self.metadata()})
+        return to_bytes(self.merged().as_dict(), {"identity": identity, **self.metadata()})
 
     def restore(self, data: bytes, identity: dict[str, Any]) -> None:
         """Continue from :meth:`state_bytes` written by a run with the same identity."""
@@ -372,7 +426,9 @@ class ReducerSet:
         self.ions_per_species = metadata["ions_per_species"]
         self.evaluations = int(metadata["evaluations"])
         self.trace = [list(row) for row in metadata.get("trace", [])]
-        for name, reducer in reducers.items():
-            replicated = self.role == "domains" and name in REPLICATED
-            self.reducers[name] = reducer.copy() if replicated else reducer.for_rank(self.rank, self.size)
 
+        def share(name: str, reducer: Reducer) -> Reducer:
+            replicated = self.role == "domains" and name in REPLICATED
+            return reducer.copy() if replicated else reducer.for_rank(self.rank, self.size)
+
+        self.reducers = Reducers.from_mapping(reducers).map(share)

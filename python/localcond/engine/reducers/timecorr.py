@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from localcond.engine.reducers.base import Reducer
 from localcond.engine.reducers.ladder import P_DEFAULT, Ladder
-from localcond.engine.reducers.tracked import TrackedIons
+from localcond.engine.reducers.tracked import IonHistoryReducer, TrackedIons
 
 
-class TimeCorrelation(Reducer):
+class TimeCorrelation(IonHistoryReducer):
     kind = "time_correlation"
+    dim = 1  # followed per ion: λ
 
     def __init__(self, nlags: int, n_species: int, p: int = P_DEFAULT) -> None:
         if nlags < 1:
@@ -31,7 +31,7 @@ class TimeCorrelation(Reducer):
         self.ladder = Ladder(self.nlags - 1, p)
         self.lags = np.concatenate([[0], self.ladder.lags]).astype(np.int64)
         self.sums = np.zeros((4, n_species, self.lags.size))  # n, Σλ(t), Σλ(t+k), Σλ(t)λ(t+k)
-        self.ions = TrackedIons(self.ladder, 1)
+        self.ions = TrackedIons(self.ladder, self.dim)
 
     def restart(self) -> None:
         """Start a new history (the next update pairs with nothing before it)."""
@@ -56,24 +56,6 @@ class TimeCorrelation(Reducer):
             block[3] = sums[:, s:].T
             self.sums[:, :, index + 1] += block  # lag positions are distinct within one update
 
-    def _check(self, other: "TimeCorrelation") -> None:
-        if (self.nlags, self.n_species, self.p) != (other.nlags, other.n_species, other.p):
-            raise ValueError("cannot merge time correlations with different lags or species")
-
-    def merge(self, other: "TimeCorrelation") -> None:
-        """Add another reducer's sums (other ions, or another run); the ion
-        histories of two ranks of one run are joined."""
-        self._check(other)
-        self.sums += other.sums
-        self.ions = self.ions.joined(other.ions)
-
-    def for_rank(self, rank: int, size: int) -> "TimeCorrelation":
-        out = TimeCorrelation(self.nlags, self.n_species, self.p)
-        if rank == 0:
-            out.sums = self.sums.copy()
-        out.ions = self.ions.owned_by(rank, size)
-        return out
-
     def correlation(self, species_mean: np.ndarray, normalize: bool = True) -> np.ndarray:
         """C_s(k) at ``self.lags``, shape [S, lags]; divided by C_s(0) when ``normalize``."""
         n, a, b, ab = self.sums
@@ -81,16 +63,3 @@ class TimeCorrelation(Reducer):
         with np.errstate(invalid="ignore", divide="ignore"):
             c = (ab - mu * (a + b) + n * mu * mu) / n
             return c / c[:, :1] if normalize else c
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"settings": np.array([self.nlags, self.n_species, self.p]), "sums": self.sums,
-                **{f"ions/{k}": v for k, v in self.ions.state().items()}}
-
-    @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> "TimeCorrelation":
-        nlags, n_species, p = (int(v) for v in state["settings"])
-        out = cls(nlags, n_species, p)
-        out.sums = np.array(state["sums"], dtype=float).reshape(out.sums.shape)
-        out.ions = TrackedIons.from_state(out.ladder, 1, {k[5:]: v for k, v in state.items()
-                                                           if k.startswith("ions/")})
-        return out

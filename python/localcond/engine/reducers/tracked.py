@@ -9,8 +9,12 @@ set of ions and their species must not change.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from typing import ClassVar, TypeVar
+
 import numpy as np
 
+from localcond.engine.reducers.base import Reducer
 from localcond.engine.reducers.ladder import Ladder, LadderHistory, Pairs
 
 
@@ -145,3 +149,58 @@ class TrackedIons:
         if bool(state["active"]):
             out.history = LadderHistory.from_state(ladder, state, "history_", dim)
         return out
+
+
+class IonHistoryReducer(Reducer):
+    """A reducer whose sums come from the ions it follows (on each rank, the ions whose
+    atom ID modulo the ranks is its rank): the merge of two ranks' or runs' sums, each
+    rank's share of merged state, and the state as arrays are the same for all of them.
+    A subclass is built as ``cls(nlags, n_species, p)`` and sets ``sums`` [any shape],
+    ``ions`` (a :class:`TrackedIons` of width ``dim``) and ``ladder``."""
+
+    dim: ClassVar[int]
+    nlags: int
+    n_species: int
+    p: int
+    sums: np.ndarray
+    ions: TrackedIons
+    ladder: Ladder
+
+    @abstractmethod
+    def __init__(self, nlags: int, n_species: int, p: int) -> None: ...
+
+    @property
+    def settings(self) -> tuple[int, int, int]:
+        return self.nlags, self.n_species, self.p
+
+    def merge(self: H, other: H) -> None:
+        """Add another reducer's sums (other ions, or another run); the ion histories of
+        two ranks of one run are joined."""
+        if self.settings != other.settings:
+            raise ValueError(f"cannot merge {type(self).__name__} reducers with different lags or species "
+                             f"({self.settings} and {other.settings})")
+        self.sums += other.sums
+        self.ions = self.ions.joined(other.ions)
+
+    def for_rank(self: H, rank: int, size: int) -> H:
+        out = type(self)(*self.settings)
+        if rank == 0:
+            out.sums = self.sums.copy()
+        out.ions = self.ions.owned_by(rank, size)
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"settings": np.array(self.settings), "sums": self.sums,
+                **{f"ions/{k}": v for k, v in self.ions.state().items()}}
+
+    @classmethod
+    def from_state(cls: type[H], state: dict[str, np.ndarray]) -> H:
+        nlags, n_species, p = (int(v) for v in state["settings"])
+        out = cls(nlags, n_species, p)
+        out.sums = np.array(state["sums"], dtype=float).reshape(out.sums.shape)
+        out.ions = TrackedIons.from_state(out.ladder, cls.dim, {k[5:]: v for k, v in state.items()
+                                                                if k.startswith("ions/")})
+        return out
+
+
+H = TypeVar("H", bound=IonHistoryReducer)
