@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from localcond.campaign.dataset import check_directory, read_record
-from localcond.campaign.generate import run_order, trend_resolution
+from localcond.campaign.generate import run_order
+from localcond.campaign.plan import trend_resolution
 from localcond.campaign.grid import load_grid, seed
 
 ROOT = Path(__file__).resolve().parents[1]
