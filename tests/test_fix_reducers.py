@@ -189,3 +189,40 @@ def test_ladder_lags_against_offline_conductivity(tmp_path, model):
         assert live["molar_conductivity"][k] == pytest.approx(offline["molar_conductivity"]["value"], rel=1e-9)
         assert live["nernst_einstein"][k] == pytest.approx(offline["nernst_einstein"]["value"], rel=0.05)
 
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("validated", [False, True])
+def test_prediction_share_only_from_a_model_whose_split_was_validated(tmp_path, validated):
+    """f_ID[9], the first species' share of Λ_pred: NaN with one warning for a model whose
+    metadata does not certify its species split; otherwise the share computed from
+    `localcond predict`'s λ on the dumped frames (every evaluation is dumped)."""
+    from dataclasses import replace
+
+    from localcond.engine.predict import predict_dump
+
+    module, metadata = make_reference_model(["Li", "PF6"], [1.0, -1.0], 6.0)
+    if validated:
+        metadata = replace(metadata, validation={"species_share": {
+            "validated": True, "how": "test: certified by hand, not a physical validation"}})
+    model = str(save_model(module, metadata, tmp_path / "ref.pt"))
+    system = System(model=model, steps=200, nevery=10, box=26.0, n_per_type=40, deterministic=True,
+                    fix_extra="file red")
+    text = system.input_text().replace("thermo_style custom step temp f_lc[1] f_lc[2]",
+                                       "thermo_style custom step f_lc[3] f_lc[9]")
+    run_lmp(tmp_path, text, nprocs=2)
+    log = (tmp_path / "log.lammps").read_text()
+    rows = thermo_rows(log)
+    warning = "WARNING: f_ID[9] (the share of Lambda_pred carried by species Li) is NaN"
+    summary = json.loads((tmp_path / "red.summary.json").read_text())
+    if not validated:
+        assert log.count(warning) == 1
+        assert all(np.isnan(row[2]) for row in rows)
+        return
+    assert warning not in log
+    offline = predict_dump(model, tmp_path / "dump.lc", ["Li", "PF6"])
+    cation = offline.types == 1
+    share = offline.lam[:, cation].sum() / offline.lam.sum()
+    assert len(offline.timesteps) == len(rows) == 21
+    assert rows[-1][2] == pytest.approx(share, rel=1e-9)
+    assert rows[-1][1] == pytest.approx(offline.lam.mean(axis=1).mean(), rel=1e-9)
+    assert summary["lambda_pred"]["value"] == pytest.approx(rows[-1][1], rel=1e-12)

@@ -26,6 +26,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{row['system']:16s} {row.get('held_out_kind', row['role']):13s} Lambda_pred = "
               f"{p['value']:8.4g} +- {p['stderr']:.2g} (spread {p['ensemble_spread']:.2g})  Lambda = "
               f"{t['value']:8.4g} +- {t['total_error']:.2g}  z = {row['z']:+.1f}")
+    if args.dense:
+        from localcond.campaign.learn.field_check import calibration_plot, check_field
+        from localcond.io.files import read_json
+
+        shares = None
+        if args.shares:
+            table = read_json(args.shares, "replica table")
+            shares = {r["system"]: r["species_share_of_conductivity"]["1"] for r in table["systems"]}
+        roles = {r["system"]: r["role"] for r in result["systems"]}
+        result["field"] = check_field(args.model, record_paths(args.dense), args.tau_lambda_ps, shares, roles)
+        path = write_json(args.json, result)
+        figure = calibration_plot(result["field"], path.with_name(path.stem + "_calibration.png"))
+        for row in result["field"]:
+            c, s = row["calibration"], row["species_share"]
+            print(f"{row['system']:16s} {row['role'] or '':8s} calibration at {c['tau_lambda_ps']:g} ps: slope "
+                  f"{c['slope']:.2f} +- {c['slope_stderr']:.2f}, intercept {c['intercept']:.3g} +- "
+                  f"{c['intercept_stderr']:.2g}; {s['species']} share of Lambda_pred {s['prediction']:.3f}"
+                  + (f" against measured {s['measured']['value']:.3f} (z = {s['z']:+.1f})" if s.get("z") is not None
+                     else ""))
+        print(f"wrote {figure}")
     print(f"wrote {path} and {plot}")
     return 0
 
@@ -38,8 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="a model's Lambda_pred beside Lambda for every system of "
                        "a set of training records")
     p.add_argument("model")
-    p.add_argument("--records", nargs="+", default=["training/data/*/*.npz"],
-                   help="record files or glob patterns (default: training/data/*/*.npz)")
+    p.add_argument("--records", nargs="+", default=["training/data/implicit-v2/*.npz"],
+                   help="record files or glob patterns (default: training/data/implicit-v2/*.npz)")
     p.add_argument("--json", required=True, help="output (JSON)")
     p.add_argument("--plot", help="parity plot (PNG; default: the JSON path with .png)")
+    p.add_argument("--dense", nargs="+", metavar="RECORD",
+                   help="dense-label records (localcond replicas) to check the per-ion field on: the "
+                   "calibration of labels against lambda_i at --tau-lambda-ps, per system, and a figure")
+    p.add_argument("--tau-lambda-ps", type=float, default=5.0,
+                   help="the lag of the per-ion labels for the calibration (default 5 ps)")
+    p.add_argument("--shares", help="replica table (training/replica_systems.json) whose measured species "
+                   "shares of Lambda_EH the model's shares are compared with")
     p.set_defaults(func=_cmd_evaluate)

@@ -47,6 +47,11 @@ def describe(model: LoadedModel, indices: list[int]) -> str:
         f"  cutoff {md.cutoff:g} A, {md.n_layers} layer(s), receptive field {md.receptive_field:g} A, "
         f"{md.dtype}, contract v{md.contract_version}; output lambda in {md.units['output']}"
     )
+    if not md.species_share_validated:
+        lines.append(f"  WARNING: f_ID[9] (the share of Lambda_pred carried by species {md.species[0]}) is NaN: "
+                     "this model's split of lambda between species was not validated against measured "
+                     "shares of Lambda_EH on held-out systems (model metadata 'validation'); f_ID[8] "
+                     "with eh is the measured share")
     lines.append(f"  torch threads per rank: {torch.get_num_threads()} (OMP_NUM_THREADS sets it; default 1)")
     lines.append("  type  species  charge(e)")
     for t, index in enumerate(indices, start=1):
@@ -71,7 +76,8 @@ class FixSession:
         if self.prefix is not None:
             check_writable_prefix(self.prefix)
         md = model.metadata
-        self.reducers = ReducerSet(options.reducers, md.species, md.charges, comm, "domains")
+        self.reducers = ReducerSet(options.reducers, md.species, md.charges, comm, "domains",
+                                   share_validated=md.species_share_validated)
         self.identity = {"model": md.to_json(), "group": group, "types": [s or "NULL" for s in type_species],
                          "options": options.reducers.to_dict()}
         self.type_species_index = map_types(md, type_species)

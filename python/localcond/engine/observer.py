@@ -61,7 +61,8 @@ class ConductivityObserver:
         self.interval_ps = interval_ps
         md = calculator.model.metadata
         self.charges = np.asarray(md.charges, dtype=float)
-        self.reducers = ReducerSet(options, md.species, md.charges, comm, "replicas")
+        self.reducers = ReducerSet(options, md.species, md.charges, comm, "replicas",
+                                   share_validated=md.species_share_validated)
 
     def __call__(self) -> None:
         lam = self.calc.get_property("local_conductivity", self.atoms)

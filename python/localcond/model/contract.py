@@ -42,7 +42,11 @@ class ModelMetadata:
     holds the rest of a trained model's provenance (mode, label form and
     window, systems, metrics, ensemble spread, the command that made it).
     ``purpose`` is "test" for analytic test functions (the reference model),
-    which callers must not present as conductivities.
+    which callers must not present as conductivities. ``validation`` says which of
+    the model's outputs were checked against data of the same kind on held-out
+    systems (``{"species_share": {"validated": true, "how": "...", ...}}``): only a
+    model whose species split was checked against measured shares of Λ_EH reports
+    that split as physics (the fix's f_ID[9], the summaries' share of Λ_pred).
     """
 
     species: tuple[str, ...]
@@ -58,6 +62,7 @@ class ModelMetadata:
     training_systems: tuple[str, ...] = ()
     training: dict = field(default_factory=dict)  # provenance of a trained model (JSON-able)
     purpose: str = "conductivity"  # "test": an analytic test function, not a conductivity model
+    validation: dict = field(default_factory=dict)  # outputs checked on held-out systems (JSON-able)
     contract_version: int = CONTRACT_VERSION
     units: dict[str, str] = field(default_factory=lambda: dict(UNITS))
 
@@ -97,6 +102,8 @@ class ModelMetadata:
             out.append(f"purpose must be one of {PURPOSES}, got {self.purpose!r}")
         if self.units != UNITS:
             out.append(f"units must be {UNITS}, got {self.units}")
+        if not isinstance(self.validation, dict):
+            out.append(f"validation must be a JSON object, got {self.validation!r}")
         return out
 
     def fingerprint(self) -> str:
@@ -105,8 +112,16 @@ class ModelMetadata:
 
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
+    @property
+    def species_share_validated(self) -> bool:
+        """Whether the split of λ between species was checked against measured shares."""
+        share = self.validation.get("species_share")
+        return isinstance(share, dict) and share.get("validated") is True
+
     def to_json(self) -> str:
         data = asdict(self)
+        if not data["validation"]:  # models from before the field keep their fingerprint
+            del data["validation"]
         data["receptive_field"] = self.receptive_field
         return json.dumps(data, indent=2, sort_keys=True)
 

@@ -93,7 +93,7 @@ class System:
         if self.reducers is None:
             m = run.metadata
             self.reducers = ReducerSet(ReducerOptions.from_dict(m["options"]), m["species"], m["charges"],
-                                       None, "replicas")
+                                       None, "replicas", share_validated=bool(m.get("species_share_validated")))
             self.reducers.timeline = Timeline.from_state(m["timeline"])
             self.reducers.ions_per_species = m["ions_per_species"]
             self.reducers.reducers = reducers
@@ -207,7 +207,11 @@ def summarize(system: System) -> dict[str, Any]:
     out.update(system=system.name, files=[str(p) for p in system.files], replicas=len(system.files),
                sources=sorted(system.sources), lag_unit_ps=red.timeline.interval_ps)
     weights = moments.count * moments.mean
-    transference = {"from_lambda_pred": finite(weights[0] / weights.sum()) if weights.sum() else None}
+    transference: dict[str, Any] = {"from_lambda_pred": finite(red.prediction_share(weights))}
+    if not red.share_validated:
+        transference["from_lambda_pred_note"] = (
+            "not reported: the model's split of lambda between species was not validated against measured "
+            "shares of Lambda_EH on held-out systems (model metadata 'validation')")
     curves: dict[str, Any] = {}
     hist = merged.histogram
     if hist is not None:

@@ -151,11 +151,14 @@ class Observed:
 
 class ReducerSet:
     def __init__(self, options: ReducerOptions, species: Sequence[str], charges: Sequence[float],
-                 comm: Any = None, role: str = "domains") -> None:
+                 comm: Any = None, role: str = "domains", share_validated: bool = False) -> None:
         if role not in ("domains", "replicas"):
             raise ValueError(f"role must be 'domains' or 'replicas', got {role!r}")
         self.options, self.species, self.charges = options, list(species), np.asarray(charges, dtype=float)
         self.comm, self.role = comm, role
+        # the split of Λ_pred between species is reported only for a model whose split was
+        # checked against measured shares (ModelMetadata.species_share_validated); else NaN
+        self.share_validated = bool(share_validated)
         s = len(self.species)
         hist, tcorr, corr, eh = options.hist, options.tcorr, options.corr, options.eh
         self.reducers = Reducers(
@@ -333,10 +336,17 @@ class ReducerSet:
         weights = moments.count * moments.mean
         group_mean, n = self._last
         out = Observed(group_mean, n, series.mean(), series.stderr(), float(np.sqrt(variance)),
-                       pred_share_first=float(weights[0] / weights.sum()) if weights.sum() != 0 else float("nan"))
+                       pred_share_first=self.prediction_share(weights))
         if self.reducers.eh_collective is not None and self.timeline.interval_ps is not None:
             out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first = self._eh_longest(self.reducers.eh_collective)
         return out
+
+    def prediction_share(self, weights: np.ndarray) -> float:
+        """The first species' share of Λ_pred from its per-species sums of λ (``weights``:
+        count × mean per species); NaN unless the model's split was validated."""
+        if not self.share_validated or weights.sum() == 0:
+            return float("nan")
+        return float(weights[0] / weights.sum())
 
     def _eh_longest(self, collective: CollectiveDisplacement) -> tuple[float, float, float]:
         """Λ_EH at the longest lag, its error and the first species' share (no Λ_NE)."""
@@ -370,7 +380,7 @@ class ReducerSet:
         return {"species": self.species, "charges": self.charges.tolist(), "options": self.options.to_dict(),
                 "role": self.role, "ranks": self.size, "timeline": self.timeline.state(),
                 "ions_per_species": self.ions_per_species, "evaluations": self.evaluations,
-                "trace": self.trace}
+                "trace": self.trace, "species_share_validated": self.share_validated}
 
     def summary(self, merged: Reducers, definition: str) -> dict[str, Any]:
         moments = merged.moments
