@@ -68,9 +68,11 @@ def test_two_halves_give_the_whole(runs, tmp_path):
     reduce_files([str(runs["first"]), str(runs["second"])], tmp_path / "halves")
     whole, halves = system_of(tmp_path / "whole"), system_of(tmp_path / "halves")
     assert halves["replicas"] == 2 and halves["evaluations"] == whole["evaluations"] == 64
-    # instantaneous statistics add exactly; the blocking error too (halves of 32 = whole blocks)
-    for key in ("value", "stderr"):
-        assert halves["lambda_pred"][key] == pytest.approx(whole["lambda_pred"][key], rel=1e-12)
+    # instantaneous statistics add exactly; the blocking error pools the two series without the
+    # one lag-1 pair per level that spans the cut (tests/test_reducers.py checks the pooled
+    # level statistics against numpy), so it is close to the whole run's, not equal
+    assert halves["lambda_pred"]["value"] == pytest.approx(whole["lambda_pred"]["value"], rel=1e-12)
+    assert halves["lambda_pred"]["stderr"] == pytest.approx(whole["lambda_pred"]["stderr"], rel=0.05)
     assert halves["lambda_std"] == pytest.approx(whole["lambda_std"], rel=1e-12)
     assert halves["curves"]["lambda_distribution"] == whole["curves"]["lambda_distribution"]
     np.testing.assert_allclose(halves["curves"]["spatial_correlation"]["like"],

@@ -22,7 +22,10 @@ def lambda_summary(moments: RunningMoments, series: BlockingError, species: Sequ
     n, mean, variance = moments.total()
     return {
         "lambda_pred": {"value": series.mean(), "stderr": finite(series.stderr()),
-                        "unit": "S cm^2 mol^-1", "definition": definition},
+                        **({"stderr_undetermined": why} if (why := series.why_undetermined()) else {}),
+                        "unit": "S cm^2 mol^-1", "definition": definition,
+                        "error_method": "blocking, level by Jonsson's M-test (99 %), corrected for the "
+                                        "residual lag-1 correlation of the blocks"},
         "lambda_mean_over_all_values": mean, "lambda_std": float(np.sqrt(variance)), "n_values": n,
         "species": {name: {"mean": float(moments.mean[k]), "std": float(np.sqrt(moments.variance()[k])),
                            "count": float(moments.count[k])} for k, name in enumerate(species)},
