@@ -34,32 +34,45 @@ PyObject *view(void *data, size_t bytes)
 void set_item(PyObject *dict, const char *key, PyObject *value)
 {
   if (!value) return;
-  PyDict_SetItemString(dict, key, value);
+  if (!PyErr_Occurred()) PyDict_SetItemString(dict, key, value);    // an earlier failure stands
   Py_DECREF(value);
 }
 
 const char OTHER_RANK_FAILED[] = "FailedElsewhere";
 
+// A word of the input as Python text: the bytes as the file system would take them (UTF-8,
+// with any other byte kept by surrogateescape), so a file name round-trips exactly.
+PyObject *text(const std::string &word)
+{
+  return PyUnicode_DecodeFSDefaultAndSize(word.data(), (Py_ssize_t) word.size());
+}
+
 PyObject *string_list(const std::vector<std::string> &words, bool null_is_none)
 {
   PyObject *list = PyList_New(0);
   for (const auto &word : words) {
-    PyObject *item = (null_is_none && word == "NULL") ? (Py_INCREF(Py_None), Py_None)
-                                                       : PyUnicode_FromString(word.c_str());
-    if (!item) break;
+    PyObject *item = (null_is_none && word == "NULL") ? (Py_INCREF(Py_None), Py_None) : text(word);
+    if (!item) {    // the error stays set: the call that would take the list is not made
+      Py_DECREF(list);
+      return nullptr;
+    }
     PyList_Append(list, item);
     Py_DECREF(item);
   }
   return list;
 }
 
-// obj.method(**kwargs), stealing the reference to kwargs
+// obj.method(**kwargs), stealing the reference to kwargs; not made when a Python error is
+// already set (an argument that could not be converted), which then stays set
 PyObject *call_named(PyObject *obj, const char *method, PyObject *kwargs)
 {
+  if (PyErr_Occurred()) {
+    Py_XDECREF(kwargs);
+    return nullptr;
+  }
   PyObject *function = PyObject_GetAttrString(obj, method);
   PyObject *args = PyTuple_New(0);
-  // an error already set (a string that could not be converted) stops the call
-  PyObject *result = (function && kwargs && !PyErr_Occurred()) ? PyObject_Call(function, args, kwargs) : nullptr;
+  PyObject *result = (function && kwargs) ? PyObject_Call(function, args, kwargs) : nullptr;
   Py_XDECREF(args);
   Py_XDECREF(function);
   Py_XDECREF(kwargs);
@@ -69,7 +82,7 @@ PyObject *call_named(PyObject *obj, const char *method, PyObject *kwargs)
 // localcond.engine.fix_bridge.<function>(**kwargs), stealing the reference to kwargs
 PyObject *call_bridge(const char *function, PyObject *kwargs)
 {
-  PyObject *module = PyImport_ImportModule("localcond.engine.fix_bridge");
+  PyObject *module = PyErr_Occurred() ? nullptr : PyImport_ImportModule("localcond.engine.fix_bridge");
   PyObject *result = module ? call_named(module, function, kwargs) : (Py_XDECREF(kwargs), nullptr);
   Py_XDECREF(module);
   return result;
@@ -185,10 +198,10 @@ ModelLayout PythonSession::open(const SessionSettings &s)
   {
     GilLock gil;
     PyObject *kwargs = PyDict_New();
-    set_item(kwargs, "model_path", PyUnicode_FromString(s.model_file.c_str()));
+    set_item(kwargs, "model_path", text(s.model_file));
     set_item(kwargs, "type_species", string_list(s.type_species, true));
     set_item(kwargs, "keywords", string_list(s.keywords, false));
-    set_item(kwargs, "group", PyUnicode_FromString(s.group.c_str()));
+    set_item(kwargs, "group", text(s.group));
     set_item(kwargs, "nprocs", PyLong_FromLong(comm->nprocs));
     set_item(kwargs, "comm_handle", PyLong_FromLong((long) MPI_Comm_c2f(world)));
     session = call_bridge("open_session", kwargs);
@@ -271,7 +284,7 @@ std::string PythonSession::observe(bigint step, double dt_ps, int nevery, const 
     set_item(kwargs, "dt_ps", PyFloat_FromDouble(dt_ps));
     set_item(kwargs, "nevery", PyLong_FromLong(nevery));
     set_item(kwargs, "phase", PyUnicode_FromString(phase));
-    set_item(kwargs, "moved", moved.empty() ? (Py_INCREF(Py_None), Py_None) : PyUnicode_FromString(moved.c_str()));
+    set_item(kwargs, "moved", moved.empty() ? (Py_INCREF(Py_None), Py_None) : text(moved));
     set_item(kwargs, "views", views);
     PyObject *result = call_named(session, "observe", kwargs);
     const char *text = (result && PyUnicode_Check(result)) ? PyUnicode_AsUTF8(result) : nullptr;

@@ -31,7 +31,7 @@ def write_dump(path: Path, frames):
 
 def test_reference_model_and_predict(tmp_path):
     run("reference-model", tmp_path / "ref.pt", "--species", "Na:1", "Cl:-1", "--cutoff", 5)
-    info = json.loads(run("info", tmp_path / "ref.pt").stdout)
+    info = json.loads(run("info", tmp_path / "ref.pt", "--json").stdout)
     assert info["species"] == ["Na", "Cl"] and info["receptive_field"] == 5.0
 
     rng = np.random.default_rng(1)
@@ -97,3 +97,39 @@ def test_predict_refuses_duplicate_ids_and_nan_positions(tmp_path):
     write_dump(tmp_path / "nan.dump", [(0, 10.0, types, q, x)])
     proc = run("predict", tmp_path / "ref.pt", tmp_path / "nan.dump", "--types", "Na", "Cl", check=False)
     assert proc.returncode == 2 and "atom 3 has a non-finite position" in proc.stderr
+
+
+def test_info_summarises_and_json_has_everything(tmp_path):
+    """The shipped default model's metadata run to thousands of lines of provenance: info says
+    what a user needs in a few lines (what was validated among them); --json keeps all."""
+    model = run("default-model").stdout.strip()
+    summary = run("info", model).stdout.splitlines()
+    assert len(summary) <= 12
+    assert any("cation (+1 e), anion (-1 e)" in line for line in summary)
+    assert any(line.strip().startswith("validated nothing per ion or per species") for line in summary)
+    full = json.loads(run("info", model, "--json").stdout)
+    assert full["species"] == ["cation", "anion"] and len(full["training"]["members"]) == 22
+
+
+def test_user_mistakes_give_messages_not_tracebacks(tmp_path):
+    """Findings of the second review round: each is one line naming the input."""
+    run("reference-model", tmp_path / "ref.pt", "--species", "Na:1", "Cl:-1", "--cutoff", 5)
+    rng = np.random.default_rng(2)
+    types = np.array([1, 2] * 10)
+    frames = [(s, 12.0, types, np.where(types == 1, 1.0, -1.0), rng.random((20, 3)) * 12.0) for s in (0, 10, 20)]
+    write_dump(tmp_path / "t.dump", frames)
+    proc = run("conductivity", tmp_path / "t.dump", "--timestep-fs", 1, "--temperature-k", 0,
+               "--json", tmp_path / "c.json", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--temperature-k: must be a finite number > 0, got 0" in proc.stderr
+    (tmp_path / "somedir").mkdir()
+    for target, message in ((tmp_path / "somedir", "is a directory"), ("/dev/null", "is not a regular file"),
+                            (tmp_path / "missing.reduce.npz", "does not exist")):
+        proc = run("reduce", target, "--out", tmp_path / "out", check=False)
+        assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    # the same file twice would count as two replicas: an error bar from nothing
+    (tmp_path / "a.reduce.npz").write_bytes(b"")
+    proc = run("reduce", tmp_path / "a.reduce.npz", tmp_path / "." / "a.reduce.npz", "--out", tmp_path / "o",
+               check=False)
+    assert proc.returncode != 0 and "is given twice" in proc.stderr
+    assert not (tmp_path / "o").exists()

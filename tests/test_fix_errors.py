@@ -106,6 +106,10 @@ CASES = {
     "eh negative lags": (dict(fix_extra="eh -2 10 298"), "eh needs positive NLAGS and BLOCK, got -2 10"),
     "eh without temperature": (dict(fix_extra="eh 10 10 0"), "eh needs the target temperature in K > 0"),
     "every zero": (dict(fix_extra="file red every 0"), "'every' (evaluations between file writes) must be a positive integer, got 0"),
+    # the second review round: a keyword twice was accepted silently; a non-ASCII prefix wrote nothing, silently
+    "keyword twice": (dict(fix_extra="hist -1 1 4 hist -2 2 8"), "keyword 'hist' is given twice"),
+    "non-ASCII file prefix": (dict(fix_extra="file r\u00e9sum\u00e9"),
+                              "is not valid text as LAMMPS passed it on"),
     "group without ions": (
         dict(types="Li NULL", group="anions", extra_commands=["group anions type 2"]),
         "group 'anions' holds no atoms of a type mapped to a model species (types mapped: 1)",

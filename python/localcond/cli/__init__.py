@@ -7,11 +7,23 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from localcond.cli import grid, learn, models, reduce, trajectories
 from localcond.errors import LocalcondError
 
 
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0 (a temperature, a timestep, a lag)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from localcond.cli import grid, learn, models, reduce, trajectories
+
     parser = argparse.ArgumentParser(
         prog="localcond", description="Local molar conductivity of ions (LAMMPS plugin + Python)."
     )

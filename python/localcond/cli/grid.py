@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from localcond.cli import positive
 from localcond.errors import LocalcondError
 
 
@@ -120,8 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--check", nargs="*", metavar="DIR", help="verify the records listed in DIR/manifest.json "
                    "(default: every training/data/*/)")
     p.add_argument("--types", nargs="+", metavar="SPECIES", help="species name (or NULL) per atom type")
-    p.add_argument("--timestep-fs", type=float, help="MD timestep in fs")
-    p.add_argument("--temperature-k", type=float, help="the thermostat's target temperature in K")
+    p.add_argument("--timestep-fs", type=positive, help="MD timestep in fs")
+    p.add_argument("--temperature-k", type=positive, help="the thermostat's target temperature in K")
     p.add_argument("--window-ps", type=float, nargs=2, metavar=("TAU1", "TAU2"),
                    help="slope-form window of the labels (default: chosen by the window rule)")
     p.add_argument("--radii", type=float, nargs="+", help="also labels truncated at these radii (A)")

@@ -54,7 +54,25 @@ def _cmd_default_model(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from localcond.model.contract import read_metadata
 
-    print(read_metadata(args.model).to_json())
+    md = read_metadata(args.model)
+    if args.json:
+        print(md.to_json())
+        return 0
+    training = md.training
+    lines = [
+        f"{args.model}: {md.kind} ({md.purpose}), contract v{md.contract_version}, {md.dtype}",
+        f"  species  {', '.join(f'{s} ({q:+g} e)' for s, q in zip(md.species, md.charges))}",
+        f"  cutoff   {md.cutoff:g} A x {md.n_layers} layer(s): receptive field {md.receptive_field:g} A",
+        f"  trained  {md.trained}" + (f": mode {training.get('mode')}, label {training.get('label')}, "
+                                     f"{len(training.get('members', []))} ensemble member(s), "
+                                     f"{len(md.training_systems)} training system(s)" if md.trained else ""),
+        f"  labels   temperature {md.temperature_k} K, tau_lambda {md.label_tau_ps} ps",
+        "  validated " + (", ".join(k for k, v in md.validation.items() if isinstance(v, dict) and v.get("validated"))
+                          or "nothing per ion or per species (only the system means, see the model's card)"),
+        f"  {md.description}",
+        "  (--json prints every metadata field)",
+    ]
+    print("\n".join(lines))
     return 0
 
 
@@ -94,8 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print how it was made and its scores (JSON) instead")
     p.set_defaults(func=_cmd_default_model)
 
-    p = sub.add_parser("info", help="print a model file's metadata (JSON)")
+    p = sub.add_parser("info", help="summarise a model file's metadata (--json: all of it)")
     p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print every metadata field as JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("predict", help="evaluate a model on every frame of a LAMMPS text dump")

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from localcond.cli import positive
 from localcond.errors import LocalcondError
 
 
@@ -113,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (summary.json, PNG figures)")
     dumps = p.add_argument_group("LAMMPS dumps (instead of reducer files)")
     dumps.add_argument("--types", nargs="+", metavar="SPECIES", help="species name (or NULL) per atom type")
-    dumps.add_argument("--timestep-fs", type=float, help="MD timestep in fs")
+    dumps.add_argument("--timestep-fs", type=positive, help="MD timestep in fs")
     dumps.add_argument("--column", help="the per-atom lambda column (default: the first f_, c_ or v_ column)")
     dumps.add_argument("--hist", type=float, nargs=3, metavar=("LO", "HI", "NBINS"), help="histogram of lambda")
     dumps.add_argument("--tcorr", type=int, metavar="NLAGS", help="time autocorrelation over NLAGS frames")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from localcond.cli import positive
 from localcond.errors import LocalcondError
 
 
@@ -65,8 +66,8 @@ def _cmd_labels(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     def trajectory_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("dumps", nargs="+", help="LAMMPS text dumps with id type q xu yu zu (.gz ok)")
-        p.add_argument("--timestep-fs", type=float, required=True, help="MD timestep in fs")
-        p.add_argument("--temperature-k", type=float, required=True,
+        p.add_argument("--timestep-fs", type=positive, required=True, help="MD timestep in fs")
+        p.add_argument("--temperature-k", type=positive, required=True,
                        help="the thermostat's target temperature in K")
         p.add_argument("--n-salt", type=float, help="number of formula units (overrides --concentration)")
 

@@ -184,6 +184,20 @@ def parse_fix_keywords(words: list[str]) -> FixOptions:
         raise ValueError(f"'every' (evaluations between file writes) must be a positive integer, got {every}")
     if "every" in given and "file" not in given:
         raise ValueError("'every' sets how often the 'file' is written; add 'file PREFIX'")
+    prefix = given.get("file", [None])[0]
+    if prefix is not None and not _is_text(prefix):
+        raise ValueError(f"the file prefix {ascii(prefix)} is not valid text as LAMMPS passed it on (LAMMPS "
+                         "replaces non-ASCII characters of input lines where it can, and mangles the rest): "
+                         "use a prefix of ASCII characters")
     reducers = ReducerOptions.from_dict({k: (v[0] if len(v) == 1 else v) for k, v in given.items()
                                          if k in REDUCER_KEYWORDS})
-    return FixOptions(neighbors, given.get("file", [None])[0], every, reducers)
+    return FixOptions(neighbors, prefix, every, reducers)
+
+
+def _is_text(word: str) -> bool:
+    """Whether a word decodes to text (no bytes kept as surrogates, see python_session.cpp)."""
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

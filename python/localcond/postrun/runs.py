@@ -133,9 +133,21 @@ def group_runs(paths: list[str | Path], progress: bool = False,
     from tqdm import tqdm
 
     systems: dict[str, System] = {}
+    seen: dict[Path, str] = {}
+    for path in paths:  # the same file twice would count as two replicas: an error bar from nothing
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise LocalcondError(f"'{path}' is given twice (also as '{seen[resolved]}'): each file is one "
+                                 "replica; give each once")
+        seen[resolved] = str(path)
     for path in tqdm(paths, desc="files", unit="file", disable=not progress):
-        if not Path(path).is_file():
+        if Path(path).is_dir():
+            raise LocalcondError(f"'{path}' is a directory; give the reducer files in it "
+                                 f"(e.g. '{Path(path) / '*.reduce.npz'}')")
+        if not Path(path).exists():
             raise LocalcondError(f"'{path}' does not exist")
+        if not Path(path).is_file():
+            raise LocalcondError(f"'{path}' is not a regular file")
         if is_reducer_file(path):
             run = read_run(path)
         elif dump_settings is None:
