@@ -215,7 +215,10 @@ std::string FixLocalCond::list_unusable(double cut, const char *what) const
 {
   if (!force->pair) return "there is no pair style";
   if (atom->molecular != Atom::ATOMIC) return "the system has bonds, whose special pairs may be missing from the list";
-  if (neighbor->exclude) return "neigh_modify exclude removes pairs from the list";
+  // Neighbor::exclude is set only when the neighbor lists are initialised, after the fixes'
+  // init() on a first run: read the exclusion lists that neigh_modify fills at once
+  if (neighbor->exclude || neighbor->nex_type || neighbor->nex_group || neighbor->nex_mol)
+    return "neigh_modify exclude removes pairs from the list";
   if (!force->pair->cutsq) return "the pair style has no per-type cutoffs";
   for (int i = 1; i <= atom->ntypes; ++i)
     for (int j = 1; j <= atom->ntypes; ++j)

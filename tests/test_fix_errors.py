@@ -92,6 +92,10 @@ CASES = {
         dict(pair_cut=5.0, comm_cutoff=9.0, fix_extra="neighbors lammps"),
         "cannot use the LAMMPS neighbor list ('neighbors lammps'): the pair cutoff between types 1 and 1 (5 Å) is shorter than the model cutoff (6 Å)",
     ),
+    "LAMMPS list with exclusions": (
+        dict(fix_extra="neighbors lammps", extra_commands=["neigh_modify exclude type 1 2"]),
+        "cannot use the LAMMPS neighbor list ('neighbors lammps'): neigh_modify exclude removes pairs from the list",
+    ),
     "bad neighbors value": (dict(fix_extra="neighbors fast"), "neighbors must be auto, lammps or binning, got 'fast'"),
     "unknown keyword": (dict(fix_extra="neighbors auto sample 5"), "unknown keyword 'sample'"),
     "unknown keyword after the types": (

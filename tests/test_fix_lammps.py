@@ -66,6 +66,8 @@ def check_brute_force(frames, cutoff=6.0):
         ("triclinic", dict(tilt=(4.0, -3.0, 2.0))),
         ("non-periodic z (shrink-wrapped)", dict(boundary="p p s")),
         ("cutoff beyond half the box", dict(box=11.0, n_per_type=6, pair_cut=7.0, comm_cutoff=9.0)),
+        # neigh_modify exclude removes pairs from LAMMPS's lists: auto must bin on its own
+        ("auto with excluded pairs", dict(extra_commands=["neigh_modify exclude type 1 2"])),
     ],
 )
 def test_reference_model_in_lammps(tmp_path, models, label, options):
