@@ -96,6 +96,11 @@ CASES = {
         dict(fix_extra="neighbors lammps", extra_commands=["neigh_modify exclude type 1 2"]),
         "cannot use the LAMMPS neighbor list ('neighbors lammps'): neigh_modify exclude removes pairs from the list",
     ),
+    "charges changed during a run with eh": (
+        dict(fix_extra="eh 5 4 298", steps=60, extra_commands=[
+            "group first type 1", "variable q equal ramp(1.0,0.8)", "fix ad first adapt 10 atom charge v_q"]),
+        "the charge of atom ID",
+    ),
     "bad neighbors value": (dict(fix_extra="neighbors fast"), "neighbors must be auto, lammps or binning, got 'fast'"),
     "unknown keyword": (dict(fix_extra="neighbors auto sample 5"), "unknown keyword 'sample'"),
     "unknown keyword after the types": (
@@ -129,7 +134,7 @@ def input_for(files, options):
     options = dict(options)
     model = files[options.pop("model", "ref")]
     nevery_text = options.pop("nevery_text", None)
-    text = System(model=model, steps=0, **options).input_text()
+    text = System(model=model, **{"steps": 0, **options}).input_text()
     if nevery_text is not None:
         text = text.replace(f"localcond 10 {model}", f"localcond {nevery_text} {model}")
     return text

@@ -83,6 +83,7 @@ class TrackedIons:
             if not np.array_equal(species, self.species):
                 bad = ids[self.species != species][0]
                 raise ValueError(f"the species of atom ID {bad} changed during the run")
+            self._check_constants(ids, constants, np.arange(ids.size))
             return values, self.history.push(values)
         else:
             rows = np.searchsorted(self.ids, ids)
@@ -94,8 +95,22 @@ class TrackedIons:
         if not np.array_equal(species, self._given_species):
             bad = ids[self._given_species != species][0]
             raise ValueError(f"the species of atom ID {bad} changed during the run")
+        self._check_constants(ids, constants, self._take)
         now = np.take(values, self._take, axis=0)  # now[rows] = values, as a gather (faster)
         return now, self.history.push(now)
+
+    def _check_constants(self, ids: np.ndarray, constants: np.ndarray | None, take: np.ndarray) -> None:
+        """The per-ion constants (charges) must stay those of the history's start: a change
+        (fix adapt, set charge) would make the displacement sums mean nothing."""
+        if constants is None:
+            return
+        now = np.take(np.asarray(constants, dtype=float), take)
+        changed = np.flatnonzero(np.abs(now - self.constants) > 1e-12 * np.maximum(1.0, np.abs(self.constants)))
+        if changed.size:
+            k = changed[0]
+            raise ValueError(f"the charge of atom ID {self.ids[k]} changed from {self.constants[k]:g} to {now[k]:g} e "
+                             "during the run (fix adapt, set charge?): the live Einstein-Helfand statistics follow "
+                             "fixed charges; define the fix anew after changing charges")
 
     def moved(self, ids: np.ndarray, values: np.ndarray, tolerance: float) -> bool:
         """Whether ``values`` differ from the last stored ones of the same ions by more
