@@ -18,14 +18,33 @@ from localcond.engine.observer import ConductivityObserver
 from localcond.engine.reducers.store import load
 
 
-@pytest.fixture(scope="module")
-def lammps_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
+def fix_run(root, fix_extra):
+    """A deterministic run with the reference model and its dump of unwrapped positions (%.17g)."""
     model = save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 6.0), root / "ref.pt")
     text = System(model=str(model), steps=400, nevery=10, box=26.0, n_per_type=40, deterministic=True,
-                  fix_extra="file red hist -3 3 12 tcorr 4").input_text()
+                  fix_extra=fix_extra).input_text()
     run_lmp(root, text.replace("id type q x y z f_lc", "id type q xu yu zu f_lc"))
     return root, model
+
+
+@pytest.fixture(scope="module")
+def lammps_run(tmp_path_factory):
+    return fix_run(tmp_path_factory.mktemp("run"), "file red hist -3 3 12 tcorr 4")
+
+
+def observe_dump(root, model, prefix, **options):
+    """The ASE observer fed the fix's dumped frames (its own neighbour search and model call)."""
+    calc = LocalConductivity(model, species={"P": "PF6"})
+    obs = None
+    for frame in read_dump(root / "dump.lc"):
+        x = np.stack([frame.columns[c] for c in ("xu", "yu", "zu")], axis=1)
+        atoms = Atoms(["Li" if t == 1 else "P" for t in frame.types], positions=x, cell=frame.cell, pbc=True)
+        atoms.calc = calc
+        if obs is None:
+            obs = ConductivityObserver(atoms, calc, prefix, **options)
+        obs.atoms = atoms
+        obs()
+    obs.write()
 
 
 def by_source(out_dir):
@@ -36,17 +55,7 @@ def by_source(out_dir):
 def test_fix_file_dump_and_ase_agree(lammps_run, tmp_path):
     root, model = lammps_run
     # the ASE observer on the dumped frames (its own neighbor search and model call)
-    calc = LocalConductivity(model, species={"P": "PF6"})
-    obs = None
-    for frame in read_dump(root / "dump.lc"):
-        x = np.stack([frame.columns[c] for c in ("xu", "yu", "zu")], axis=1)
-        atoms = Atoms(["Li" if t == 1 else "P" for t in frame.types], positions=x, cell=frame.cell, pbc=True)
-        atoms.calc = calc
-        if obs is None:
-            obs = ConductivityObserver(atoms, calc, tmp_path / "ase", hist=(-3, 3, 12), tcorr=4)
-        obs.atoms = atoms
-        obs()
-    obs.write()
+    observe_dump(root, model, tmp_path / "ase", hist=(-3, 3, 12), tcorr=4)
     reduce_files([str(root / "red.reduce.npz"), str(tmp_path / "ase.reduce.npz"), str(root / "dump.lc")],
                  tmp_path / "out", dump_settings={"types": ["Li", "PF6"], "timestep_fs": 2.0,
                                                   "options": {"hist": [-3, 3, 12], "tcorr": 4}})
@@ -66,12 +75,7 @@ def test_fix_file_dump_and_ase_agree(lammps_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def lammps_run_eh_corr(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run_eh")
-    model = save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 6.0), root / "ref.pt")
-    text = System(model=str(model), steps=400, nevery=10, box=26.0, n_per_type=40, deterministic=True,
-                  fix_extra="file red corr 8 8 eh 8 4 298").input_text()
-    run_lmp(root, text.replace("id type q x y z f_lc", "id type q xu yu zu f_lc"))  # dumped at %.17g
-    return root, model
+    return fix_run(tmp_path_factory.mktemp("run_eh"), "file red corr 8 8 eh 8 4 298")
 
 
 def test_ase_observer_takes_the_fix_options_and_agrees_with_the_fix(lammps_run_eh_corr, tmp_path):
@@ -79,18 +83,7 @@ def test_ase_observer_takes_the_fix_options_and_agrees_with_the_fix(lammps_run_e
     give the fix's pair sums (binned in C++ by the fix, in numpy by the observer) and its live
     Einstein-Helfand curve (unwrapped positions handed over by the fix, read from the dump here)."""
     root, model = lammps_run_eh_corr
-    calc = LocalConductivity(model, species={"P": "PF6"})
-    obs = None
-    for frame in read_dump(root / "dump.lc"):
-        x = np.stack([frame.columns[c] for c in ("xu", "yu", "zu")], axis=1)
-        atoms = Atoms(["Li" if t == 1 else "P" for t in frame.types], positions=x, cell=frame.cell, pbc=True)
-        atoms.calc = calc
-        if obs is None:
-            obs = ConductivityObserver(atoms, calc, tmp_path / "ase", corr=(8.0, 8), eh=(8, 4, 298.0),
-                                       interval_ps=10 * 0.002)
-        obs.atoms = atoms
-        obs()
-    obs.write()
+    observe_dump(root, model, tmp_path / "ase", corr=(8.0, 8), eh=(8, 4, 298.0), interval_ps=10 * 0.002)
     fix_reducers, _ = load(root / "red.reduce.npz")
     ase_reducers, _ = load(tmp_path / "ase.reduce.npz")
     np.testing.assert_allclose(ase_reducers["pair_correlation"].sums, fix_reducers["pair_correlation"].sums,
