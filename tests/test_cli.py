@@ -19,12 +19,12 @@ def run(*args, check=True):
     return proc
 
 
-def write_dump(path: Path, frames):
+def write_dump(path: Path, frames, positions: str = "x y z"):
     with open(path, "w") as handle:
         for step, L, types, q, x in frames:
             handle.write(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{len(types)}\n")
             handle.write("ITEM: BOX BOUNDS pp pp pp\n" + f"0 {L}\n" * 3)
-            handle.write("ITEM: ATOMS id type q x y z\n")
+            handle.write(f"ITEM: ATOMS id type q {positions}\n")
             for k in range(len(types)):
                 handle.write(f"{k + 1} {types[k]} {q[k]} {float(x[k, 0])!r} {float(x[k, 1])!r} {float(x[k, 2])!r}\n")
 
@@ -133,3 +133,24 @@ def test_user_mistakes_give_messages_not_tracebacks(tmp_path):
                check=False)
     assert proc.returncode != 0 and "is given twice" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_conductivity_needs_the_ion_types_when_atoms_carry_partial_charges(tmp_path):
+    """A solvent's partially charged atoms are not ions: without --types they were counted as
+    cations and anions (72 mol/L, Lambda 12x too small); now a message asks for the types,
+    and a NaN coordinate is named instead of giving Lambda = nan."""
+    rng = np.random.default_rng(4)
+    types = np.array([1, 2] + [3, 4, 4] * 6)  # an ion pair and six "waters"
+    q = np.select([types == 1, types == 2, types == 3], [1.0, -1.0, -0.8], 0.4)
+    frames = [(s, 14.0, types, q, rng.random((types.size, 3)) * 14.0) for s in range(0, 60, 10)]
+    write_dump(tmp_path / "w.dump", frames, "xu yu zu")
+    args = ("--timestep-fs", 1, "--temperature-k", 300, "--json", tmp_path / "c.json")
+    proc = run("conductivity", tmp_path / "w.dump", *args, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "type 3: q = -0.8 e" in proc.stderr and "--types" in proc.stderr
+    run("conductivity", tmp_path / "w.dump", *args, "--types", "Na", "Cl", "NULL", "NULL")
+    assert json.loads((tmp_path / "c.json").read_text())["ions_per_type"] == {"1": 1, "2": 1}
+    frames[3][4][1, 2] = np.nan
+    write_dump(tmp_path / "nan.dump", frames, "xu yu zu")
+    proc = run("conductivity", tmp_path / "nan.dump", *args, "--types", "Na", "Cl", "NULL", "NULL", check=False)
+    assert proc.returncode != 0 and "atom 2 has a non-finite position" in proc.stderr

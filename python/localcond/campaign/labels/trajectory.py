@@ -60,6 +60,19 @@ def count_frames(path: str | Path) -> int:
         return sum(1 for line in handle if line.startswith("ITEM: TIMESTEP"))
 
 
+def _refuse_partial_charges(where: str, types: np.ndarray, charges: np.ndarray) -> None:
+    """Without a list of ion types, every charged atom counts as an ion: that is right for
+    ions with integer charges only. Partial charges (a solvent's atoms, the atoms of a
+    molecular ion) would make each charged atom an 'ion': refuse and ask for the types."""
+    partial = np.abs(charges - np.rint(charges)) > 1e-3
+    if partial.any():
+        shown = sorted({(int(t), float(q)) for t, q in zip(types[partial], charges[partial])})[:4]
+        listed = ", ".join(f"type {t}: q = {q:g} e" for t, q in shown)
+        raise DumpFormatError(f"{where}: atoms with partial charges ({listed}) would each count as an ion; "
+                              "say which atom types are ions with --types (NULL for the others, e.g. a "
+                              "solvent's types)")
+
+
 def ion_frames(path: str | Path, timestep_fs: float,
                ion_types: Sequence[int] | None = None) -> Iterator[tuple[IonSet, IonFrame]]:
     """Yield (ions, frame) for every frame of one dump, checking consistency.
@@ -87,7 +100,13 @@ def ion_frames(path: str | Path, timestep_fs: float,
                 raise DumpFormatError(f"{where}: atoms of the ion types {list(ion_types)} must be charged; "
                                       f"atom {frame.ids[order][charged & (charges == 0.0)][0]} has q = 0")
         order = order[charged]
+        bad = ~np.isfinite(positions[order]).all(axis=1)
+        if bad.any():
+            raise DumpFormatError(f"{where}: atom {frame.ids[order][bad][0]} has a non-finite position "
+                                  f"{positions[order][bad][0].tolist()}")
         if ions is None:
+            if ion_types is None:
+                _refuse_partial_charges(where, frame.types[order], charges[charged])
             if not charged.any():
                 raise DumpFormatError(f"{where}: no ions (" + ("no charged atoms" if ion_types is None else
                                       f"no atoms of types {list(ion_types)}") + ")")
