@@ -147,7 +147,8 @@ def test_tau_longer_than_the_trajectory(tmp_path):
 def test_types_select_the_ions_of_an_all_atom_input(tmp_path):
     """Brownian ions (types 2, 3) among partially charged 'water' atoms (type 1, ±0.4 e)
     that also move: with --types NULL Na Cl only the ions count (concentration and Λ of
-    the ions alone, Λ = Λ_NE of independent ions); without it the water counts as ions."""
+    the ions alone, Λ = Λ_NE of independent ions); without it, a message asks for the types
+    (the water's atoms used to count as ions)."""
     rng = np.random.default_rng(8)
     n_ion, n_water, n_frames = 20, 40, 300
     steps = rng.normal(scale=np.sqrt(2 * D * 0.5), size=(n_frames - 1, n_ion + n_water, 3))
@@ -165,6 +166,7 @@ def test_types_select_the_ions_of_an_all_atom_input(tmp_path):
     assert data["concentration_mol_per_l"] == pytest.approx(10 / sc.N_A / (40.0**3 * 1e-27), rel=1e-9)
     truth = analytic_lambda(10, D)
     assert abs(data["nernst_einstein"]["value"] - truth) < 0.1 * truth
+    # without the types, the water's partially charged atoms would count as ions: refused
     settings = Settings(timestep_fs=2.0, temperature_k=T)
-    everything = analyse(accumulate([path], settings), settings)
-    assert everything["n_ions"] == n_ion + n_water  # the default counts the water's charged atoms
+    with pytest.raises(DumpFormatError, match=r"partial charges \(type 1: q = -0.4 e, type 1: q = 0.4 e\)"):
+        accumulate([path], settings)
