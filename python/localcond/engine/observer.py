@@ -73,7 +73,7 @@ class ConductivityObserver:
         options = self.reducers.options
         positions = self.atoms.get_positions()[evaluated] if options.eh is not None else None
         charges = self.charges[species[evaluated]] if options.eh is not None else None
-        pair_sums = self._pair_sums(lam[evaluated], species[evaluated]) if options.corr is not None else None
+        pair_sums = self._pair_sums(evaluated, lam[evaluated], species[evaluated]) if options.corr is not None else None
         # without interval_ps, lags count calls (the observer does not know the dynamics' timestep)
         self.reducers.observe(Evaluation(self.calls, self.interval_ps, 1, "run"), lam[evaluated],
                               species[evaluated], ids, charges, positions, pair_sums)
@@ -81,11 +81,10 @@ class ConductivityObserver:
         if self.write_every and self.calls % self.write_every == 0:
             self.write()
 
-    def _pair_sums(self, lam: np.ndarray, species: np.ndarray) -> np.ndarray:
+    def _pair_sums(self, evaluated: np.ndarray, lam: np.ndarray, species: np.ndarray) -> np.ndarray:
         """This call's pair sums [4, S, S, bins] over ordered pairs of evaluated ions within RMAX."""
         corr = self.reducers.options.corr
         assert corr is not None
-        evaluated = self.calc.species_indices(self.atoms) >= 0
         atoms = self.atoms
         (i, j), vec = periodic_edges(atoms.get_positions()[evaluated], atoms.cell.array, tuple(atoms.pbc),
                                      corr.rmax)
