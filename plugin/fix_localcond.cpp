@@ -562,6 +562,7 @@ void FixLocalCond::observe(const char *phase)
     feed->unwrap(*graph, domain, atom->x, atom->image, atom->q);
     arrays.push_back({"positions", feed->eh_pos.data(), feed->eh_pos.size() * sizeof(double)});
     arrays.push_back({"charges", feed->eh_charge.data(), feed->eh_charge.size() * sizeof(double)});
+    arrays.push_back({"jump_limit", &feed->eh_jump_limit, sizeof(double)});
   }
   if (corr_on) {
     comm->forward_comm(this);    // lambda of the ghost atoms

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 using namespace LAMMPS_NS;
 
@@ -32,6 +33,29 @@ void StatisticsFeed::unwrap(const GraphAdaptor &graph, Domain *domain, double **
     domain->unmap(x[i], image[i], &eh_pos[3 * k]);
     eh_charge[k] = q[i];
   }
+  eh_jump_limit = 0.5 * smallest_periodic_width(domain);
+}
+
+/* ----------------------------------------------------------------------
+   The smallest distance between opposite faces of the box over its periodic
+   dimensions (Å; infinity when none is periodic). The cell vectors are
+   a = (xprd,0,0), b = (xy,yprd,0), c = (xz,yz,zprd); the width across the
+   faces spanned by two of them is the volume over the area |u x v|.
+------------------------------------------------------------------------- */
+
+double StatisticsFeed::smallest_periodic_width(const Domain *domain)
+{
+  const double lx = domain->xprd, ly = domain->yprd, lz = domain->zprd;
+  const double xy = domain->triclinic ? domain->xy : 0.0;
+  const double xz = domain->triclinic ? domain->xz : 0.0;
+  const double yz = domain->triclinic ? domain->yz : 0.0;
+  const double width[3] = {
+      lx * ly * lz / std::sqrt(ly * lz * ly * lz + xy * lz * xy * lz + (xy * yz - ly * xz) * (xy * yz - ly * xz)),
+      ly * lz / std::sqrt(lz * lz + yz * yz), lz};
+  double smallest = std::numeric_limits<double>::infinity();
+  for (int d = 0; d < domain->dimension; ++d)
+    if (domain->periodicity[d]) smallest = std::min(smallest, width[d]);
+  return smallest;
 }
 
 /* ----------------------------------------------------------------------

@@ -40,7 +40,10 @@ class StatisticsFeed {
  public:
   explicit StatisticsFeed(const CorrelationSettings &corr);
 
-  // Unwrapped positions (Å, [n_out][3]) and charges of the evaluated ions, node order.
+  // Unwrapped positions (Å, [n_out][3]) and charges of the evaluated ions, node order;
+  // and eh_jump_limit, half the box's smallest periodic width (Å; infinite when no
+  // dimension is periodic): an ion that moves farther between two evaluations cannot
+  // be told from one wrapped without image flags.
   void unwrap(const GraphAdaptor &graph, LAMMPS_NS::Domain *domain, double **x,
               const LAMMPS_NS::imageint *image, const double *q);
   // The pair sums, by binning the mapped atoms of the group here (lambda of
@@ -51,6 +54,7 @@ class StatisticsFeed {
                                   bool newton, const double *lambda);
 
   std::vector<double> eh_pos, eh_charge;    // for 'eh'
+  double eh_jump_limit = 0.0;               // for 'eh': Å
   std::vector<double> pair_sums;            // for 'corr': [4][S][S][bins]
 
  private:
@@ -61,6 +65,7 @@ class StatisticsFeed {
   // list path, per local+ghost atom: species (-1: unmapped or not in the group)
   std::vector<int> corr_species;
 
+  static double smallest_periodic_width(const LAMMPS_NS::Domain *domain);
   // one ordered pair: species, lambda of each, distance^2 (< RMAX^2)
   inline void add_pair(int si, int sj, double li, double lj, double rsq);
 };

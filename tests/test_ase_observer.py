@@ -102,3 +102,29 @@ def test_unwritable_prefix_is_refused_before_any_step(model, tmp_path):
     calc = LocalConductivity(model, species={"P": "PF6"})
     with pytest.raises(LocalcondError, match="directory '.*no/such' does not exist"):
         ConductivityObserver(None, calc, tmp_path / "no" / "such" / "run")
+
+
+def test_smallest_periodic_width_by_hand():
+    """A cube of 10 Å sheared by xy = 5: the faces normal to x are 10·10/|b| = 100/√125 apart;
+    an open direction does not count."""
+    from localcond.engine.observer import smallest_periodic_width
+    cell = np.array([[10.0, 0, 0], [5.0, 10.0, 0], [0, 0, 12.0]])
+    assert smallest_periodic_width(cell, True) == pytest.approx(100 / np.sqrt(125))
+    assert smallest_periodic_width(cell, [False, True, True]) == pytest.approx(10.0)
+    assert smallest_periodic_width(cell, False) == np.inf
+
+
+def test_wrapped_positions_with_eh_are_refused(model, tmp_path):
+    """An ion wrapped back into the cell between calls (atoms.wrap()) jumps by a cell
+    length: refused by name instead of a Λ_EH tens of times too large."""
+    atoms = salt()
+    calc = LocalConductivity(model, species={"P": "PF6"})
+    obs = ConductivityObserver(atoms, calc, tmp_path / "run", eh=(4, 2, 300.0), interval_ps=0.01)
+    obs()
+    atoms.positions[3] += [0.3, 0.0, 0.0]  # an ordinary step is accepted
+    obs()
+    atoms.positions[5, 0] = -0.1
+    obs()
+    atoms.positions[5, 0] += 11.0  # the same ion, wrapped
+    with pytest.raises(ValueError, match=r"atom ID 6 moved 11 A .* wrapped coordinates without image flags"):
+        obs()

@@ -124,6 +124,27 @@ def test_rerun_of_a_sparse_dump_uses_the_true_lag(tmp_path, model):
     assert json.loads((tmp_path / "red.summary.json").read_text())["evaluations"] == 11
 
 
+def test_rerun_of_wrapped_coordinates_without_image_flags_is_refused(tmp_path, model):
+    """A dump of x y z read without ix iy iz: the ions that cross the box jump by a box
+    length, and Λ_EH came out tens of times too large, exit 0. Now every rank stops
+    naming the wrapped coordinates (the same dump read with its image flags is right:
+    test_rerun_of_a_sparse_dump_uses_the_true_lag)."""
+    first = tmp_path / "md"
+    first.mkdir()
+    run_lmp(first, base(model, 400, "", nevery=40, columns="id type q x y z ix iy iz f_lc"))
+    frames = list(read_dump(first / "dump.lc"))
+    images = np.stack([f.columns["ix"] for f in frames])
+    assert np.any(images != images[0])  # some ion did cross the box: the case can fail
+    lines = base(model, 0, "").splitlines()
+    keep = lines[: next(i for i, line in enumerate(lines) if line.startswith("velocity"))]
+    keep += ["timestep 2.0", f"fix lc all localcond 20 {model} types Li PF6 file red {EH}",
+             f"rerun {first / 'dump.lc'} dump x y z box yes"]
+    proc = run_lmp(tmp_path, "\n".join(keep) + "\n", check=False)
+    assert proc.returncode != 0
+    assert "more than half the box's smallest periodic width (13 A)" in proc.stdout
+    assert "wrapped coordinates without image flags" in proc.stdout
+
+
 def test_changed_ion_count_is_named(tmp_path, model):
     text = base(model, 20, "tcorr 3") + "group gone id 1\ndelete_atoms group gone\nrun 20\n"
     proc = run_lmp(tmp_path, text, check=False)

@@ -17,6 +17,7 @@ turns the message into a LAMMPS error.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -131,7 +132,8 @@ class FixSession:
                 views: dict[str, memoryview]) -> str:
         """Feed the statistics with this evaluation (collective). ``views``: ``species``,
         ``ids`` (int64), ``lambda`` (float64) of the evaluated ions; with ``eh`` also
-        ``charges`` and ``positions`` (unwrapped, Å); with ``corr`` ``pair_sums``, the
+        ``charges``, ``positions`` (unwrapped, Å) and ``jump_limit`` (one float, Å: the
+        longest step an ion may take between evaluations); with ``corr`` ``pair_sums``, the
         pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the notes
         to log (one string, empty when none)."""
         pair_sums = None
@@ -140,10 +142,11 @@ class FixSession:
             pair_sums = _array(views, "pair_sums", np.float64).reshape(4, n, n, -1)
         positions = _array(views, "positions", np.float64) if "positions" in views else None
         charges = _array(views, "charges", np.float64) if "charges" in views else None
+        jump_limit = float(_array(views, "jump_limit", np.float64)[0]) if "jump_limit" in views else math.inf
         notes = self.reducers.observe(
             Evaluation(int(step), float(dt_ps), int(nevery), phase, moved or None),
             _array(views, "lambda", np.float64), _array(views, "species", np.int64),
-            _array(views, "ids", np.int64), charges, positions, pair_sums)
+            _array(views, "ids", np.int64), charges, positions, pair_sums, jump_limit)
         self.observed += 1
         if self.prefix is not None and self.write_every and self.observed % self.write_every == 0:
             self.write(step)

@@ -11,7 +11,8 @@ The reducer options have the names and meanings of the fix's keywords (one
 schema: :mod:`localcond.engine.options`): ``hist`` (LO, HI, NBINS), ``tcorr``
 NLAGS, ``corr`` (RMAX Å, NBINS), ``eh`` (NLAGS, BLOCK, TEMP K). ``eh`` needs
 ``interval_ps``, the time between calls, and unwrapped positions (ASE's
-dynamics do not wrap atoms into the cell unless asked to); each ion carries
+dynamics do not wrap atoms into the cell unless asked to; an ion that moves
+half the cell between calls is refused as wrapped); each ion carries
 its model species' charge. ``corr`` bins the pairs of evaluated ions within
 RMAX by :meth:`PairCorrelation.update`.
 
@@ -25,6 +26,7 @@ temporary name and renamed. Under MPI (independent replicas, one per rank,
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,19 @@ from localcond.engine.options import ReducerOptions
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.spatial import PairCorrelation
 from localcond.engine.reducers.timeline import Evaluation
+
+
+def smallest_periodic_width(cell: np.ndarray, pbc: Any) -> float:
+    """The smallest distance between opposite faces of the cell (Å, rows are the cell
+    vectors) over its periodic directions: volume / |a_j × a_k| for direction i;
+    infinity when none is periodic (the live Einstein-Helfand estimate refuses an ion
+    that moves half of it between calls: a wrapped position, see
+    :meth:`~localcond.engine.reducers.eh_live.SelfDisplacement.check_step`)."""
+    cell = np.asarray(cell, dtype=float)
+    volume = abs(float(np.linalg.det(cell)))
+    widths = [volume / float(np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))) if periodic else math.inf
+              for i, periodic in enumerate(np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)))]
+    return min(widths)
 
 
 class ConductivityObserver:
@@ -76,7 +91,8 @@ class ConductivityObserver:
         pair_sums = self._pair_sums(evaluated, lam[evaluated], species[evaluated]) if options.corr is not None else None
         # without interval_ps, lags count calls (the observer does not know the dynamics' timestep)
         self.reducers.observe(Evaluation(self.calls, self.interval_ps, 1, "run"), lam[evaluated],
-                              species[evaluated], ids, charges, positions, pair_sums)
+                              species[evaluated], ids, charges, positions, pair_sums,
+                              0.5 * smallest_periodic_width(self.atoms.cell.array, self.atoms.pbc))
         self.calls += 1
         if self.write_every and self.calls % self.write_every == 0:
             self.write()

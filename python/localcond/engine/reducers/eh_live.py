@@ -135,6 +135,21 @@ class SelfDisplacement(IonHistoryReducer):
             self._squares = (c * c) @ self._weights.T
         return self._squares
 
+    def check_step(self, ids: np.ndarray, positions: np.ndarray, limit: float, step: int) -> None:
+        """Refuse positions [n, 3] (Å) in which an ion moved more than ``limit`` (half the
+        box's smallest periodic width) since the last evaluation: such a step cannot be
+        told from a wrapped coordinate read without image flags (rerun of a dump of
+        ``x y z`` alone), which makes Λ_EH tens of times too large."""
+        atom, length = self.ions.largest_step(ids, positions)
+        if length > limit:
+            raise ValueError(
+                f"atom ID {atom} moved {length:.3g} A between two evaluations (up to step {step}), more than "
+                f"half the box's smallest periodic width ({limit:.3g} A): its coordinates jumped across the "
+                "box, as wrapped coordinates without image flags do (rerun of a dump with 'x y z' alone?). "
+                "The live Einstein-Helfand estimate needs unwrapped positions: dump 'xu yu zu' or "
+                "'x y z ix iy iz' and read those fields in rerun, or evaluate often enough that no ion "
+                "travels half the box between evaluations")
+
     def update(self, ids: np.ndarray, species: np.ndarray, charges: np.ndarray, positions: np.ndarray) -> None:
         """The followed ions' unwrapped positions [n, 3] (Å) and charges (e; fixed
         for a history: the fix checks them against the model's species charges)."""

@@ -19,6 +19,7 @@ Units: λ in S cm² mol⁻¹, positions in Å, charges in e, times in ps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -207,10 +208,11 @@ class ReducerSet:
 
     def observe(self, ev: Evaluation, lam: np.ndarray, species: np.ndarray, ids: np.ndarray,
                 charges: np.ndarray | None = None, positions: np.ndarray | None = None,
-                pair_sums: np.ndarray | None = None) -> list[str]:
+                pair_sums: np.ndarray | None = None, jump_limit: float = math.inf) -> list[str]:
         """Feed one evaluation (collective over ranks): this rank's evaluated ions with
         their λ, species index and atom ID, and for ``eh`` their charges and unwrapped
-        positions [n, 3]; for ``corr`` this rank's pair sums [4, S, S, bins]
+        positions [n, 3] with the longest step (Å) an ion may take between evaluations
+        (:meth:`SelfDisplacement.check_step`); for ``corr`` this rank's pair sums [4, S, S, bins]
         (:meth:`PairCorrelation.add`). Returns the notes to log (why a history
         restarted); :meth:`observed` gives the statistics."""
         lam = np.asarray(lam, dtype=float)
@@ -223,7 +225,7 @@ class ReducerSet:
             self._add_instantaneous(totals, lam, species, pair_sums)
         notes = []
         if self._time_correlated() and (decision.correlate or decision.duplicate):
-            notes = self._add_histories(ev, decision, lam, species, ids, charges, positions)
+            notes = self._add_histories(ev, decision, lam, species, ids, charges, positions, jump_limit)
         k = self.evaluations
         if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
             out = self.observed()
@@ -275,7 +277,8 @@ class ReducerSet:
             r.pair_correlation.add(pair_sums)
 
     def _add_histories(self, ev: Evaluation, decision: Decision, lam: np.ndarray, species: np.ndarray,
-                       ids: np.ndarray, charges: np.ndarray | None, positions: np.ndarray | None) -> list[str]:
+                       ids: np.ndarray, charges: np.ndarray | None, positions: np.ndarray | None,
+                       jump_limit: float) -> list[str]:
         """The time-correlated statistics (λ autocorrelation, live Einstein–Helfand), which
         follow each ion on the rank that owns its ID. Collective steps first, then the
         per-rank work inside agreed(): a rank that fails there (an ion's species changed)
@@ -315,6 +318,7 @@ class ReducerSet:
                 if r.time_correlation is not None:
                     r.time_correlation.update(own_ids, own_species, own_lam)
                 if r.eh_collective is not None and r.eh_self is not None:
+                    r.eh_self.check_step(own_ids, own_x, jump_limit, ev.step)
                     r.eh_collective.update(m_global)
                     r.eh_self.update(own_ids, own_species, own_q, own_x)
 

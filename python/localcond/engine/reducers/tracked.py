@@ -125,6 +125,23 @@ class TrackedIons:
         values = np.asarray(values, dtype=float).reshape(last.shape)
         return bool(np.any(np.abs(values - last) > tolerance * np.maximum(1.0, np.abs(last))))
 
+    def largest_step(self, ids: np.ndarray, values: np.ndarray) -> tuple[int, float]:
+        """(atom ID, length) of the longest change of a row's value vector since the
+        last stored evaluation, among the given ions that the history follows
+        ((-1, 0.0) when nothing is stored yet)."""
+        if self.history is None or self.history.k == 0 or not self.ids.size:
+            return -1, 0.0
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.ids, ids)
+        known = rows < self.ids.size
+        known[known] = self.ids[rows[known]] == ids[known]
+        if not known.any():
+            return -1, 0.0
+        last = self.history.last()[rows[known]]
+        steps = np.linalg.norm(np.asarray(values, dtype=float).reshape(ids.size, -1)[known] - last, axis=1)
+        k = int(np.argmax(steps))
+        return int(ids[known][k]), float(steps[k])
+
     def owned_by(self, rank: int, size: int) -> "TrackedIons":
         out = TrackedIons(self.ladder, self.dim)
         keep = np.flatnonzero(self.ids % size == rank)
