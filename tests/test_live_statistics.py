@@ -182,6 +182,35 @@ def test_eh_curve_errors_match_the_scatter_over_independent_runs():
     assert 0.75 < ratio < 1.25, ratio
 
 
+def test_vector_reports_lambda_eh_at_the_longest_lag_with_an_error():
+    """f_ID[6]/[7] while a run grows: NaN until some lag has four chunks of origins, then
+    Λ_EH at the longest such lag, computed here from the collective dipole by brute
+    force (all origins), with a finite error. It used to be the ladder's last lag: NaN
+    until NLAGS evaluations, then a value from a single origin with no error."""
+    n, steps, nlags, block = 6, 120, 40, 5
+    x = rng.normal(size=(steps, n, 3)).cumsum(axis=0)
+    q = np.array([1.0, -1.0] * 3)
+    species = np.array([0, 1] * 3)
+    red = ReducerSet(ReducerOptions.from_dict({"eh": [nlags, block, 298.0]}), ["A", "B"], [1.0, -1.0])
+    m = (q[:, None, None] * x.transpose(1, 0, 2)).sum(axis=0)  # [steps, 3]
+    prefactor = molar_conductivity_prefactor(298.0, 3.0)
+    seen_nan = seen_value = 0
+    for t in range(steps):
+        red.observe(Evaluation(10 * t, 0.002, 10, "run"), np.zeros(n), species, np.arange(1, n + 1), q, x[t])
+        out = red.observed()
+        if np.isnan(out.lambda_eh):
+            assert np.isnan(out.lambda_eh_stderr) and np.isnan(red.eh_tau_ps)
+            seen_nan += 1
+            continue
+        lag = int(round(red.eh_tau_ps / 0.02))
+        dm = m[lag:t + 1] - m[:t + 1 - lag]
+        assert out.lambda_eh == pytest.approx(prefactor * (dm**2).sum(axis=1).mean() / red.eh_tau_ps, rel=1e-10)
+        assert np.isfinite(out.lambda_eh_stderr) and lag < t  # never the single-origin end
+        assert (t + 1 - lag) >= 4 * max(1, int(np.ceil(2 * lag / block))) * block - block
+        seen_value += 1
+    assert seen_nan >= 15 and seen_value >= 60 and red.eh_tau_ps < nlags * 0.02
+
+
 def run(timeline: Timeline, calls: list[tuple]) -> list:
     out = []
     for step, phase, *rest in calls:

@@ -108,7 +108,8 @@ def test_figures_show_the_summary_with_units(runs, tmp_path):
     reduce_files([str(runs["whole"])], tmp_path)
     s = system_of(tmp_path)
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(pngs) == 6  # five per system and Λ_pred against Λ_EH
+    assert len(pngs) == 5  # five per system; no Λ_pred against Λ_EH: too short for a diffusive window
+    assert s["lambda_eh"]["value"] is None and "no diffusive window yet" in s["lambda_eh"]["note"]
     fig = figures.lambda_distribution(s)
     (ax,) = fig.axes
     assert "S cm$^2$ mol$^{-1}$" in ax.get_xlabel()
@@ -129,6 +130,47 @@ def test_figures_show_the_summary_with_units(runs, tmp_path):
     assert "evaluations" in fig.axes[-1].get_xlabel()
     fig = figures.time_autocorrelation(s)
     assert "(ps)" in fig.axes[0].get_xlabel() and len(fig.axes[0].lines) == 3  # two species and the zero line
+
+
+def test_lambda_eh_is_the_diffusive_window_never_the_last_lag(tmp_path, capsys):
+    """The summary's, the printout's and the figure's Λ_EH are the diffusive window's
+    slope-form value, prefactor (⟨|ΔM|²⟩(2t) − ⟨|ΔM|²⟩(t)) / t, here from the collective
+    dipole by brute force over all origins. They used to be the ladder's last lag, from
+    one origin with no error."""
+    from localcond.cli.reduce import _cmd_reduce, register
+    from localcond.units import molar_conductivity_prefactor
+    import argparse
+
+    frames = trajectory(1500, seed=9)
+    path = write_run(tmp_path / "long", frames, options={"eh": [16, 4, 298.0]})
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    _cmd_reduce(parser.parse_args(["reduce", str(path), "--out", str(tmp_path / "out"), "--reference", "1e5", "2e4"]))
+    s = system_of(tmp_path / "out")
+    eh = s["lambda_eh"]
+    lo, hi = eh["tau_window_ps"]
+    species, charges, x, _, _ = frames
+    m = (charges[None, :, None] * x).sum(axis=1)
+
+    def m2(lag):
+        return ((m[lag:] - m[:-lag]) ** 2).sum(axis=1).mean()
+
+    t = int(round(lo / 0.02))
+    assert int(round(hi / 0.02)) == 2 * t
+    expected = molar_conductivity_prefactor(298.0, N_IONS / 2) * (m2(2 * t) - m2(t)) / lo
+    assert eh["value"] == pytest.approx(expected, rel=1e-9)
+    assert eh["stderr"] > 0 and hi < s["einstein_helfand"]["tau_ps"][-1]
+    printed = capsys.readouterr().out
+    assert f"Lambda_EH(window {lo:g}-{hi:g} ps) = {eh['value']:.4g}" in printed
+    assert "longest lag" not in printed
+    fig = figures.pred_versus_eh([s])
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), [eh["value"]])
+    fig = figures.convergence(s, {"value": 1e5, "stderr": 2e4})
+    assert [ln.get_label() for ln in fig.axes[1].lines][-1] == "reference"
+    (trace,) = s["curves"]["convergence"]
+    ok = [k for k, v in enumerate(trace["lambda_eh"]) if v is not None]
+    assert ok and all(trace["lambda_eh_stderr"][k] is not None for k in ok)
+    assert (tmp_path / "out" / "lambda_pred_versus_lambda_eh.png").exists()
 
 
 @pytest.mark.mpi

@@ -29,8 +29,11 @@ def _world() -> Any:
 
 
 def reduce_files(paths: list[str], out_dir: str | Path, progress: bool = False, comm: Any = None,
-                 dump_settings: dict[str, Any] | None = None) -> Path | None:
-    """Combine, summarise and plot; returns the summary path on the writing rank (rank 0)."""
+                 dump_settings: dict[str, Any] | None = None,
+                 reference: list[float] | None = None) -> Path | None:
+    """Combine, summarise and plot; returns the summary path on the writing rank (rank 0).
+    ``reference``: [Λ] or [Λ, error] in S cm² mol⁻¹ that the user trusts (a long run, an
+    experiment), drawn on the convergence figures."""
     from localcond import __version__
     from localcond.postrun.runs import group_runs, summarize
     from localcond.postrun.figures import write_figures
@@ -62,6 +65,7 @@ def reduce_files(paths: list[str], out_dir: str | Path, progress: bool = False, 
         raise LocalcondError(problem)
     summaries = sorted((summarize(s) for s in systems), key=lambda s: s["system"])
     report = {"systems": summaries, "files": len(paths), "ranks": size, "localcond_version": __version__,
+              "reference": _reference(reference),
               "command": " ".join(["localcond", "reduce", *sys.argv[2:]]) if sys.argv[1:2] == ["reduce"] else None}
     # everything is written to a scratch directory first, then moved in: nothing partial
     out_dir = Path(out_dir)
@@ -69,12 +73,20 @@ def reduce_files(paths: list[str], out_dir: str | Path, progress: bool = False, 
     scratch = Path(tempfile.mkdtemp(prefix=".reduce-", dir=out_dir))
     try:
         (scratch / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
-        figures = write_figures(summaries, scratch)
+        figures = write_figures(summaries, scratch, report["reference"])
         for path in [scratch / "summary.json", *figures]:
             os.replace(path, out_dir / path.name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out_dir / "summary.json"
+
+
+def _reference(values: list[float] | None) -> dict[str, float | None] | None:
+    if not values:
+        return None
+    if len(values) > 2 or (len(values) == 2 and values[1] < 0):
+        raise LocalcondError(f"--reference takes a value and optionally its error (>= 0), got {values}")
+    return {"value": values[0], "stderr": values[1] if len(values) == 2 else None}
 
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
@@ -92,15 +104,21 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
             options["eh"] = args.eh
         dump_settings = {"types": [None if t.upper() == "NULL" else t for t in args.types],
                          "timestep_fs": args.timestep_fs, "options": options, "column": args.column}
-    path = reduce_files(args.files, args.out, progress=sys.stderr.isatty(), comm=comm, dump_settings=dump_settings)
+    path = reduce_files(args.files, args.out, progress=sys.stderr.isatty(), comm=comm, dump_settings=dump_settings,
+                        reference=args.reference)
     if path is None:
         return 0
     report = json.loads(path.read_text())
     for s in report["systems"]:
         pred = s["lambda_pred"]
-        eh = s.get("lambda_eh_longest", {})
-        eh_text = (f", Lambda_EH(longest lag {eh['tau_ps']:g} ps) = {eh['value']:.4g} +- {eh['stderr'] or float('nan'):.2g}"
-                   if eh.get("value") is not None and eh.get("tau_ps") is not None else "")
+        eh = s.get("lambda_eh")
+        eh_text = ""
+        if eh is not None and eh["value"] is not None:
+            lo, hi = eh["tau_window_ps"]
+            eh_text = (f", Lambda_EH(window {lo:g}-{hi:g} ps) = {eh['value']:.4g} +- "
+                       f"{eh['stderr'] if eh['stderr'] is not None else float('nan'):.2g}")
+        elif eh is not None:
+            eh_text = ", Lambda_EH: " + eh["note"]
         print(f"{s['system']}: {s['replicas']} file(s), {s['evaluations']} evaluations, Lambda_pred = "
               f"{pred['value']:.4g} +- {pred['stderr'] or float('nan'):.2g} S cm^2/mol{eh_text}")
     print(f"wrote {path} and figures in {path.parent}")
@@ -112,6 +130,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", help="PREFIX.reduce.npz files (LAMMPS fix localcond 'file', ASE "
                    "observer), or LAMMPS text dumps with per-atom lambda (dump custom ... id type q f_ID)")
     p.add_argument("--out", required=True, help="output directory (summary.json, PNG figures)")
+    p.add_argument("--reference", type=float, nargs="+", metavar="LAMBDA",
+                   help="a molar conductivity you trust (S cm^2/mol), optionally with its error: drawn "
+                   "on the convergence figures")
     dumps = p.add_argument_group("LAMMPS dumps (instead of reducer files)")
     dumps.add_argument("--types", nargs="+", metavar="SPECIES", help="species name (or NULL) per atom type")
     dumps.add_argument("--timestep-fs", type=positive, help="MD timestep in fs")

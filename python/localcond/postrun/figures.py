@@ -95,6 +95,13 @@ def einstein_helfand(summary: dict[str, Any]):
     top.plot(tau, _array(eh["nernst_einstein"]), ls="--", label="Λ$_{NE}$")
     pred = summary["lambda_pred"]["value"]
     top.axhline(pred, color="C3", lw=1, label="Λ$_{pred}$")
+    window = eh.get("diffusive_window")
+    if window is not None and window["passed"]:  # the window the summary reports as the run's Λ_EH
+        lo, hi = window["tau_window_ps"]
+        for ax in (top, bottom):
+            ax.axvspan(lo, hi, color="C2", alpha=0.12, lw=0)
+        top.errorbar([np.sqrt(lo * hi)], [window["value"]], yerr=[window["stderr"] or 0.0], color="C2", marker="s",
+                     ms=5, capsize=3, label=f"Λ$_{{EH}}$, window {lo:g}–{hi:g} ps")
     top.set_ylabel(f"Λ ({LAMBDA})")
     top.set_xscale("log")
     top.legend()
@@ -108,23 +115,34 @@ def einstein_helfand(summary: dict[str, Any]):
     return fig
 
 
-def convergence(summary: dict[str, Any]):
-    """Running Λ_pred and Λ_EH (longest lag) against the evaluations counted, one
-    curve per file: how far from converged each number is."""
+def convergence(summary: dict[str, Any], reference: dict[str, Any] | None = None):
+    """Running Λ_pred and Λ_EH with their 1σ bands against the evaluations counted, one
+    curve per file: how far from converged each number is. Λ_EH is taken at the
+    longest lag whose error is determined (the fix's f_ID[6]); a ``reference``
+    (value, stderr) the user trusts is drawn on both panels."""
     plt = _pyplot()
     traces = summary["curves"]["convergence"]
     with_eh = any(v is not None for t in traces for v in t["lambda_eh"])
     fig, axes = plt.subplots(2 if with_eh else 1, 1, figsize=(5, 5 if with_eh else 3.2), sharex=True,
                              squeeze=False)
+    panels = [(axes[0, 0], "lambda_pred")] + ([(axes[1, 0], "lambda_eh")] if with_eh else [])
     for t in traces:
         label = Path(t["file"]).name
-        axes[0, 0].plot(t["evaluations"], _array(t["lambda_pred"]), marker="o", ms=2, label=label)
-        if with_eh:
-            axes[1, 0].plot(t["evaluations"], _array(t["lambda_eh"]), marker="o", ms=2, label=label)
+        x = np.asarray(t["evaluations"], dtype=float)
+        for ax, name in panels:
+            y, err = _array(t[name]), _array(t[f"{name}_stderr"])
+            (line,) = ax.plot(x, y, marker="o", ms=2, label=label)
+            ax.fill_between(x, y - err, y + err, color=line.get_color(), alpha=0.25, lw=0)
+    for ax, _ in panels:
+        if reference is not None:
+            ax.axhline(reference["value"], color="k", lw=0.9, ls="--", label="reference")
+            if reference.get("stderr"):
+                ax.axhspan(reference["value"] - reference["stderr"], reference["value"] + reference["stderr"],
+                           color="k", alpha=0.1, lw=0)
     axes[0, 0].set_ylabel(f"running Λ$_{{pred}}$ ({LAMBDA})")
-    axes[0, 0].set_title(f"convergence with run length\n{summary['system']}", fontsize=9)
+    axes[0, 0].set_title(f"convergence with run length (bands: 1σ)\n{summary['system']}", fontsize=9)
     if with_eh:
-        axes[1, 0].set_ylabel(f"Λ$_{{EH}}$, longest lag ({LAMBDA})")
+        axes[1, 0].set_ylabel(f"Λ$_{{EH}}$, longest lag\nwith an error ({LAMBDA})")
     axes[-1, 0].set_xlabel("evaluations counted")
     axes[-1, 0].set_xscale("log")
     axes[0, 0].legend(fontsize=7)
@@ -133,19 +151,19 @@ def convergence(summary: dict[str, Any]):
 
 
 def pred_versus_eh(summaries: list[dict[str, Any]]):
-    """Λ_pred against Λ_EH at the longest lag, one point per system."""
+    """Λ_pred against Λ_EH from the diffusive window, one point per system with one."""
     plt = _pyplot()
-    rows = [s for s in summaries if s.get("lambda_eh_longest", {}).get("value") is not None]
+    rows = [s for s in summaries if (s.get("lambda_eh") or {}).get("value") is not None]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    x = np.array([s["lambda_eh_longest"]["value"] for s in rows])
-    xe = _array([s["lambda_eh_longest"]["stderr"] for s in rows])
+    x = np.array([s["lambda_eh"]["value"] for s in rows])
+    xe = _array([s["lambda_eh"]["stderr"] for s in rows])
     y = np.array([s["lambda_pred"]["value"] for s in rows])
     ye = _array([s["lambda_pred"]["stderr"] for s in rows])
     ax.errorbar(x, y, xerr=xe, yerr=ye, ls="none", marker="o", capsize=2, label="systems")
     if rows:
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8, label="Λ$_{pred}$ = Λ$_{EH}$")
-    ax.set_xlabel(f"Λ$_{{EH}}$ at the longest lag ({LAMBDA})")
+    ax.set_xlabel(f"Λ$_{{EH}}$, diffusive window ({LAMBDA})")
     ax.set_ylabel(f"Λ$_{{pred}}$ ({LAMBDA})")
     ax.set_title("predicted against Einstein–Helfand", fontsize=9)
     ax.legend()
@@ -153,8 +171,10 @@ def pred_versus_eh(summaries: list[dict[str, Any]]):
     return fig
 
 
-def write_figures(summaries: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Every figure the summaries support, as PNG files in ``out_dir``."""
+def write_figures(summaries: list[dict[str, Any]], out_dir: str | Path,
+                  reference: dict[str, Any] | None = None) -> list[Path]:
+    """Every figure the summaries support, as PNG files in ``out_dir`` (``reference``: a
+    value the user trusts, for the convergence figures)."""
     from localcond.io.files import atomic_path
 
     out_dir = Path(out_dir)
@@ -178,7 +198,7 @@ def write_figures(summaries: list[dict[str, Any]], out_dir: str | Path) -> list[
         if "einstein_helfand" in s:
             save(einstein_helfand(s), f"{s['system']}.einstein_helfand.png")
         if any(t["evaluations"] for t in s["curves"].get("convergence", [])):
-            save(convergence(s), f"{s['system']}.convergence.png")
-    if any(s.get("lambda_eh_longest", {}).get("value") is not None for s in summaries):
+            save(convergence(s, reference), f"{s['system']}.convergence.png")
+    if any((s.get("lambda_eh") or {}).get("value") is not None for s in summaries):
         save(pred_versus_eh(summaries), "lambda_pred_versus_lambda_eh.png")
     return written

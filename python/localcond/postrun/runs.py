@@ -105,9 +105,7 @@ class System:
         if reducers.pair_correlation is not None:  # each file's own curves, for the scatter between files
             self.spatial.append(reducers.pair_correlation.by_charge_class(
                 reducers.moments.mean, np.asarray(run.metadata["charges"])))
-        trace = run.metadata.get("trace") or []
-        self.traces.append({"file": str(run.path), "evaluations": [row[0] for row in trace],
-                            "lambda_pred": [row[2] for row in trace], "lambda_eh": [row[3] for row in trace]})
+        self.traces.append(_trace(run))
 
     def absorb(self, other: "System") -> None:
         """Combine another partial combination of this system (e.g. from another MPI rank)."""
@@ -118,6 +116,24 @@ class System:
         self.sources |= other.sources
         self.traces += other.traces
         self.spatial += other.spatial
+
+
+TRACE_COLUMNS = ("evaluations", "step", "lambda_pred", "lambda_pred_stderr", "lambda_eh", "lambda_eh_stderr",
+                 "lambda_eh_tau_ps")
+
+
+def _trace(run: RunFile) -> dict[str, Any]:
+    """One file's convergence with run length (ReducerSet.trace), by column name. Files
+    written before the errors were traced hold [evaluations, step, Λ_pred, Λ_EH at the
+    ladder's last lag]: their Λ_EH (often from one origin) is left out."""
+    rows = run.metadata.get("trace") or []
+    out: dict[str, Any] = {"file": str(run.path)}
+    if rows and len(rows[0]) == 4:
+        rows = [[e, step, pred, None, None, None, None] for e, step, pred, _ in rows]
+    for k, name in enumerate(TRACE_COLUMNS):
+        if name != "step":
+            out[name] = [row[k] for row in rows]
+    return out
 
 
 def is_reducer_file(path: str | Path) -> bool:
@@ -256,17 +272,33 @@ def summarize(system: System) -> dict[str, Any]:
             slope = np.diff(m2) / np.diff(np.log(tau))
         eh["log_slope"] = {"tau_ps": [finite(v) for v in np.sqrt(tau[1:] * tau[:-1])],
                            "value": [finite(v) for v in slope]}
-        first = species[0]
-        shares = eh["species_share"][first]
-        transference["from_einstein_helfand"] = shares[-1] if shares else None
-        eh["diffusive_window"] = _diffusive_window(merged.eh_collective, red)
-        out["lambda_eh_longest"] = {"tau_ps": eh["tau_ps"][-1] if eh["tau_ps"] else None,
-                                    "value": eh["molar_conductivity"][-1] if eh["molar_conductivity"] else None,
-                                    "stderr": eh["stderr"][-1] if eh["stderr"] else None}
+        window = eh["diffusive_window"] = _diffusive_window(merged.eh_collective, red)
+        out["lambda_eh"] = _lambda_eh(eh, window)
+        share_at = out["lambda_eh"].get("share_tau_ps")
+        transference["from_einstein_helfand"] = (eh["species_share"][species[0]][eh["tau_ps"].index(share_at)]
+                                                 if share_at is not None else None)
     out["transference_first_species"] = {"species": species[0], **transference}
     curves["convergence"] = sorted(system.traces, key=lambda t: t["file"])
     out["curves"] = curves
     return out
+
+
+def _lambda_eh(eh: dict[str, Any], window: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's Λ_EH as the summary reports it: the diffusive window's value (the rule of
+    ``localcond conductivity``) when one passed its check, or none with the reason. Never the ladder's longest lag,
+    whose value comes from a few origins, at the end from one. ``share_tau_ps``: the lag at
+    which the species share is read, the window's upper end."""
+    if window is None:
+        return {"value": None, "stderr": None, "tau_window_ps": None, "share_tau_ps": None,
+                "note": "no diffusive window yet: the run holds too few blocks of origins for two "
+                        "windows with errors (run longer, or use a shorter BLOCK in eh)"}
+    lo, hi = window["tau_window_ps"]
+    if not window["passed"]:
+        return {"value": None, "stderr": None, "tau_window_ps": None, "share_tau_ps": None,
+                "note": f"no diffusive window yet: no window up to {hi:g} ps passed the diffusive check "
+                        "(einstein_helfand.diffusive_window has the candidates; run longer)"}
+    at = min(eh["tau_ps"], key=lambda t: abs(t - hi) if t is not None else math.inf)
+    return {"value": window["value"], "stderr": window["stderr"], "tau_window_ps": [lo, hi], "share_tau_ps": at}
 
 
 def _diffusive_window(collective: CollectiveDisplacement, red: ReducerSet) -> dict[str, Any] | None:

@@ -176,21 +176,18 @@ class SelfDisplacement(IonHistoryReducer):
 
 
 def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement | None, interval_ps: float,
-              temperature_k: float, n_salt: float, ions_per_species: np.ndarray,
-              longest_only: bool = False) -> dict[str, np.ndarray]:
+              temperature_k: float, n_salt: float, ions_per_species: np.ndarray) -> dict[str, np.ndarray]:
     """Λ_EH(τ) with its standard error over chunks of origins (:func:`_chunk_error`), Λ_NE(τ) and the
-    species shares of Λ_EH at the ladder's lags τ = lag × ``interval_ps`` (only
-    the longest lag with ``longest_only``: what the fix reports every evaluation).
+    species shares of Λ_EH at the ladder's lags τ = lag × ``interval_ps``.
     Without ``self_part``, Λ_NE is NaN."""
     prefactor = molar_conductivity_prefactor(temperature_k, n_salt)
-    pick = slice(-1, None) if longest_only else slice(None)
-    tau = collective.ladder.lags[pick] * interval_ps
-    blocks = collective.sums[:, pick]
+    tau = collective.ladder.lags * interval_ps
+    blocks = collective.sums
     total = blocks.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         n = np.where(total[:, 0] > 0, total[:, 0], np.nan)
         m2, cross = total[:, 1] / n, total[:, 2:] / n[:, None]
-        lags = collective.ladder.lags[pick]
+        lags = collective.ladder.lags
         counts = np.zeros(tau.size, dtype=int)
         err = np.full(tau.size, np.nan)
         for j in range(tau.size):
@@ -198,7 +195,7 @@ def eh_curves(collective: CollectiveDisplacement, self_part: SelfDisplacement | 
         err *= prefactor / tau
         self_q2 = np.full(tau.size, np.nan)
         if self_part is not None:
-            own = self_part.sums[pick]
+            own = self_part.sums
             per_pair = own[:, 1] / own[:, 0]  # ⟨q²|Δr|²⟩ per ion of species s
             self_q2 = np.nansum(per_pair * np.asarray(ions_per_species, dtype=float)[None, :], axis=1)
             self_q2 = np.where(own[:, 0].sum(axis=1) > 0, self_q2, np.nan)

@@ -173,8 +173,10 @@ class ReducerSet:
         self._last = (float("nan"), 0.0)  # the last evaluation's group mean of λ and ions
         self.ions_per_species: list[float] | None = None
         self.evaluations = 0  # evaluations counted in the instantaneous statistics
-        # convergence with run length: [evaluations, step, running Λ_pred, Λ_EH at the longest lag]
-        # at 1, 2, 4, … and every TRACE_EVERY counted evaluations
+        self.eh_tau_ps = float("nan")  # the lag of Λ_EH in the last observed()
+        # convergence with run length, at 1, 2, 4, … and every TRACE_EVERY counted evaluations:
+        # [evaluations, step, running Λ_pred, its error, Λ_EH, its error, its lag τ (ps)] with Λ_EH
+        # at the longest lag whose error is determined (:meth:`_eh_determined`; None until one is)
         self.trace: list[list[float | None]] = []
 
     # -- MPI helpers -------------------------------------------------------------------------
@@ -229,7 +231,8 @@ class ReducerSet:
         k = self.evaluations
         if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
             out = self.observed()
-            self.trace.append([k, ev.step, finite(out.lambda_pred), finite(out.lambda_eh)])
+            self.trace.append([k, ev.step, finite(out.lambda_pred), finite(out.lambda_pred_stderr),
+                               finite(out.lambda_eh), finite(out.lambda_eh_stderr), finite(self.eh_tau_ps)])
         return notes
 
     def _time_correlated(self) -> list[str]:
@@ -341,8 +344,10 @@ class ReducerSet:
         group_mean, n = self._last
         out = Observed(group_mean, n, series.mean(), series.stderr(), float(np.sqrt(variance)),
                        pred_share_first=self.prediction_share(weights))
+        self.eh_tau_ps = float("nan")
         if self.reducers.eh_collective is not None and self.timeline.interval_ps is not None:
-            out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first = self._eh_longest(self.reducers.eh_collective)
+            out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first, self.eh_tau_ps = \
+                self._eh_determined(self.reducers.eh_collective)
         return out
 
     def prediction_share(self, weights: np.ndarray) -> float:
@@ -352,22 +357,29 @@ class ReducerSet:
             return float("nan")
         return float(weights[0] / weights.sum())
 
-    def _eh_longest(self, collective: CollectiveDisplacement) -> tuple[float, float, float]:
-        """Λ_EH at the longest lag, its error and the first species' share (no Λ_NE)."""
-        curves = self._eh_curves(collective, None, longest_only=True)
-        return float(curves["lambda_eh"][-1]), float(curves["stderr"][-1]), float(curves["share"][-1, 0])
+    def _eh_determined(self, collective: CollectiveDisplacement) -> tuple[float, float, float, float]:
+        """Λ_EH, its error, the first species' share and the lag τ (ps) at the longest lag
+        whose error is determined (at least MIN_CHUNKS chunks of origins: :func:`eh_curves`);
+        all NaN until one is. A longer lag has fewer origins, down to a single one at the
+        ladder's end: its value is too noisy to report without an error."""
+        curves = self._eh_curves(collective, None)
+        ok = np.flatnonzero(np.isfinite(curves["stderr"]))
+        if not ok.size:
+            return (float("nan"),) * 4
+        j = int(ok[-1])
+        return (float(curves["lambda_eh"][j]), float(curves["stderr"][j]), float(curves["share"][j, 0]),
+                float(curves["tau_ps"][j]))
 
     def _eh_options(self) -> EinsteinHelfandOptions:
         if self.options.eh is None:
             raise ValueError("this reducer set has no live Einstein-Helfand statistics (option eh)")
         return self.options.eh
 
-    def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement | None,
-                   longest_only: bool = False) -> dict:
+    def _eh_curves(self, collective: CollectiveDisplacement, self_part: SelfDisplacement | None) -> dict:
         n_salt = sum(c for c, q in zip(self.ions_per_species or [], self.charges) if q > 0) or float("nan")
         return eh_curves(collective, self_part, self.timeline.interval_ps or float("nan"),
                          self._eh_options().temperature_k, n_salt,
-                         np.asarray(self.ions_per_species or [np.nan] * len(self.species)), longest_only)
+                         np.asarray(self.ions_per_species or [np.nan] * len(self.species)))
 
     # -- merged state, files, restarts ---------------------------------------------------------
 
@@ -411,6 +423,8 @@ class ReducerSet:
             "stderr": [finite(v) for v in c["stderr"]], "nernst_einstein": [finite(v) for v in c["lambda_ne"]],
             "species_share": {name: [finite(v) for v in c["share"][:, k]] for k, name in enumerate(self.species)},
             "origins": c["origins"].tolist(),
+            # the lag of f_ID[6]: the longest with an error (_eh_determined)
+            "vector_tau_ps": finite(c["tau_ps"][np.isfinite(c["stderr"])][-1]) if np.isfinite(c["stderr"]).any() else None,
             "definition": "Lambda = N_A e^2 <|dM|^2> / (6 kB T tau n_salt) with origins at every evaluation; "
                           "errors from chunks of consecutive blocks of origins, each spanning at least 2 lags; Nernst-Einstein from the ions' own displacements "
                           "(origins every 2^level evaluations at the ladder's level); share_s = <dM_s . dM> / <|dM|^2>",
