@@ -145,6 +145,32 @@ def test_rerun_of_wrapped_coordinates_without_image_flags_is_refused(tmp_path, m
     assert "wrapped coordinates without image flags" in proc.stdout
 
 
+def test_a_file_prefix_is_never_overwritten_by_another_fix(tmp_path, model):
+    """Two fixes with one prefix, or unfix then a new fix with the same prefix: the
+    first fix's files used to be overwritten without a word. Both are refused; a
+    redefinition that carries the statistics on through a restart is not."""
+    two = tmp_path / "two"
+    two.mkdir()
+    text = base(model, 20, "file red") + f"fix lc2 all localcond 10 {model} types Li PF6 file red\nrun 10\n"
+    proc = run_lmp(two, text, check=False)
+    assert proc.returncode != 0 and "file prefix 'red' is already used by another fix localcond" in proc.stdout
+    again = tmp_path / "again"
+    again.mkdir()
+    text = base(model, 20, "file red") + "undump d\nthermo_style one\nunfix lc\n"
+    text += f"fix lc2 all localcond 10 {model} types Li PF6 file red\nrun 10\n"
+    proc = run_lmp(again, text, check=False)
+    assert proc.returncode != 0
+    assert "an earlier fix localcond in this process wrote 'red.reduce.npz'" in proc.stdout
+    assert json.loads((again / "red.summary.json").read_text())["evaluations"] == 3  # the first fix's, intact
+    restarted = tmp_path / "restarted"
+    restarted.mkdir()
+    text = base(model, 20, f"file red {EH}") + "write_restart r.restart\nclear\nread_restart r.restart\n"
+    text += (f"dielectric 10\nfix nve all nve\nfix lc all localcond 10 {model} types Li PF6 file red {EH}\n"
+             "timestep 2.0\nrun 20\n")
+    run_lmp(restarted, text)
+    assert json.loads((restarted / "red.summary.json").read_text())["evaluations"] == 5
+
+
 def test_changed_ion_count_is_named(tmp_path, model):
     text = base(model, 20, "tcorr 3") + "group gone id 1\ndelete_atoms group gone\nrun 20\n"
     proc = run_lmp(tmp_path, text, check=False)

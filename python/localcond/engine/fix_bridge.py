@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,23 @@ def _array(views: dict[str, memoryview], name: str, dtype: type) -> np.ndarray:
     return np.frombuffer(views[name], dtype=dtype)
 
 
+# File prefixes in this process (absolute paths): the fix that holds each, and those an
+# earlier fix wrote. Every rank registers the same fixes, so every rank refuses alike.
+_HOLDERS: dict[str, "weakref.ref[FixSession]"] = {}
+_WRITTEN: set[str] = set()
+
+
+def _claim_prefix(prefix: str, session: "FixSession") -> str:
+    """Refuse a prefix that a live fix holds (two fixes would overwrite each other's files)."""
+    key = os.path.abspath(prefix)
+    holder = _HOLDERS.get(key)
+    if holder is not None and holder() is not None:
+        raise ValueError(f"file prefix '{prefix}' is already used by another fix localcond: the two would "
+                         "overwrite each other's files; give each fix its own prefix")
+    _HOLDERS[key] = weakref.ref(session)
+    return key
+
+
 class FixSession:
     """One ``fix localcond`` instance: its model, type map and reducer set."""
 
@@ -74,8 +92,11 @@ class FixSession:
                  group: str = "all", comm: Any = None) -> None:
         self.model, self.comm, self.options = model, comm, options
         self.prefix, self.write_every = options.file, options.every
+        self.prefix_key = None
         if self.prefix is not None:
             check_writable_prefix(self.prefix)
+            self.prefix_key = _claim_prefix(self.prefix, self)
+        self.restored = False  # statistics continued from a restart file
         md = model.metadata
         self.reducers = ReducerSet(options.reducers, md.species, md.charges, comm, "domains",
                                    share_validated=md.species_share_validated)
@@ -136,6 +157,11 @@ class FixSession:
         longest step an ion may take between evaluations); with ``corr`` ``pair_sums``, the
         pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the notes
         to log (one string, empty when none)."""
+        if self.observed == 0 and self.prefix_key in _WRITTEN and not self.restored:
+            raise ValueError(f"an earlier fix localcond in this process wrote '{self.prefix}.reduce.npz' and "
+                             f"'{self.prefix}.summary.json'; this fix would overwrite them (unfix, then a new "
+                             "fix with the same file prefix): give it another prefix, or carry the statistics "
+                             "on through write_restart and read_restart")
         pair_sums = None
         if "pair_sums" in views:
             n = len(self.model.metadata.species)
@@ -167,12 +193,14 @@ class FixSession:
                   "step": int(step), "localcond_version": __version__}
         self.reducers.write(self.prefix, source, source,
                             "mean over evaluations of the group mean of lambda; error by blocking of that series")
+        _WRITTEN.add(os.path.abspath(self.prefix))
 
     def state_bytes(self) -> bytes:
         return self.reducers.state_bytes(self.identity)
 
     def restore(self, data: bytes) -> None:
         self.reducers.restore(data, self.identity)
+        self.restored = True
 
 
 def open_session(*, model_path: str, type_species: Sequence[str | None], keywords: Sequence[str],
