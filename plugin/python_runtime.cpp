@@ -152,9 +152,17 @@ std::string take_python_error()
   Py_XDECREF(name);
   PyObject *str = value ? PyObject_Str(value) : nullptr;
   if (str && PyUnicode_Check(str)) {
-    const char *msg = PyUnicode_AsUTF8(str);
-    if (msg && *msg) text += std::string(": ") + msg;
+    // as bytes: a file name read with the file system's encoding may hold surrogates
+    // (surrogateescape), which PyUnicode_AsUTF8 refuses; they become the original bytes
+    PyObject *bytes = PyUnicode_AsEncodedString(str, "utf-8", "surrogateescape");
+    if (!bytes) {
+      PyErr_Clear();
+      bytes = PyUnicode_AsEncodedString(str, "utf-8", "backslashreplace");
+    }
+    if (bytes && PyBytes_Size(bytes) > 0) text += std::string(": ") + PyBytes_AsString(bytes);
+    Py_XDECREF(bytes);
   }
+  PyErr_Clear();
   Py_XDECREF(str);
   PyErr_Clear();
   Py_XDECREF(type);

@@ -121,7 +121,7 @@ def run_lmp(
         cmd = [MPIRUN, "-np", str(nprocs)] + cmd
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        cmd, cwd=directory, capture_output=True, text=True, timeout=timeout, env=env,
+        cmd, cwd=directory, capture_output=True, text=True, errors="replace", timeout=timeout, env=env,
         stdin=subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:

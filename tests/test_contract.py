@@ -174,3 +174,32 @@ def test_corrupted_weights_are_refused(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match=f"archive member '{member.filename}' fails its CRC"):
         load_model(bad)
+
+
+def test_a_damaged_compressed_member_names_the_file(tmp_path):
+    """A model re-zipped with compression (zip -9, an archiver) and then damaged: the
+    flipped byte inside a deflated member raised zlib.error (a traceback, and the fix's
+    message did not name the file). Now every flip gives ModelFileError with the path."""
+    module, metadata = make_untrained_model(["Li", "PF6"], [1.0, -1.0], cutoff=5.0, n_layers=1)
+    path = save_model(module, metadata, tmp_path / "mp.pt")
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    with zipfile.ZipFile(packed) as archive:
+        members = [i for i in archive.infolist() if i.compress_type == zipfile.ZIP_DEFLATED and i.compress_size > 64]
+    data = packed.read_bytes()
+    raised = set()
+    for member in members[:6]:
+        name_len = int.from_bytes(data[member.header_offset + 26:member.header_offset + 28], "little")
+        extra_len = int.from_bytes(data[member.header_offset + 28:member.header_offset + 30], "little")
+        start = member.header_offset + 30 + name_len + extra_len
+        for offset in (2, member.compress_size // 2):
+            damaged = bytearray(data)
+            damaged[start + offset] ^= 0x5A
+            bad = tmp_path / "bad.pt"
+            bad.write_bytes(bytes(damaged))
+            with pytest.raises(ModelFileError, match="bad.pt") as caught:
+                load_model(bad)
+            raised.add("decompressed" in str(caught.value))
+    assert True in raised  # some flips broke the deflate stream itself (the zlib.error case)

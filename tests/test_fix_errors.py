@@ -152,6 +152,23 @@ def test_bad_input_gives_clear_error(tmp_path, files, case):
     assert "Segmentation fault" not in output and "Traceback" not in output
 
 
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_a_model_path_that_is_not_ascii_is_named(tmp_path, files, monkeypatch, locale):
+    """A model under 'modèle_ü/': LAMMPS's input reader drops the first byte of such
+    characters, so the path cannot reach the fix intact. The fix used to stop with
+    'ERROR: fix localcond: ModelFileError' and nothing more; now it names the path as
+    it arrived and says what to do, in either locale."""
+    monkeypatch.setenv("LC_ALL", locale)
+    folder = tmp_path / "modèle_ü"
+    folder.mkdir()
+    model = folder / "ref.pt"
+    model.write_bytes(open(files["ref"], "rb").read())
+    proc = run_lmp(tmp_path, System(model=str(model), steps=10).input_text(), check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "use a path of ASCII characters (a symbolic link will do)" in proc.stdout, proc.stdout[-1500:]
+    assert "the model path '" in proc.stdout and "mod\\udca8le_\\udcbc" in proc.stdout  # as it arrived
+
+
 def test_two_dimensional_simulations_are_refused(tmp_path, files):
     text = input_for(files, {}).replace("units real", "units real\ndimension 2")
     text = text.replace("region box block 0 22.0 0 22.0 0 22.0", "region box block 0 22.0 0 22.0 -0.5 0.5")

@@ -30,7 +30,7 @@ import torch
 from localcond import __version__
 from localcond.errors import ModelOutputError
 from localcond.io.files import check_writable_prefix
-from localcond.engine.options import FixOptions, KEYWORD_NAMES, fix_usage, parse_fix_keywords
+from localcond.engine.options import MANGLED, FixOptions, KEYWORD_NAMES, fix_usage, is_text, parse_fix_keywords
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.timeline import Evaluation
 from localcond.engine.runtime import LoadedModel, evaluate, load_model
@@ -210,6 +210,9 @@ def open_session(*, model_path: str, type_species: Sequence[str | None], keyword
     one MPI rank. ``comm_handle`` is the Fortran handle of LAMMPS's communicator (the
     statistics run on it, not on COMM_WORLD)."""
     options = parse_fix_keywords(list(keywords))
+    if not is_text(model_path):
+        raise ValueError(f"the model path {ascii(model_path)} {MANGLED}: use a path of ASCII characters "
+                         "(a symbolic link will do)")
     if "OMP_NUM_THREADS" not in os.environ:
         # one torch thread per rank unless the user says otherwise: torch's own default (all
         # cores) competes with LAMMPS and with other ranks on busy machines

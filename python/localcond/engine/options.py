@@ -185,16 +185,18 @@ def parse_fix_keywords(words: list[str]) -> FixOptions:
     if "every" in given and "file" not in given:
         raise ValueError("'every' sets how often the 'file' is written; add 'file PREFIX'")
     prefix = given.get("file", [None])[0]
-    if prefix is not None and not _is_text(prefix):
-        raise ValueError(f"the file prefix {ascii(prefix)} is not valid text as LAMMPS passed it on (LAMMPS "
-                         "replaces non-ASCII characters of input lines where it can, and mangles the rest): "
-                         "use a prefix of ASCII characters")
+    if prefix is not None and not is_text(prefix):
+        raise ValueError(f"the file prefix {ascii(prefix)} {MANGLED}: use a prefix of ASCII characters")
     reducers = ReducerOptions.from_dict({k: (v[0] if len(v) == 1 else v) for k, v in given.items()
                                          if k in REDUCER_KEYWORDS})
     return FixOptions(neighbors, prefix, every, reducers)
 
 
-def _is_text(word: str) -> bool:
+MANGLED = ("is not valid text as LAMMPS passed it on (LAMMPS's input reader replaces a few non-ASCII "
+           "characters and drops the first byte of the others)")
+
+
+def is_text(word: str) -> bool:
     """Whether a word decodes to text (no bytes kept as surrogates, see python_session.cpp)."""
     try:
         word.encode("utf-8")

@@ -8,6 +8,7 @@ One implementation used by the LAMMPS fix (through ``fix_bridge``), by
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,12 @@ def load_model(path: str | Path) -> LoadedModel:
     metadata = read_metadata(path)
     _verify_archive(path)
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        # from an open file: torch takes a path as UTF-8 text, which a name that is not valid
+        # in the file system's encoding (decoded with surrogates) cannot be
+        with open(path, "rb") as handle:
+            module = torch.jit.load(handle, map_location="cpu")
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file '{path}': {exc.strerror or exc}") from None
     except Exception as exc:  # torch raises RuntimeError/ValueError with long C++ traces
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"model file '{path}' is not a loadable TorchScript model: {first_line}") from None
@@ -55,8 +61,11 @@ def _verify_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ModelFileError(f"model file '{path}' cannot be read as an archive: {exc}") from None
+    except zlib.error as exc:  # a flipped byte inside a compressed member
+        raise ModelFileError(f"model file '{path}' is corrupted: a compressed archive member cannot be "
+                             f"decompressed ({exc}); copy or export the model again") from None
     if bad is not None:
         raise ModelFileError(f"model file '{path}' is corrupted: archive member '{bad}' fails its CRC "
                              "check; copy or export the model again")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -181,4 +182,7 @@ def read_metadata(path: str | Path) -> ModelMetadata:
         ) from None
     except OSError as exc:
         raise ModelFileError(f"cannot read model file '{path}': {exc.strerror or exc}") from None
+    except (zlib.error, EOFError, UnicodeDecodeError) as exc:  # a damaged compressed member
+        raise ModelFileError(f"model file '{path}' is corrupted: its metadata cannot be read ({exc}); "
+                             "copy or export the model again") from None
     return ModelMetadata.from_json(text, source=f"model file '{path}'")
