@@ -154,3 +154,42 @@ def test_conductivity_needs_the_ion_types_when_atoms_carry_partial_charges(tmp_p
     write_dump(tmp_path / "nan.dump", frames, "xu yu zu")
     proc = run("conductivity", tmp_path / "nan.dump", *args, "--types", "Na", "Cl", "NULL", "NULL", check=False)
     assert proc.returncode != 0 and "atom 2 has a non-finite position" in proc.stderr
+
+
+def test_a_full_disk_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    """predict and reduce on a full disk (ENOSPC while writing): a one-line message naming
+    what could not be written, exit 2, and no empty output directory left behind (they
+    used to raise OSError with a traceback and leave the directory)."""
+    import errno
+    import os
+
+    import matplotlib.figure
+
+    from localcond.cli import main
+    from localcond.engine.reducers.reducer_set import ReducerOptions, ReducerSet
+    from localcond.engine.reducers.timeline import Evaluation
+
+    run("reference-model", tmp_path / "ref.pt", "--species", "Na:1", "Cl:-1", "--cutoff", 5)
+    rng = np.random.default_rng(2)
+    types = np.array([1, 2] * 5)
+    write_dump(tmp_path / "t.dump", [(s, 12.0, types, np.where(types == 1, 1.0, -1.0), rng.random((10, 3)) * 12)
+                                     for s in (0, 10)])
+    red = ReducerSet(ReducerOptions.from_dict({"hist": [-1, 1, 4]}), ["Na", "Cl"], [1.0, -1.0])
+    for k in range(20):
+        red.observe(Evaluation(10 * k, 0.002, 10, "run"), rng.normal(size=10), types - 1, np.arange(1, 11))
+    red.write(str(tmp_path / "run"), {"source": "test"}, {}, "test")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full)
+    code = main(["predict", str(tmp_path / "ref.pt"), str(tmp_path / "t.dump"), "--types", "Na", "Cl",
+                 "--out", str(tmp_path / "new" / "deeper" / "pred")])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and "pred.npz" in err
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    code = main(["reduce", str(tmp_path / "run.reduce.npz"), "--out", str(tmp_path / "r" / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write the reduction to" in err and "No space left on device" in err
+    assert not (tmp_path / "r").exists()

@@ -37,6 +37,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (LocalcondError, FileNotFoundError) as exc:
+    except (LocalcondError, OSError) as exc:  # OSError: a file named in its message (full disk, permissions)
         print(f"localcond {args.command}: error: {exc}", file=sys.stderr)
         return 2

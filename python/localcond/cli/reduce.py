@@ -16,6 +16,7 @@ from typing import Any
 
 from localcond.cli import positive
 from localcond.errors import LocalcondError
+from localcond.io.files import output_directory
 
 
 def _world() -> Any:
@@ -69,15 +70,15 @@ def reduce_files(paths: list[str], out_dir: str | Path, progress: bool = False, 
               "command": " ".join(["localcond", "reduce", *sys.argv[2:]]) if sys.argv[1:2] == ["reduce"] else None}
     # everything is written to a scratch directory first, then moved in: nothing partial
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".reduce-", dir=out_dir))
-    try:
-        (scratch / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
-        figures = write_figures(summaries, scratch, report["reference"])
-        for path in [scratch / "summary.json", *figures]:
-            os.replace(path, out_dir / path.name)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with output_directory(out_dir, f"the reduction to '{out_dir}'"):
+        scratch = Path(tempfile.mkdtemp(prefix=".reduce-", dir=out_dir))
+        try:
+            (scratch / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+            figures = write_figures(summaries, scratch, report["reference"])
+            for path in [scratch / "summary.json", *figures]:
+                os.replace(path, out_dir / path.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return out_dir / "summary.json"
 
 

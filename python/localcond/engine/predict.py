@@ -25,7 +25,7 @@ from localcond.io.lammps_dump import DumpFrame, read_dump
 from localcond.engine.neighbors import periodic_edges
 from localcond.engine.runtime import LoadedModel, evaluate, load_model
 from localcond.engine.species import check_charges, map_types
-from localcond.io.files import atomic_path
+from localcond.io.files import output_files
 
 
 @dataclass
@@ -107,7 +107,6 @@ def write_prediction(
     type_species: Sequence[str | None],
 ) -> list[Path]:
     prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     provenance = {
         "model": str(Path(model_path).resolve()),
         "dump": str(Path(dump_path).resolve()),
@@ -134,7 +133,7 @@ def write_prediction(
             for step, mean in zip(prediction.timesteps, prediction.frame_mean):
                 handle.write(f"{step},{n_ions},{mean:.17g}\n")
 
-    for path, write in ((npz, write_npz), (csv, write_csv)):
-        with atomic_path(path) as tmp:
-            write(tmp)
+    with output_files([npz, csv], f"the predictions '{npz}' and '{csv}'") as (npz_tmp, csv_tmp):
+        write_npz(npz_tmp)
+        write_csv(csv_tmp)
     return [npz, csv]

@@ -28,6 +28,44 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def output_directory(directory: Path, what: str) -> Iterator[Path]:
+    """Create ``directory`` (and missing parents) for outputs written inside the block.
+    On an OSError there (a full disk, no permission) the directories this call created
+    are removed again when empty, and the error becomes a LocalcondError naming ``what``."""
+    created = [d for d in [directory, *directory.parents] if not d.exists()]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        yield directory
+    except OSError as exc:
+        raise LocalcondError(f"cannot write {what}: {exc.strerror or exc}"
+                             + (f" ('{exc.filename}')" if exc.filename else "")) from None
+    finally:
+        for made in created:  # deepest first
+            if made.exists() and not any(made.iterdir()):
+                made.rmdir()
+
+
+@contextmanager
+def output_files(paths: list[Path], what: str) -> Iterator[list[Path]]:
+    """Output files in one directory, written together or not at all: yields a
+    temporary path for each (next to it), which replace them only when every one was
+    written; errors as :func:`output_directory`."""
+    temps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in paths]
+    directories = {p.parent for p in paths}
+    if len(directories) != 1:
+        raise ValueError("output_files writes into one directory")
+    with output_directory(directories.pop(), what):
+        try:
+            yield temps
+            for tmp, path in zip(temps, paths):
+                os.replace(tmp, path)
+        finally:
+            for tmp in temps:
+                if tmp.exists():
+                    tmp.unlink()
+
+
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
