@@ -437,7 +437,10 @@ void FixLocalCond::setup(int /*vflag*/)
   check_ghost_cutoff();
   check_charges();
   check_group_has_ions();
-  if (comm->me == 0) utils::logmesg(lmp, "fix localcond {}: {}\n", id, neighbor_note);
+  // once, and again only when it changes (a rerun sets up every frame)
+  if (comm->me == 0 && neighbor_note != logged_neighbor_note)
+    utils::logmesg(lmp, "fix localcond {}: {}\n", id, neighbor_note);
+  logged_neighbor_note = neighbor_note;
   evaluate();
   observe("setup");
   last_setup_step = update->ntimestep;

@@ -61,6 +61,7 @@ class FixLocalCond : public Fix {
   std::vector<std::string> type_species;    // per type 1..ntypes ("NULL" = excluded)
   std::vector<int> type_node;               // per type: model species index, -1 = excluded
   std::string neighbor_note;                // which neighbor path a run uses, and why (logged)
+  std::string logged_neighbor_note;         // ... as last logged
   std::vector<double> type_charge;          // per type: the model's charge for its species
   double cutoff, receptive_field;
   int n_layers;

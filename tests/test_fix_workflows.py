@@ -122,6 +122,7 @@ def test_rerun_of_a_sparse_dump_uses_the_true_lag(tmp_path, model):
     for lag in (1, 2, 5):
         assert live["molar_conductivity"][lag - 1] == pytest.approx(offline(first / "dump.lc", lag * 0.08), rel=1e-9)
     assert json.loads((tmp_path / "red.summary.json").read_text())["evaluations"] == 11
+    assert (tmp_path / "log.lammps").read_text().count("fix localcond lc: neighbors from") == 1  # not per frame
 
 
 def test_rerun_of_wrapped_coordinates_without_image_flags_is_refused(tmp_path, model):
