@@ -135,3 +135,21 @@ def test_bad_ridge_configuration_is_refused(tmp_path, records, change, message):
         path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "ensemble"}))
     with pytest.raises(LocalcondError, match=message):
         load_config(path)
+
+
+def test_a_penalty_at_the_edge_of_its_grid_is_flagged():
+    """Features that carry nothing about Λ (pure noise around a constant): leave-one-out
+    prefers the strongest shrinkage, the grid's largest α, which is flagged (the
+    default model's fit chose α = 1000, the grid's end, without a word). A grid that
+    brackets the minimum is not flagged."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 6))
+    lam = 1000.0 + rng.normal(scale=5.0, size=12)
+    sigma = np.full(12, 5.0)
+    grid = (1e-2, 1e-1, 1.0, 10.0)
+    alpha, table = ridge.choose_alpha(x, lam, sigma, grid)
+    assert alpha == 10.0 and "largest of the penalties tried" in ridge.edge_warning(alpha, grid)
+    truth = x @ rng.normal(scale=30.0, size=6)  # an exact signal: the weakest penalty wins
+    alpha, _ = ridge.choose_alpha(x, 1000.0 + truth, np.full(12, 1.0), grid)
+    assert alpha == 1e-2 and "smallest of the penalties tried" in ridge.edge_warning(alpha, grid)
+    assert ridge.edge_warning(1.0, grid) is None and ridge.edge_warning(1.0, (1.0,)) is None

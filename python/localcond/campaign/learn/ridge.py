@@ -109,6 +109,17 @@ def choose_alpha(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray,
     return best["alpha"], table
 
 
+def edge_warning(alpha: float, alphas: tuple[float, ...] | list[float]) -> str | None:
+    """A warning when the chosen α is the smallest or largest of the grid: the χ² may
+    fall further beyond it, so the penalty is the grid's choice, not the data's."""
+    lo, hi = min(alphas), max(alphas)
+    if len(alphas) > 1 and alpha in (lo, hi):
+        side = "largest" if alpha == hi else "smallest"
+        return (f"WARNING: ridge alpha {alpha:.3g} is the {side} of the penalties tried ({lo:.3g}-{hi:.3g}): "
+                "the leave-one-system-out chi2 may fall further beyond it; extend 'alphas' in the config")
+    return None
+
+
 def jackknife_members(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray, alpha: float) -> list[LinearFit]:
     """n members (module docstring): mean = the fit to all systems, standard deviation =
     the jackknife standard error, for every prediction. One standardisation (all systems')

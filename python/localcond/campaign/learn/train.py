@@ -439,8 +439,12 @@ class Trainer:
                       for s in self.systems])
         lam = np.array([s.lam for s in self.systems])
         sigma = np.array([s.lam_error for s in self.systems])
-        alpha, table = ridge.choose_alpha(x, lam, sigma, self.config.alphas or ridge.DEFAULT_ALPHAS)
+        alphas = self.config.alphas or ridge.DEFAULT_ALPHAS
+        alpha, table = ridge.choose_alpha(x, lam, sigma, alphas)
         self.log(f"ridge alpha {alpha:.3g} (leave-one-system-out chi2 {min(r['loo_chi2'] for r in table):.3g})")
+        warning = ridge.edge_warning(alpha, alphas)
+        if warning:
+            self.log(warning)
         return RidgeSetup(x, lam, sigma, alpha, table, ridge.jackknife_members(x, lam, sigma, alpha))
 
     def _system_fit(self, model: torch.nn.Module, seed: int, rng: np.random.Generator, checkpoint: Path,
