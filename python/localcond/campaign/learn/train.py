@@ -377,7 +377,9 @@ class Trainer:
         val = [(si, k) for si, (_, va) in enumerate(splits) for k in va]
         if not val:
             raise LocalcondError("labels mode needs systems with at least two production segments "
-                                 "(validation is by time block)")
+                                 "(validation is by time block): make each record from two or more dumps "
+                                 "of the system, e.g. the production run split in two with undump/dump, "
+                                 "as 'localcond dataset part1.dump part2.dump --types ... --out REC.npz'")
         labels = torch.cat([self.systems[si].frames[k].labels[key] for si, k in train])
         scale = float(labels.std())
         model = self.new_model(config.model, seed, self.offset, self.scale)
