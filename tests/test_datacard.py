@@ -180,3 +180,21 @@ def test_one_panel_per_system_in_its_place():
     assert places == [(0, 0), (1, 1), (2, 0)]  # rows ε 10, ε 30, held out; columns c 0.2, 1.5
     assert panels[0].get_xscale() == "log"
     assert "Λ (S cm²/mol)" in panels[0].get_ylabel() and "τ (ps)" in panels[0].get_xlabel()
+
+
+def test_replica_section_states_calibration_and_the_systems_that_moved():
+    """The card's replica section from a replica table: the rms z and whether the errors
+    are calibrated, and one table row per system whose long-lag check added a systematic,
+    with its total error before and after."""
+    from localcond.campaign.datacard import replica_section
+    from localcond.campaign.replicas import error_calibration
+
+    rows = [{"system": f"s{k}", "production_ps": 5000.0, "z_replica_vs_card": z, "card": {"total_error": 20.0},
+             "long_lag_check": {"systematic": 0.0, "total_error": 20.0}} for k, z in enumerate([0.5, -1.2, 0.9])]
+    rows[1]["long_lag_check"] = {"systematic": 149.0, "total_error": 150.3, "window_ps": [3.0, 6.0], "z": 2.3,
+                                 "window": {"value": 1483.0, "stderr": 19.0}, "long": {"value": 1649.0, "stderr": 69.0}}
+    text = "\n".join(replica_section({"command": "localcond replicas r.json", "systems": rows,
+                                      "calibration": error_calibration(rows)}))
+    assert f"rms z = {math.sqrt((0.25 + 1.44 + 0.81) / 3):.2f}" in text and "Errors calibrated: yes" in text
+    assert "| s1 | 3–6 | 1483 ± 19 | 1649 ± 69 | +2.30 | 149 | 20 → 150 |" in text
+    assert "| s0 |" not in text and "1 of 3 systems gain one" in text

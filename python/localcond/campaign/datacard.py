@@ -352,6 +352,39 @@ def truncation_section(truncation: dict) -> list[str]:
     return lines
 
 
+def replica_section(replicas: dict) -> list[str]:
+    """Independent replicas of every system (``localcond replicas``): are the errors
+    calibrated, and does Λ(τ) still move beyond the window (:mod:`localcond.campaign.long_lag`)?"""
+    cal = replicas["calibration"]
+    rows = replicas["systems"]
+    moved = [r for r in rows if r.get("long_lag_check", {}).get("systematic", 0.0) > 0]
+    lines = [
+        "## Independent replicas: error calibration and long lags", "",
+        f"Every system was run again from a fresh start with new seeds (`{replicas['command']}`, "
+        f"`training/replica_systems.json`: {rows[0]['production_ps'] / 1000:g} ns each). Each replica's Λ at "
+        "the card's window against the card's Λ: z = (Λ_replica − Λ) / √(σ_replica² + σ_total²).", "",
+        f"- **Errors calibrated: {'yes' if cal['calibrated'] else 'no'}.** rms z = {cal['rms_z']:.2f} ± "
+        f"{cal['rms_z_stderr']:.2f} over {cal['n']} systems (1 if the errors are right), mean z "
+        f"{cal['mean_z']:+.2f}; |z| > 2 for {len(cal['beyond_2_sigma'])} "
+        f"({', '.join(cal['beyond_2_sigma']) or 'none'}) where {cal['expected_beyond_2_sigma']:.1f} are expected. "
+        + ("So the grid's errors, those of the systems with only 4 blocks included, need no extension."
+           if cal["calibrated"] else "The grid's errors are not calibrated: extend the runs."),
+        "- **Long lags.** The grid's run and the replica, pooled, tested at windows [45, 90] and [64, 128] ps "
+        "against the window's value; where the change exceeds its error, the part its error does not "
+        "explain, √max(0, Δ² − σ_Δ²), is a long-lag systematic, and the total error becomes "
+        "√(stderr² + max(τ-systematic, long-lag systematic)²) (`long_lag_check.total_error` in the "
+        f"replica table). {len(moved)} of {len(rows)} systems gain one:", "",
+        "| system | window (ps) | Λ at window (pooled) | Λ at 45–128 ps | z | long-lag systematic | total error: card → now |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in moved:
+        c = r["long_lag_check"]
+        lines.append(f"| {r['system']} | {c['window_ps'][0]:g}–{c['window_ps'][1]:g} | {_pm(c['window']['value'], c['window']['stderr'])} "
+                     f"| {_pm(c['long']['value'], c['long']['stderr'])} | {c['z']:+.2f} | {c['systematic']:.0f} "
+                     f"| {r['card']['total_error']:.0f} → {c['total_error']:.0f} |")
+    return lines
+
+
 def figures_section(overview: str, windows: str) -> list[str]:
     return [
         "## Figures", "",
@@ -367,7 +400,7 @@ def figures_section(overview: str, windows: str) -> list[str]:
 
 
 def render(grid: GridSpec, rows: list[dict], figures: tuple[str, str] | None,
-           truncation: dict | None = None) -> str:
+           truncation: dict | None = None, replicas: dict | None = None) -> str:
     """The card's Markdown; ``figures``: paths of the overview and window figures relative to the card."""
     out = [
         f"# Data card: grid `{grid.name}`", "",
@@ -386,6 +419,8 @@ def render(grid: GridSpec, rows: list[dict], figures: tuple[str, str] | None,
     out += [*caveats(grid), ""]
     if figures:
         out += [*figures_section(*figures), ""]
+    if replicas and replicas.get("calibration", {}).get("n"):
+        out += [*replica_section(replicas), ""]
     if truncation:
         out += [*truncation_section(truncation), ""]
     return "\n".join(out)
@@ -571,7 +606,8 @@ def write_data_card(grid_path: str | Path, table: str | Path, out: str | Path,
                     plot_path: str | Path | None) -> Path:
     """Write the card ``out`` (Markdown) for the grid's rows of ``table``; with ``plot_path``
     also figure 1 there and figure 2 beside it (:func:`windows_plot_path`). Appends
-    ``data_card_notes.md`` and reads ``truncation_study.json`` next to the table if present."""
+    ``data_card_notes.md`` and reads ``truncation_study.json`` and ``replica_systems.json``
+    (independent replicas, :mod:`localcond.campaign.replicas`) next to the table if present."""
     grid = load_grid(grid_path)
     table, out = Path(table), Path(out)
     order = {s.name: i for i, s in enumerate(grid.systems)}
@@ -585,7 +621,9 @@ def write_data_card(grid_path: str | Path, table: str | Path, out: str | Path,
         plot_windows(rows, windows)
         figures = (os.path.relpath(overview, out.parent), os.path.relpath(windows, out.parent))
     study = table.with_name("truncation_study.json")
-    text = render(grid, rows, figures, json.loads(study.read_text()) if study.exists() else None)
+    replicas = table.with_name("replica_systems.json")
+    text = render(grid, rows, figures, json.loads(study.read_text()) if study.exists() else None,
+                  json.loads(replicas.read_text()) if replicas.exists() else None)
     notes = table.with_name("data_card_notes.md")
     if notes.exists():
         text += "\n" + notes.read_text()

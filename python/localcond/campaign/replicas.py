@@ -46,6 +46,7 @@ from localcond import __version__
 from localcond.campaign.dataset import Segment, quantize, sha256
 from localcond.errors import LocalcondError
 from localcond.campaign.generate import git_commit
+from localcond.campaign.long_lag import long_lag_check
 from localcond.campaign.segments import Segments
 from localcond.campaign.grid import GridSpec, SystemSpec, load_grid, seed
 from localcond.io.files import atomic_path, read_json, write_json
@@ -239,6 +240,26 @@ def write_table(spec: ReplicaSpec, grid: GridSpec, systems: list[SystemSpec], ta
     card = {r["system"]: r for r in read_json(Path(card_table), "card table")["systems"]}
     rows = [ReplicaRun(spec, grid, s, *dirs).summary(card.get(s.name)) for s in systems
             if ReplicaRun(spec, grid, s, *dirs).segments.done() >= spec.segments]
+    for row in rows:
+        if row["system"] in card:
+            row["long_lag_check"] = long_lag_check(card[row["system"]], row)
     write_json(Path(table), {"replica_set": spec.name, "command": f"localcond replicas {spec.path.name}",
-                             "systems": rows})
+                             "calibration": error_calibration(rows), "systems": rows})
     return rows
+
+
+def error_calibration(rows: list[dict]) -> dict:
+    """Are the grid's errors right? Each replica is an independent run of its system, so
+    z = (Λ_replica − Λ_card) / √(σ_replica² + σ_card,total²) should scatter with unit
+    variance: rms z near 1 (within ±√(1/(2n)), its standard error for n systems) and
+    about 4.6 % of |z| above 2."""
+    z = [r["z_replica_vs_card"] for r in rows if r.get("z_replica_vs_card") is not None]
+    if not z:
+        return {"n": 0}
+    rms = math.sqrt(sum(v * v for v in z) / len(z))
+    return {"n": len(z), "rms_z": rms, "rms_z_stderr": math.sqrt(1.0 / (2 * len(z))), "mean_z": sum(z) / len(z),
+            "beyond_2_sigma": [r["system"] for r in rows if abs(r.get("z_replica_vs_card") or 0.0) > 2],
+            "expected_beyond_2_sigma": 0.0455 * len(z),
+            "calibrated": abs(rms - 1.0) <= 2 * math.sqrt(1.0 / (2 * len(z))),
+            "definition": "z = (Lambda_replica - Lambda_card) / sqrt(stderr_replica^2 + total_error_card^2) "
+                          "at the card's window; calibrated when |rms z - 1| <= 2 sqrt(1/(2n))"}
