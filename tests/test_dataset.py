@@ -134,3 +134,31 @@ def test_neighbor_search_matches_a_brute_force_image_sum():
     flat = np.diag([40.0, 40.0, 0.5])
     edges, _ = periodic_edges(rng.random((50, 3)) @ flat, flat, (True,) * 3, 6.0)
     assert edges.shape[1] > 50 * 12  # every neighbour in the plane and its images along z
+
+
+def test_dense_records_are_checked_against_their_collective_sums(tmp_path):
+    """dataset --check on a dense-label directory: Σ_i a_i (float16) must equal the stored
+    float64 |ΔM|²/τ at every origin and lag. Built here from random displacements by the
+    definition a_i = q_i Δr_i·ΔM/τ; one altered a_i is named by origin and lag."""
+    import json
+
+    from localcond.campaign.dataset import DENSE_FORMAT, check_directory, update_manifest
+
+    rng = np.random.default_rng(4)
+    q = np.array([1.0, -1.0] * 10)
+    lags = np.array([2.0, 5.0])
+    dr = rng.normal(size=(6, 2, 20, 3))  # [origin, lag, ion, xyz]
+    dm = np.einsum("i,olix->olx", q, dr)
+    a = np.einsum("i,olix,olx->oli", q, dr, dm) / lags[None, :, None]
+    dm2 = np.einsum("olx,olx->ol", dm, dm) / lags[None, :]
+    path = tmp_path / "s.npz"
+    meta = {"format": DENSE_FORMAT, "system": "s", "role": "train", "command": "test", "commit": "x"}
+    np.savez(path, a=a.astype(np.float16), dm2_per_ps=dm2, lags_ps=lags, metadata=json.dumps(meta))
+    update_manifest(tmp_path, path, {"system": "s"}, DENSE_FORMAT)
+    (row,) = check_directory(tmp_path)
+    assert row["n_origins"] == 6 and row["largest_relative_mismatch"] < 5e-3
+    a[3, 1, 7] += 0.05 * np.abs(a[3, 1]).sum()
+    np.savez(path, a=a.astype(np.float16), dm2_per_ps=dm2, lags_ps=lags, metadata=json.dumps(meta))
+    update_manifest(tmp_path, path, {"system": "s"}, DENSE_FORMAT)
+    with pytest.raises(LocalcondError, match="at origin 3, lag 5 ps"):
+        check_directory(tmp_path)

@@ -44,6 +44,7 @@ from localcond.campaign.labels.trajectory import IonSet, count_frames, ion_frame
 from localcond.units import molar_conductivity_prefactor
 
 FORMAT = "localcond-training-record/1"
+DENSE_FORMAT = "localcond-dense-labels/1"  # dense per-ion labels of a replica (localcond.campaign.replicas)
 UNIT = "S cm^2 mol^-1"
 QUANT = 65536
 
@@ -207,6 +208,30 @@ def check_record(path: str | Path, rtol: float = 1e-6) -> dict:
     return {"mean_label": mean_label, "lambda_same_origins": same, "n_origins": int(len(labels))}
 
 
+def check_dense_record(path: str | Path, rtol: float = 5e-3) -> dict:
+    """A dense-label record (:mod:`localcond.campaign.replicas`): at every origin and lag the
+    sum over ions of the stored a_i = q_i Δr_i·ΔM/τ (float16) equals the collective
+    |ΔM|²/τ stored in float64 (``dm2_per_ps``), to float16 rounding (``rtol`` of Σ|a_i|).
+    Returns the numbers; raises on a mismatch."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            record = {k: data[k] for k in data.files}
+        meta = json.loads(str(record["metadata"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise LocalcondError(f"{path}: not a readable dense-label record ({exc})") from None
+    if meta.get("format") != DENSE_FORMAT:
+        raise LocalcondError(f"{path}: format {meta.get('format')!r}, expected {DENSE_FORMAT}")
+    a = record["a"].astype(np.float64)  # [O, L, N]
+    summed, collective = a.sum(axis=2), record["dm2_per_ps"]
+    worst = np.abs(summed - collective) / np.maximum(np.abs(a).sum(axis=2), 1e-300)
+    if not np.all(worst <= rtol):
+        o, lag = np.unravel_index(int(np.argmax(worst)), worst.shape)
+        raise LocalcondError(f"{path}: at origin {o}, lag {record['lags_ps'][lag]:g} ps the ions' a_i sum to "
+                             f"{summed[o, lag]:.6g}, the stored |dM|^2/tau is {collective[o, lag]:.6g}")
+    return {"n_origins": int(a.shape[0]), "lags_ps": [float(t) for t in record["lags_ps"]],
+            "largest_relative_mismatch": float(worst.max())}
+
+
 def sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -215,11 +240,12 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def update_manifest(directory: str | Path, record: Path, entry: dict) -> Path:
-    """Add (or replace) one record's line in ``manifest.json`` of its directory."""
+def update_manifest(directory: str | Path, record: Path, entry: dict, format: str = FORMAT) -> Path:
+    """Add (or replace) one record's line in ``manifest.json`` of its directory (``format``:
+    the records' format, for a new manifest)."""
     directory = Path(directory)
     manifest = directory / "manifest.json"
-    data = json.loads(manifest.read_text()) if manifest.exists() else {"format": FORMAT, "records": {}}
+    data = json.loads(manifest.read_text()) if manifest.exists() else {"format": format, "records": {}}
     data["records"][record.name] = dict(entry, sha256=sha256(record), bytes=record.stat().st_size)
     data["records"] = dict(sorted(data["records"].items()))
     return write_json(manifest, data)
@@ -244,7 +270,8 @@ def check_directory(directory: str | Path) -> list[dict]:
         digest = sha256(path)
         if digest != entry["sha256"]:
             raise LocalcondError(f"{path}: sha256 {digest} differs from the manifest's {entry['sha256']}")
-        rows.append({"record": name, **check_record(path)})
+        check = check_dense_record if data.get("format") == DENSE_FORMAT else check_record
+        rows.append({"record": name, **check(path)})
     return rows
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from localcond import __version__
-from localcond.campaign.dataset import Segment, quantize, sha256
+from localcond.campaign.dataset import DENSE_FORMAT, Segment, quantize, sha256, update_manifest
 from localcond.errors import LocalcondError
 from localcond.campaign.generate import git_commit
 from localcond.campaign.long_lag import long_lag_check
@@ -52,7 +52,6 @@ from localcond.campaign.grid import GridSpec, SystemSpec, load_grid, seed
 from localcond.io.files import atomic_path, read_json, write_json
 from localcond.units import molar_conductivity_prefactor
 
-DENSE_FORMAT = "localcond-dense-labels/1"
 FLOAT16_MAX = 6.0e4  # a_i beyond this is stored in float32 instead
 
 
@@ -152,6 +151,9 @@ class ReplicaRun:
             np.savez_compressed(handle, id=ions.ids, type=ions.types, charge=ions.charges, cell=ions.cell,
                                 box_origin=segment.box_origin, pbc=np.array(ions.pbc),
                                 metadata=json.dumps(meta), **arrays)
+        update_manifest(self.dense_file.parent, self.dense_file,
+                        {"system": self.system.name, "role": self.system.role, "command": meta["command"],
+                         "commit": meta["commit"]}, DENSE_FORMAT)
         self.log(f"  {self.system.name}: dense labels, {len(arrays['time_ps'])} origins "
                  f"({self.dense_file.stat().st_size / 1e3:.0f} kB)")
         return self.dense_file

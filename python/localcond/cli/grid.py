@@ -45,9 +45,14 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
         for directory in directories:
             rows = check_directory(directory)
             for row in rows:
-                print(f"{directory}/{row['record']}: sha256 ok, {row['n_origins']} origins, mean label "
-                      f"{row['mean_label']:.6g} = Lambda over the same origins {row['lambda_same_origins']:.6g}"
-                      " S cm^2/mol")
+                if "mean_label" in row:  # a training record
+                    what = (f"mean label {row['mean_label']:.6g} = Lambda over the same origins "
+                            f"{row['lambda_same_origins']:.6g} S cm^2/mol")
+                else:  # dense labels
+                    what = (f"per-ion a_i sum to the collective |dM|^2/tau at every origin and lag "
+                            f"({', '.join(f'{t:g}' for t in row['lags_ps'])} ps; largest mismatch "
+                            f"{row['largest_relative_mismatch']:.1e} of sum |a_i|)")
+                print(f"{directory}/{row['record']}: sha256 ok, {row['n_origins']} origins, {what}")
             print(f"{directory}: {len(rows)} records verified")
         return 0
     if not args.dumps or not args.out or not args.types:

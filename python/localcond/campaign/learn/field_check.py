@@ -28,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from localcond.campaign.dataset import QUANT
+from localcond.campaign.dataset import DENSE_FORMAT, QUANT
 from localcond.engine.neighbors import periodic_edges
 from localcond.engine.runtime import LoadedModel
 from localcond.errors import LocalcondError
 
-DENSE_FORMAT = "localcond-dense-labels/1"
 BOOTSTRAP = 1000
 
 
