@@ -17,6 +17,7 @@ turns the message into a LAMMPS error.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -71,7 +72,8 @@ def _array(views: dict[str, memoryview], name: str, dtype: type) -> np.ndarray:
 # File prefixes in this process (absolute paths): the fix that holds each, and those an
 # earlier fix wrote. Every rank registers the same fixes, so every rank refuses alike.
 _HOLDERS: dict[str, "weakref.ref[FixSession]"] = {}
-_WRITTEN: set[str] = set()
+_WRITTEN: dict[str, int] = {}  # prefix -> the serial number of the fix that wrote it
+_SERIALS = itertools.count()
 
 
 def _claim_prefix(prefix: str, session: "FixSession") -> str:
@@ -97,6 +99,7 @@ class FixSession:
             check_writable_prefix(self.prefix)
             self.prefix_key = _claim_prefix(self.prefix, self)
         self.restored = False  # statistics continued from a restart file
+        self.serial = next(_SERIALS)
         md = model.metadata
         self.reducers = ReducerSet(options.reducers, md.species, md.charges, comm, "domains",
                                    share_validated=md.species_share_validated)
@@ -157,7 +160,8 @@ class FixSession:
         longest step an ion may take between evaluations); with ``corr`` ``pair_sums``, the
         pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the notes
         to log (one string, empty when none)."""
-        if self.observed == 0 and self.prefix_key in _WRITTEN and not self.restored:
+        if (self.observed == 0 and self.prefix_key is not None and not self.restored
+                and _WRITTEN.get(self.prefix_key, self.serial) != self.serial):
             raise ValueError(f"an earlier fix localcond in this process wrote '{self.prefix}.reduce.npz' and "
                              f"'{self.prefix}.summary.json'; this fix would overwrite them (unfix, then a new "
                              "fix with the same file prefix): give it another prefix, or carry the statistics "
@@ -193,7 +197,7 @@ class FixSession:
                   "step": int(step), "localcond_version": __version__}
         self.reducers.write(self.prefix, source, source,
                             "mean over evaluations of the group mean of lambda; error by blocking of that series")
-        _WRITTEN.add(os.path.abspath(self.prefix))
+        _WRITTEN[os.path.abspath(self.prefix)] = self.serial
 
     def state_bytes(self) -> bytes:
         return self.reducers.state_bytes(self.identity)
