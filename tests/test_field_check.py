@@ -75,13 +75,16 @@ def planted(tmp_path_factory):
     arrays = dict(id=np.arange(1, 2 * N_PAIRS + 1), type=types, charge=np.where(types == 1, 1.0, -1.0),
                   cell=cell, box_origin=np.zeros(3), pbc=np.array([True] * 3),
                   positions_u16=np.stack([quantize(f, np.zeros(3), cell) for f in x]),
-                  time_ps=np.arange(ORIGINS) * 5.0, lags_ps=np.array([5.0]))
+                  time_ps=np.arange(ORIGINS) * 5.0, lags_ps=np.array([5.0, 10.0]))
     path = root / "dense.npz"
-    # the labels: the planted field at each origin plus noise, stored as a = label / (N P)
-    np.savez(path, metadata=json.dumps(record_meta), a=np.zeros((ORIGINS, 1, 2 * N_PAIRS)), **arrays)
+    np.savez(path, metadata=json.dumps(record_meta), a=np.zeros((ORIGINS, 2, 2 * N_PAIRS)), **arrays)
     field = field_values(model, read_dense(path))
+    # the slope-form labels over [5, 10] ps, 2 λ(10) − λ(5), are the planted field plus noise;
+    # the plain-form labels at 5 ps are anything (noise of their own); stored as a = label / (N P)
     labels = field + rng.normal(scale=NOISE, size=field.shape)
-    np.savez(path, metadata=json.dumps(record_meta), a=(labels / (2 * N_PAIRS * 2.0))[:, None, :], **arrays)
+    at5 = rng.normal(scale=NOISE, size=field.shape)
+    plain = np.stack([at5, (labels + at5) / 2.0], axis=1)
+    np.savez(path, metadata=json.dumps(record_meta), a=plain / (2 * N_PAIRS * 2.0), **arrays)
     mean = float(field.mean())
     mirror = save_model(PairRule(2 * mean - PAIRED, 2 * mean - FREE), metadata(), root / "mirror.pt")
     return read_dense(path), model, load_model(mirror), field
@@ -91,7 +94,7 @@ def test_planted_field_is_recovered(planted):
     record, model, _, field = planted
     assert 0.2 < np.mean(field == PAIRED) < 0.8  # both kinds of ion are present
     pred = field_values(model, record)
-    result = calibration(pred, record.labels(5.0), stride_ps=5.0, tau_ps=5.0)
+    result = calibration(pred, record.window_labels(5.0), stride_ps=5.0, span_ps=10.0)
     assert abs(result["slope"] - 1.0) < 3 * result["slope_stderr"]
     assert 0.8 <= result["slope"] <= 1.2
     assert abs(result["intercept"]) < 3 * result["intercept_stderr"]
@@ -102,7 +105,7 @@ def test_field_with_the_same_mean_but_another_rule_fails(planted):
     record, model, mirror, _ = planted
     pred, other = field_values(model, record), field_values(mirror, record)
     assert other.mean() == pytest.approx(pred.mean(), rel=1e-9)  # same system mean
-    result = calibration(other, record.labels(5.0), stride_ps=5.0, tau_ps=5.0)
+    result = calibration(other, record.window_labels(5.0), stride_ps=5.0, span_ps=10.0)
     assert not 0.8 <= result["slope"] <= 1.2
     assert result["slope"] == pytest.approx(-1.0, abs=4 * result["slope_stderr"])
 
@@ -115,3 +118,12 @@ def test_species_share_against_the_measured_share(planted):
     expected = pred[:, first].sum() / pred.sum()
     assert share["prediction"] == pytest.approx(expected, rel=1e-12)
     assert share["z"] == pytest.approx((expected - 0.5) / 0.01, rel=1e-12)
+
+
+def test_window_labels_are_the_slope_form(planted):
+    """2 λ(2τ) − λ(τ) from the plain-form labels: here the planted labels by construction;
+    and the plain-form labels alone (at 5 ps, pure noise) carry no field."""
+    record, model, _, field = planted
+    np.testing.assert_allclose(record.window_labels(5.0), 2 * record.labels(10.0) - record.labels(5.0))
+    pred = field_values(model, record)
+    assert abs(calibration(pred, record.labels(5.0), stride_ps=5.0, span_ps=5.0)["slope"]) < 0.3

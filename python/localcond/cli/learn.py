@@ -40,7 +40,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         figure = calibration_plot(result["field"], path.with_name(path.stem + "_calibration.png"))
         for row in result["field"]:
             c, s = row["calibration"], row["species_share"]
-            print(f"{row['system']:16s} {row['role'] or '':8s} calibration at {c['tau_lambda_ps']:g} ps: slope "
+            lo, hi = c["label_window_ps"]
+            print(f"{row['system']:16s} {row['role'] or '':8s} calibration on labels over {lo:g}-{hi:g} ps: slope "
                   f"{c['slope']:.2f} +- {c['slope_stderr']:.2f}, intercept {c['intercept']:.3g} +- "
                   f"{c['intercept_stderr']:.2g}; {s['species']} share of Lambda_pred {s['prediction']:.3f}"
                   + (f" against measured {s['measured']['value']:.3f} (z = {s['z']:+.1f})" if s.get("z") is not None
@@ -64,9 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="parity plot (PNG; default: the JSON path with .png)")
     p.add_argument("--dense", nargs="+", metavar="RECORD",
                    help="dense-label records (localcond replicas) to check the per-ion field on: the "
-                   "calibration of labels against lambda_i at --tau-lambda-ps, per system, and a figure")
+                   "calibration of per-ion labels against lambda_i, per system, and a figure")
     p.add_argument("--tau-lambda-ps", type=float, default=5.0,
-                   help="the lag of the per-ion labels for the calibration (default 5 ps)")
+                   help="the labels are in the slope form over [TAU, 2 TAU] (default 5 ps: the window the "
+                   "field is defined on, doc/design.md 1.6)")
     p.add_argument("--shares", help="replica table (training/replica_systems.json) whose measured species "
                    "shares of Lambda_EH the model's shares are compared with")
     p.set_defaults(func=_cmd_evaluate)

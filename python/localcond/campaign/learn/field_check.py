@@ -4,14 +4,15 @@ The mean of λ over a system is checked by :mod:`localcond.campaign.learn.evalua
 this module checks the field itself, on dense-label records
 (:mod:`localcond.campaign.replicas`, format ``localcond-dense-labels/1``):
 
-- **calibration at τ_λ**: the plain-form labels λ_i(t0; τ_λ) = N P q_i Δr_i·ΔM/τ_λ
-  (doc/design.md §1.2) regressed on the model's λ_i(t0) over all ions and origins
-  of a system. If λ_i were the expected label given the environment,
-  E[label | λ] = λ: slope 1, intercept 0. Least squares of label on λ; errors by
-  a block bootstrap over origins (blocks of consecutive origins at least τ_λ
-  long, resampled with replacement), because labels of nearby origins share
-  their displacements. Binned means (``bins`` equal-count bins of λ) for the
-  calibration figure.
+- **calibration at τ_λ**: the slope-form labels over the window [τ_λ, 2τ_λ],
+  λ_i(t0) = N P [q_i Δr_i·ΔM (2τ_λ) − q_i Δr_i·ΔM (τ_λ)] / τ_λ
+  (doc/design.md §1.2, §1.6: the estimand of the field), regressed on the model's
+  λ_i(t0) over all ions and origins of a system. If λ_i were the expected label
+  given the environment, E[label | λ] = λ: slope 1, intercept 0. Least squares of
+  label on λ; errors by a block bootstrap over origins (blocks of consecutive
+  origins at least 2τ_λ long, resampled with replacement), because labels of
+  nearby origins share their displacements. Binned means (``bins`` equal-count
+  bins of λ) for the calibration figure.
 - **species share**: the first species' share of Λ_pred (Σ over its ions of λ /
   Σ over all ions) beside a measured share of Λ_EH with its error, z.
 
@@ -54,6 +55,11 @@ class DenseRecord:
     def positions(self, origin: int) -> np.ndarray:
         frac = self.positions_u16[origin].astype(np.float64) / QUANT
         return self.box_origin + frac @ self.cell
+
+    def window_labels(self, tau_ps: float) -> np.ndarray:
+        """[O, N]: slope-form labels over the window [τ, 2τ] (S cm² mol⁻¹):
+        (2τ λ(2τ) − τ λ(τ)) / τ from the plain-form labels at both lags."""
+        return 2.0 * self.labels(2.0 * tau_ps) - self.labels(tau_ps)
 
     def labels(self, tau_ps: float) -> np.ndarray:
         """[O, N]: plain-form labels at lag τ (S cm² mol⁻¹)."""
@@ -111,14 +117,15 @@ def _fit(pred: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return slope, float(labels.mean() - slope * pred.mean())
 
 
-def calibration(pred: np.ndarray, labels: np.ndarray, stride_ps: float, tau_ps: float, bins: int = 8,
+def calibration(pred: np.ndarray, labels: np.ndarray, stride_ps: float, span_ps: float, bins: int = 8,
                 seed: int = 0) -> dict:
     """Labels [O, N] against the model's λ [O, N] at the same ions and origins: slope and
-    intercept with block-bootstrap errors, and binned means for a figure."""
+    intercept with block-bootstrap errors, and binned means for a figure. ``span_ps``:
+    the longest lag in a label (origins closer than that share displacements)."""
     if pred.shape != labels.shape or pred.ndim != 2:
         raise LocalcondError(f"predictions {pred.shape} and labels {labels.shape} must be equal [origins, ions]")
     n_origins = pred.shape[0]
-    block = max(1, math.ceil(tau_ps / stride_ps))  # consecutive origins that share displacements
+    block = max(1, math.ceil(span_ps / stride_ps))  # consecutive origins that share displacements
     starts = np.arange(0, n_origins, block)
     slope, intercept = _fit(pred.ravel(), labels.ravel())
     rng = np.random.default_rng(seed)
@@ -138,11 +145,11 @@ def calibration(pred: np.ndarray, labels: np.ndarray, stride_ps: float, tau_ps: 
                            "label_stderr_naive": float(values.std(ddof=1) / math.sqrt(part.size))
                            if part.size > 1 else None, "n": int(part.size)})
     return {"slope": slope, "slope_stderr": float(spread[0]), "intercept": intercept,
-            "intercept_stderr": float(spread[1]), "tau_lambda_ps": tau_ps, "n_origins": int(n_origins),
+            "intercept_stderr": float(spread[1]), "n_origins": int(n_origins),
             "n_ions": int(pred.shape[1]), "bootstrap_block_origins": block, "bins": binned,
             "lambda_std": float(pred.std()), "label_std": float(labels.std()),
             "unit": "S cm^2 mol^-1",
-            "definition": "least squares of the plain-form label at tau_lambda on the model's lambda at the "
+            "definition": "least squares of the per-ion label on the model's lambda at the "
                           "origin, over all ions and origins; errors by block bootstrap over origins"}
 
 
@@ -173,8 +180,10 @@ def check_field(model_path: str | Path, dense_paths: list[Path], tau_lambda_ps: 
         rows.append({
             "system": system, "record": str(path),
             "role": (roles or {}).get(system, record.metadata.get("role")),
-            "calibration": calibration(pred, record.labels(tau_lambda_ps), record.metadata["stride_ps"],
-                                       tau_lambda_ps),
+            "calibration": {**calibration(pred, record.window_labels(tau_lambda_ps), record.metadata["stride_ps"],
+                                          2.0 * tau_lambda_ps),
+                            "label_window_ps": [tau_lambda_ps, 2.0 * tau_lambda_ps],
+                            "label": "slope form over [tau_lambda, 2 tau_lambda]"},
             "species_share": {"species": model.metadata.species[0],
                               **species_share(pred, first, (measured_shares or {}).get(system))},
         })
@@ -208,7 +217,8 @@ def calibration_plot(rows: list[dict], path: str | Path, title: str = "") -> Pat
     lo, hi = min(values), max(values)
     ax.plot([lo, hi], [lo, hi], "k:", lw=1, label="label = λ_i")
     ax.set_xlabel("λ_i of the model, binned (S cm²/mol)")
-    ax.set_ylabel(f"mean label at τ_λ = {rows[0]['calibration']['tau_lambda_ps']:g} ps (S cm²/mol)")
+    lo, hi = rows[0]["calibration"]["label_window_ps"]
+    ax.set_ylabel(f"mean label, window {lo:g}–{hi:g} ps (S cm²/mol)")
     ax.set_title(title or "per-ion calibration (held-out: stars; training: faint)")
     ax.legend(fontsize=7)
     fig.tight_layout()
