@@ -1,0 +1,98 @@
+"""Which window [τ, 2τ] should the per-ion field λ_i be defined on?
+
+Two requirements pull apart (doc/design.md §1.6): the labels' mean over ions must
+be the system's Λ (transport, not ballistic or caged motion), and the structure at
+t0 must still say something about the label (else no local field is testable). For
+the slope-form labels over [2, 5], [5, 10] and [10, 20] ps of the dense records
+(training/data/implicit-v2-replica/, from `localcond replicas`), per system:
+
+- the labels' mean over ions and origins against the card's Λ (training/systems.json)
+  with z over the record's block error (blocks of origins spanning 2τ2, since
+  labels of closer origins share displacements) combined with the card's total error;
+- a model-free structural signal: the mean label of ions with a counter-ion within
+  the contact distance R_PAIR at t0 ("paired") minus that of the others ("free"),
+  pooled over the training systems, relative to the pooled Λ, with a block error.
+
+Run: PYTHONPATH=python .venv/bin/python training/label_window_study.py
+(writes training/label_window_study.json, about a minute).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from localcond.campaign.learn.field_check import read_dense
+from localcond.engine.neighbors import periodic_edges
+
+ROOT = Path(__file__).resolve().parent
+WINDOWS = ((2.0, 5.0), (5.0, 10.0), (10.0, 20.0))
+R_PAIR = 4.5  # Å: cation σ 3.0 and anion σ 4.5 touch at 3.75 Å; the first minimum of g+- lies beyond
+
+
+def slope_labels(record, t1: float, t2: float) -> np.ndarray:
+    return (t2 * record.labels(t2) - t1 * record.labels(t1)) / (t2 - t1)
+
+
+def block_means(values: np.ndarray, span_ps: float, stride_ps: float) -> np.ndarray:
+    """Per-origin values [O] averaged in consecutive blocks spanning at least span_ps."""
+    g = max(1, math.ceil(span_ps / stride_ps))
+    k = len(values) // g
+    return values[: k * g].reshape(k, g).mean(axis=1)
+
+
+def paired(record) -> np.ndarray:
+    """[O, N] bool: the ion has a counter-ion within R_PAIR at the origin."""
+    charge = np.array([1.0 if n == "cation" else -1.0 for n in record.species_names])
+    out = np.zeros((len(record.time_ps), len(charge)), dtype=bool)
+    for k in range(len(record.time_ps)):
+        (i, j), _ = periodic_edges(record.positions(k), record.cell, record.pbc, R_PAIR)
+        unlike = charge[i] * charge[j] < 0
+        out[k, i[unlike]] = True
+    return out
+
+
+def main() -> None:
+    card = {r["system"]: r for r in json.loads((ROOT / "systems.json").read_text())["systems"]}
+    records = [read_dense(p) for p in sorted(glob.glob(str(ROOT / "data/implicit-v2-replica/*.npz")))]
+    out = {"command": "PYTHONPATH=python .venv/bin/python training/label_window_study.py",
+           "pair_distance_A": R_PAIR, "windows": []}
+    pairs = {r.metadata["system"]: paired(r) for r in records}
+    for t1, t2 in WINDOWS:
+        rows, z, diffs = [], [], []
+        for record in records:
+            name = record.metadata["system"]
+            labels = slope_labels(record, t1, t2)
+            blocks = block_means(labels.mean(axis=1), 2 * t2, record.metadata["stride_ps"])
+            err = float(blocks.std(ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
+            lam = card[name]["molar_conductivity"]
+            zs = (float(labels.mean()) - lam["value"]) / math.hypot(err, lam["total_error"])
+            p = pairs[name]
+            per_origin = np.array([labels[o, p[o]].mean() - labels[o, ~p[o]].mean() if p[o].any() and (~p[o]).any()
+                                   else np.nan for o in range(len(labels))])
+            rows.append({"system": name, "role": record.metadata["role"], "label_mean": float(labels.mean()),
+                         "label_mean_stderr": err, "card": lam["value"], "card_total_error": lam["total_error"],
+                         "z": zs, "paired_fraction": float(p.mean()),
+                         "paired_minus_free": float(np.nanmean(per_origin))})
+            z.append(zs)
+            if record.metadata["role"] == "train":
+                relative = per_origin / lam["value"]
+                diffs.append(block_means(relative[np.isfinite(relative)], 2 * t2, record.metadata["stride_ps"]))
+        pooled = np.concatenate(diffs)
+        out["windows"].append({
+            "window_ps": [t1, t2], "rms_z": float(np.sqrt(np.mean(np.square(z)))), "mean_z": float(np.mean(z)),
+            "paired_minus_free_relative_to_lambda": float(pooled.mean()),
+            "paired_minus_free_stderr": float(pooled.std(ddof=1) / math.sqrt(len(pooled))),
+            "systems": rows})
+        w = out["windows"][-1]
+        print(f"[{t1:g}, {t2:g}] ps: rms z {w['rms_z']:.2f} (mean {w['mean_z']:+.2f}); paired - free "
+              f"{w['paired_minus_free_relative_to_lambda']:+.3f} +- {w['paired_minus_free_stderr']:.3f} of Lambda")
+    (ROOT / "label_window_study.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
