@@ -127,3 +127,18 @@ def test_window_labels_are_the_slope_form(planted):
     np.testing.assert_allclose(record.window_labels(5.0), 2 * record.labels(10.0) - record.labels(5.0))
     pred = field_values(model, record)
     assert abs(calibration(pred, record.labels(5.0), stride_ps=5.0, span_ps=5.0)["slope"]) < 0.3
+
+
+def test_share_figure_plots_each_system_at_its_shares():
+    from localcond.campaign.learn.field_check import share_figure
+
+    rows = [{"system": "a", "role": "heldout", "species_share": {"species": "cation", "prediction": 0.62,
+                                                                  "measured": {"value": 0.74, "stderr": 0.02}, "z": -6.0}},
+            {"system": "b", "role": "train", "species_share": {"species": "cation", "prediction": 1.4,
+                                                                "measured": {"value": 0.7, "stderr": 0.1}, "z": 7.0}},
+            {"system": "c", "role": "train", "species_share": {"species": "cation", "prediction": 0.5, "measured": None}}]
+    fig = share_figure(rows)
+    points = [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in fig.axes[0].lines
+              if line.get_marker() in ("*", "o")]
+    assert points == [(0.74, 0.62), (0.7, 1.4)]  # c has no measured share
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == "a (z = -6.0)"

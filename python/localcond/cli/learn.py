@@ -27,7 +27,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
               f"{p['value']:8.4g} +- {p['stderr']:.2g} (spread {p['ensemble_spread']:.2g})  Lambda = "
               f"{t['value']:8.4g} +- {t['total_error']:.2g}  z = {row['z']:+.1f}")
     if args.dense:
-        from localcond.campaign.learn.field_check import calibration_plot, check_field
+        from localcond.campaign.learn.field_check import calibration_plot, check_field, share_plot
         from localcond.io.files import read_json
 
         shares = None
@@ -38,6 +38,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         result["field"] = check_field(args.model, record_paths(args.dense), args.tau_lambda_ps, shares, roles)
         path = write_json(args.json, result)
         figure = calibration_plot(result["field"], path.with_name(path.stem + "_calibration.png"))
+        shares_figure = share_plot(result["field"], path.with_name(path.stem + "_shares.png"))
         for row in result["field"]:
             c, s = row["calibration"], row["species_share"]
             lo, hi = c["label_window_ps"]
@@ -46,7 +47,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                   f"{c['intercept_stderr']:.2g}; {s['species']} share of Lambda_pred {s['prediction']:.3f}"
                   + (f" against measured {s['measured']['value']:.3f} (z = {s['z']:+.1f})" if s.get("z") is not None
                      else ""))
-        print(f"wrote {figure}")
+        print(f"wrote {figure} and {shares_figure}")
     print(f"wrote {path} and {plot}")
     return 0
 

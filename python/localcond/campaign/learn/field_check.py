@@ -226,3 +226,42 @@ def calibration_plot(rows: list[dict], path: str | Path, title: str = "") -> Pat
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
+
+
+def share_figure(rows: list[dict]):
+    """The model's first-species share of Λ_pred against the measured share of Λ_EH, one
+    point per system with a measured share (held-out ones as labelled stars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    shown = [r for r in rows if r["species_share"].get("measured")]
+    for row in shown:
+        share = row["species_share"]
+        held = row.get("role") == "heldout"
+        ax.errorbar(share["measured"]["value"], share["prediction"], xerr=share["measured"].get("stderr") or 0.0,
+                    fmt="*" if held else "o", ms=9 if held else 4, alpha=1.0 if held else 0.5, capsize=2,
+                    label=f"{row['system']} (z = {share['z']:+.1f})" if held and share.get("z") is not None else None)
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="model = measured")
+    ax.set_xlabel(f"measured share of Λ_EH ({shown[0]['species_share']['species'] if shown else 'first species'})")
+    ax.set_ylabel("the model's share of Λ_pred")
+    ax.set_title("species share (held-out: stars; training: faint)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def share_plot(rows: list[dict], path: str | Path) -> Path:
+    """:func:`share_figure` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    from localcond.io.files import atomic_path
+
+    fig = share_figure(rows)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
