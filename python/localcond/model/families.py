@@ -23,9 +23,16 @@ def _power_spectrum(species: Sequence[str], charges: Sequence[float], **options)
     return make_power_spectrum_model(species, charges, **options)
 
 
+def _two_scale(species: Sequence[str], charges: Sequence[float], **options):
+    from localcond.model.two_scale import make_two_scale_model
+
+    return make_two_scale_model(species, charges, **options)
+
+
 FAMILIES: dict[str, Callable[..., tuple[torch.nn.Module, ModelMetadata]]] = {
     "message-passing": _message_passing,
     "power-spectrum": _power_spectrum,
+    "two-scale": _two_scale,
 }
 
 

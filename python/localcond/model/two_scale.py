@@ -1,0 +1,139 @@
+"""Two-scale linear model: an ion's own environment and the environments around it.
+
+For ion i of species s_i, with p_i its power spectrum within the inner cutoff rc
+(:class:`~localcond.model.power_spectrum.PowerSpectrumConductivity`, all species
+channels) and p̄_i the mean of the power spectra of all ions within the outer
+cutoff R of i, i included, each written in *relative* species channels,
+
+    λ_i = b_{k,s_i} + W_{k,s_i} · p_i + U_{k,s_i} · p̄_i      (member k; λ = mean over k)
+
+in S cm² mol⁻¹. Relative channels: ion j's density channel of species s is
+re-indexed as (s − s_j) mod S, so that "same as me" and "other than me" line up
+when spectra of ions of different species are averaged (for a 1:1 salt: own
+species, then counter-ions). W reads the ion's own structure, which varies from
+ion to ion; p̄ averages over tens of ions, so it varies little within a system
+and carries what distinguishes state points (how paired the whole neighbourhood
+is). The fit (:mod:`localcond.campaign.learn.field_fit`) penalises the two
+differently.
+
+Contract (doc/design.md §3): ``cutoff`` = R (the edges it needs), ``n_layers`` =
+2, so the receptive field is 2R ≥ R + rc: every ion within R of an output node
+has its whole rc-neighbourhood among the nodes. The members share the
+descriptors; ``members`` returns each member's λ [K, n_local] (their spread is
+the model's uncertainty from the finite set of training systems). The spectra come
+from a power-spectrum module of the inner cutoff, whose own readout is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from localcond.model.contract import ModelMetadata
+from localcond.model.export import torch_dtype
+from localcond.model.power_spectrum import PowerSpectrumConductivity
+
+KIND = "two-scale-power-spectrum"
+
+
+def relative_channels(n_species: int, n_max: int, l_max: int) -> torch.Tensor:
+    """[S, F] int64: for a centre of species c, the index of the feature of p that lands at
+    each position of the relative-channel spectrum (gather indices). Features are ordered
+    (pair a ≤ b of density rows a = s·n_max + n, upper triangle row by row) × l."""
+    size = n_species * n_max
+    pairs = [(a, b) for a in range(size) for b in range(a, size)]
+    position = {pair: k for k, pair in enumerate(pairs)}
+    tables = []
+    for c in range(n_species):
+        def moved(a: int) -> int:
+            s, n = divmod(a, n_max)
+            return ((s - c) % n_species) * n_max + n
+
+        gather = [0] * (len(pairs) * (l_max + 1))
+        for k, (a, b) in enumerate(pairs):
+            target = position[tuple(sorted((moved(a), moved(b))))]
+            for l in range(l_max + 1):
+                gather[target * (l_max + 1) + l] = k * (l_max + 1) + l
+        tables.append(gather)
+    return torch.tensor(tables, dtype=torch.int64)
+
+
+class TwoScaleConductivity(torch.nn.Module):
+    """The module docstring's model with ``members`` stacked linear readouts (zero weights
+    until a fit sets them: :meth:`set_weights`)."""
+
+    def __init__(self, n_species: int, cutoff: float, inner_cutoff: float, n_max: int = 4, l_max: int = 4,
+                 members: int = 1, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        if not 0 < inner_cutoff <= cutoff:
+            raise ValueError(f"need 0 < inner_cutoff <= cutoff, got {inner_cutoff} and {cutoff} Å")
+        self.spectrum = PowerSpectrumConductivity(n_species, inner_cutoff, n_max, l_max, hidden=(), dtype=dtype)
+        self.cutoff = float(cutoff)
+        self.n_species = n_species
+        self.n_features = self.spectrum.n_features
+        self.register_buffer("relative", relative_channels(n_species, n_max, l_max))
+        self.register_buffer("bias", torch.zeros(members, n_species, dtype=dtype))
+        self.register_buffer("local_weights", torch.zeros(members, n_species, self.n_features, dtype=dtype))
+        self.register_buffer("smooth_weights", torch.zeros(members, n_species, self.n_features, dtype=dtype))
+
+    @torch.jit.export
+    def features(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                 n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(p [n_local, F], p̄ [n_local, F]): the output nodes' own spectra and the mean of the
+        relative-channel spectra of the nodes within ``cutoff`` of each, itself included.
+        Spectra of every node are computed, so ghost nodes need their edges (n_layers 2)."""
+        n_nodes = species.shape[0]
+        p = self.spectrum.descriptors(species, edge_index, edge_vec, n_nodes)
+        relative = torch.gather(p, 1, self.relative[species])
+        center = edge_index[0]
+        r = torch.linalg.vector_norm(edge_vec, dim=1)
+        kept = torch.nonzero((center < n_local) & (r < self.cutoff)).squeeze(1)
+        sums = relative[:n_local].clone()
+        sums.index_add_(0, center[kept], relative[edge_index[1][kept]])
+        counts = torch.ones(n_local, dtype=p.dtype, device=p.device)
+        counts.index_add_(0, center[kept], torch.ones(kept.shape[0], dtype=p.dtype, device=p.device))
+        return p[:n_local], sums / counts.unsqueeze(1)
+
+    @torch.jit.export
+    def members(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        """Every member's λ [K, n_local] in S cm² mol⁻¹."""
+        own, around = self.features(species, edge_index, edge_vec, n_local)
+        local = species[:n_local]
+        return (self.bias[:, local] + torch.einsum("knf,nf->kn", self.local_weights[:, local], own)
+                + torch.einsum("knf,nf->kn", self.smooth_weights[:, local], around))
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        """λ in S cm² mol⁻¹ for nodes 0 … n_local−1 (the contract): the members' mean."""
+        return self.members(species, edge_index, edge_vec, n_local).mean(dim=0)
+
+    @torch.no_grad()
+    def set_weights(self, bias: torch.Tensor, local_weights: torch.Tensor, smooth_weights: torch.Tensor) -> None:
+        """Members' parameters in raw descriptor units: bias [K, S], weights [K, S, F]."""
+        k = bias.shape[0]
+        shape = (k, self.n_species, self.n_features)
+        if bias.shape != (k, self.n_species) or local_weights.shape != shape or smooth_weights.shape != shape:
+            raise ValueError(f"need bias [K, {self.n_species}] and weights [K, {self.n_species}, "
+                             f"{self.n_features}], got {tuple(bias.shape)}, {tuple(local_weights.shape)}, "
+                             f"{tuple(smooth_weights.shape)}")
+        dtype = self.bias.dtype
+        self.bias = bias.to(dtype).clone()
+        self.local_weights = local_weights.to(dtype).clone()
+        self.smooth_weights = smooth_weights.to(dtype).clone()
+
+
+def make_two_scale_model(species: Sequence[str], charges: Sequence[float], cutoff: float = 30.0,
+                         inner_cutoff: float = 10.0, n_max: int = 4, l_max: int = 4, members: int = 1,
+                         dtype: str = "float64") -> tuple[TwoScaleConductivity, ModelMetadata]:
+    """The two-scale architecture with zero weights; its metadata say ``trained: false``.
+    ``cutoff`` R and ``inner_cutoff`` rc in Å."""
+    metadata = ModelMetadata(
+        species=tuple(species), charges=tuple(float(q) for q in charges), cutoff=float(cutoff), n_layers=2,
+        dtype=dtype, kind=KIND,
+        description=(f"UNTRAINED two-scale power-spectrum model (zero weights; rc {float(inner_cutoff)} A, "
+                     f"R {float(cutoff)} A, n_max {n_max}, l_max {l_max})"),
+        trained=False)
+    module = TwoScaleConductivity(len(species), cutoff, inner_cutoff, n_max, l_max, members, torch_dtype(metadata))
+    return module, metadata

@@ -1,0 +1,88 @@
+"""The two-scale model (localcond.model.two_scale): its averaged spectra against a
+brute-force sum over periodic images, its relative species channels against a
+relabelling of the species, and the fix against offline prediction on 1 and 2
+ranks (spectra of ghost atoms)."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import System, run_lmp
+from localcond.engine.neighbors import periodic_edges
+from localcond.model.export import save_model
+from localcond.model.two_scale import make_two_scale_model, relative_channels
+
+RC, R = 4.0, 7.0
+
+
+def salt(seed: int, n: int = 24, box: float = 13.0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 3)) * box, np.arange(n) % 2, np.eye(3) * box
+
+
+def test_relative_channels_swap_the_species_of_a_second_centre():
+    """S = 2, n_max 1, l_max 0: features (a, b) = (0,0), (0,1), (1,1). Seen from species 1
+    its own channel comes first: (1,1) lands at (0,0) and (0,0) at (1,1)."""
+    table = relative_channels(2, 1, 0)
+    assert table[0].tolist() == [0, 1, 2]
+    assert table[1].tolist() == [2, 1, 0]
+    for c in range(3):  # a permutation for any number of species
+        assert sorted(relative_channels(3, 2, 1)[c].tolist()) == list(range(relative_channels(3, 2, 1).shape[1]))
+
+
+def test_mean_spectra_equal_a_brute_force_sum_over_images():
+    """p̄_i = mean over every ion (and periodic image) within R of i, i itself included,
+    of its relative-channel spectrum; computed here from each ion's own spectrum."""
+    x, species, cell = salt(1)
+    module, _ = make_two_scale_model(["A", "B"], [1.0, -1.0], cutoff=R, inner_cutoff=RC)
+    s = torch.as_tensor(species)
+    ei, ev = periodic_edges(x, cell, (True,) * 3, R)
+    own, around = module.features(s, torch.as_tensor(ei), torch.as_tensor(ev), len(x))
+    p = module.spectrum.descriptors(s, torch.as_tensor(ei), torch.as_tensor(ev), len(x)).numpy()
+    rel = np.stack([p[j][module.relative[species[j]].numpy()] for j in range(len(x))])
+    np.testing.assert_allclose(own.numpy(), p)
+    shifts = np.array(np.meshgrid(*[[-1, 0, 1]] * 3)).reshape(3, -1).T @ cell
+    for i in range(len(x)):
+        total, count = rel[i].copy(), 1
+        for j in range(len(x)):
+            for shift in shifts:
+                d = np.linalg.norm(x[j] + shift - x[i])
+                if 0 < d < R:
+                    total += rel[j]
+                    count += 1
+        np.testing.assert_allclose(around[i].numpy(), total / count, rtol=1e-10, atol=1e-12)
+
+
+def test_relabelling_the_species_keeps_the_relative_mean():
+    """Swap which species every ion is: each ion's relative-channel mean is unchanged
+    (own species first either way), its own spectrum is not."""
+    x, species, cell = salt(2)
+    module, _ = make_two_scale_model(["A", "B"], [1.0, -1.0], cutoff=R, inner_cutoff=RC)
+    ei, ev = (torch.as_tensor(a) for a in periodic_edges(x, cell, (True,) * 3, R))
+    own, around = module.features(torch.as_tensor(species), ei, ev, len(x))
+    own2, around2 = module.features(torch.as_tensor(1 - species), ei, ev, len(x))
+    np.testing.assert_allclose(around2.numpy(), around.numpy(), rtol=1e-10)
+    assert not np.allclose(own2.numpy(), own.numpy())
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    module, metadata = make_two_scale_model(["Li", "PF6"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, members=2)
+    rng = np.random.default_rng(0)
+    f = module.n_features
+    module.set_weights(torch.as_tensor(rng.normal(size=(2, 2))),
+                       torch.as_tensor(rng.normal(scale=0.1, size=(2, 2, f))),
+                       torch.as_tensor(rng.normal(scale=0.1, size=(2, 2, f))))
+    return str(save_model(module, metadata, tmp_path_factory.mktemp("m") / "two_scale.pt"))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_fix_equals_offline_prediction(tmp_path, model, nprocs):
+    """Receptive field 2R = 14 Å: ghosts out to 14 Å + skin carry the spectra that enter
+    the local ions' means; the fix's λ equals `localcond predict` on the dumped frames."""
+    from test_fix_lammps import SPECIES, assert_fix_matches_offline
+
+    system = System(model=model, comm_cutoff=16.5, steps=60, nevery=20, box=26.0, n_per_type=40)
+    run_lmp(tmp_path, system.input_text(), nprocs=nprocs)
+    assert_fix_matches_offline(tmp_path, model, SPECIES)
