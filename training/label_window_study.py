@@ -11,7 +11,13 @@ the slope-form labels over [2, 5], [5, 10] and [10, 20] ps of the dense records
   labels of closer origins share displacements) combined with the card's total error;
 - a model-free structural signal: the mean label of ions with a counter-ion within
   the contact distance R_PAIR at t0 ("paired") minus that of the others ("free"),
-  pooled over the training systems, relative to the pooled Λ, with a block error.
+  pooled over the training systems, relative to the pooled Λ, with a block error;
+  and the same *within each species* (each frame's species mean removed, so the
+  cation/anion split does not enter), pooled over all systems by inverse variance;
+- the power of the per-system calibration test: the slope of the labels on the
+  field that has no structure at all, λ_i = 2 t_s Λ (the card's own Λ and
+  species share t_s), on every held-out system, with its block-bootstrap error
+  (:func:`localcond.campaign.learn.field_check.calibration`).
 
 Run: PYTHONPATH=python .venv/bin/python training/label_window_study.py
 (writes training/label_window_study.json, about a minute).
@@ -26,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localcond.campaign.learn.field_check import read_dense
+from localcond.campaign.learn.field_check import calibration, read_dense
 from localcond.engine.neighbors import periodic_edges
 
 ROOT = Path(__file__).resolve().parent
@@ -56,6 +62,27 @@ def paired(record) -> np.ndarray:
     return out
 
 
+def within_species(labels: np.ndarray, pairs: np.ndarray, cation: np.ndarray) -> float:
+    """Paired minus unpaired mean label within each species (each frame's species mean
+    removed), averaged over the species that have both kinds."""
+    out = []
+    for ions in (cation, ~cation):
+        y = labels[:, ions] - labels[:, ions].mean(axis=1, keepdims=True)
+        p = pairs[:, ions]
+        if p.any() and (~p).any():
+            out.append(y[p].mean() - y[~p].mean())
+    return float(np.mean(out)) if out else float("nan")
+
+
+def bootstrap(stat, n_origins: int, block: int, draws: int = 300, seed: int = 0) -> float:
+    """Standard deviation of ``stat(origins)`` over resamples of blocks of consecutive origins."""
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0, n_origins, block)
+    values = [stat(np.concatenate([np.arange(s, min(s + block, n_origins)) for s in rng.choice(starts, starts.size)]))
+              for _ in range(draws)]
+    return float(np.nanstd(values, ddof=1))
+
+
 def main() -> None:
     card = {r["system"]: r for r in json.loads((ROOT / "systems.json").read_text())["systems"]}
     records = [read_dense(p) for p in sorted(glob.glob(str(ROOT / "data/implicit-v2-replica/*.npz")))]
@@ -63,7 +90,7 @@ def main() -> None:
            "pair_distance_A": R_PAIR, "windows": []}
     pairs = {r.metadata["system"]: paired(r) for r in records}
     for t1, t2 in WINDOWS:
-        rows, z, diffs = [], [], []
+        rows, z, diffs, within = [], [], [], []
         for record in records:
             name = record.metadata["system"]
             labels = slope_labels(record, t1, t2)
@@ -74,23 +101,41 @@ def main() -> None:
             p = pairs[name]
             per_origin = np.array([labels[o, p[o]].mean() - labels[o, ~p[o]].mean() if p[o].any() and (~p[o]).any()
                                    else np.nan for o in range(len(labels))])
+            cation = np.array([n == "cation" for n in record.species_names])
+            block = max(1, math.ceil(t2 / record.metadata["stride_ps"]))
+            w = within_species(labels, p, cation) / lam["value"]
+            w_err = bootstrap(lambda o: within_species(labels[o], p[o], cation), len(labels), block) / lam["value"]
+            within.append((w, w_err))
+            share = card[name]["species_share_of_conductivity"]["1"]["value"]
+            oracle = np.where(cation, 2 * share * lam["value"], 2 * (1 - share) * lam["value"])
+            fit = calibration(np.broadcast_to(oracle, labels.shape).copy(), labels, record.metadata["stride_ps"], t2)
             rows.append({"system": name, "role": record.metadata["role"], "label_mean": float(labels.mean()),
                          "label_mean_stderr": err, "card": lam["value"], "card_total_error": lam["total_error"],
                          "z": zs, "paired_fraction": float(p.mean()),
-                         "paired_minus_free": float(np.nanmean(per_origin))})
+                         "paired_minus_free": float(np.nanmean(per_origin)),
+                         "within_species_paired_minus_free_relative": w, "within_species_stderr": w_err,
+                         "species_only_field_slope": fit["slope"], "species_only_field_slope_stderr": fit["slope_stderr"]})
             z.append(zs)
             if record.metadata["role"] == "train":
                 relative = per_origin / lam["value"]
                 diffs.append(block_means(relative[np.isfinite(relative)], 2 * t2, record.metadata["stride_ps"]))
         pooled = np.concatenate(diffs)
+        values = np.array([v for v, e in within if e > 0])
+        weights = np.array([1 / e**2 for v, e in within if e > 0])
         out["windows"].append({
             "window_ps": [t1, t2], "rms_z": float(np.sqrt(np.mean(np.square(z)))), "mean_z": float(np.mean(z)),
             "paired_minus_free_relative_to_lambda": float(pooled.mean()),
             "paired_minus_free_stderr": float(pooled.std(ddof=1) / math.sqrt(len(pooled))),
+            "within_species_paired_minus_free_relative": float((values * weights).sum() / weights.sum()),
+            "within_species_stderr": float(1 / math.sqrt(weights.sum())),
             "systems": rows})
         w = out["windows"][-1]
+        held = [r for r in rows if r["role"] == "heldout"]
         print(f"[{t1:g}, {t2:g}] ps: rms z {w['rms_z']:.2f} (mean {w['mean_z']:+.2f}); paired - free "
-              f"{w['paired_minus_free_relative_to_lambda']:+.3f} +- {w['paired_minus_free_stderr']:.3f} of Lambda")
+              f"{w['paired_minus_free_relative_to_lambda']:+.3f} +- {w['paired_minus_free_stderr']:.3f} of Lambda; "
+              f"within species {w['within_species_paired_minus_free_relative']:+.3f} +- {w['within_species_stderr']:.3f}; "
+              "species-only field on held-out: " + ", ".join(
+                  f"{r['species_only_field_slope']:.2f} +- {r['species_only_field_slope_stderr']:.2f}" for r in held))
     (ROOT / "label_window_study.json").write_text(json.dumps(out, indent=1) + "\n")
 
 

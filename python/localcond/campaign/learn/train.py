@@ -549,6 +549,10 @@ class Trainer:
 
 
 def train(config_path: str | Path, log=print) -> Path:
+    if read_json(Path(config_path), "training configuration").get("solver") == "field":
+        from localcond.campaign.learn.field_fit import train_field
+
+        return train_field(config_path, log)
     config = load_config(config_path)
     command = "localcond train " + str(config_path)
     return Trainer(config, log).run(command)

@@ -1,0 +1,399 @@
+"""Fit a local conductivity *field* (doc/design.md §1.6): the two-scale linear model
+(:mod:`localcond.model.two_scale`) on three kinds of data at once.
+
+Per training system (dense-label records of ``localcond replicas`` with the card's
+rows), in the standardised design φ_i = [1, p_i, p̄_i] per species block:
+
+- **labels** — the slope-form per-ion labels over [τ_λ, 2τ_λ] (τ_λ = 5 ps), as
+  within-frame contrasts: label and φ minus their means over the ions of the
+  frame. Contrasts carry what distinguishes ions of one frame and none of the
+  collective noise the labels share; their weight is 1 / (2 var) of the
+  system's contrasts (neighbouring origins, 5 ps apart, share half their window);
+- **Λ** — the mean of φ over ions and origins against the card's Λ, with the
+  error that covers long lags (``long_lag_check.total_error`` of the replica
+  table, :mod:`localcond.campaign.long_lag`);
+- **the first species' share** — the mean over origins of (1/N) Σ_{i of species 0} φ_i
+  against t Λ, t the measured share of Λ_EH pooled over the grid's run and the
+  replica (inverse variance), error σ_t Λ ⊕ t σ_Λ.
+
+Weighted least squares with a ridge penalty α_own on the weights of p (which vary
+ion to ion) and α_around on those of p̄ (which vary little within a system),
+intercepts free. The penalties are chosen by leave-one-training-system-out: among
+the pairs whose pooled within-system calibration slope of the left-out systems'
+labels on their predictions lies within ``slope_tolerance`` of 1, the one with the
+smallest χ² of the left-out Λ and shares (the held-out systems play no part).
+Members: the jackknife of the fit over training systems (as
+:func:`localcond.campaign.learn.ridge.jackknife_members`), so that their mean is the
+fit and their spread its uncertainty from the finite set of systems. After the fit,
+the held-out systems are checked (Λ, share, calibration) for the card and for the
+metadata's ``validation`` — reported, never used to choose.
+
+Units: λ, Λ in S cm² mol⁻¹; lengths in Å; times in ps.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from localcond import __version__
+from localcond.campaign.dataset import unusable_for_training
+from localcond.campaign.learn.field_check import DenseRecord, calibration, read_dense
+from localcond.engine.neighbors import periodic_edges
+from localcond.errors import LocalcondError
+from localcond.io.files import atomic_path, read_json
+from localcond.model.contract import ModelMetadata
+from localcond.model.export import save_model
+from localcond.model.two_scale import make_two_scale_model
+
+HELD_OUT_LIMITS = {"interpolation": 0.05, "extrapolation": 0.10}  # |Λ_pred/Λ − 1| (issue 24, item 5)
+SLOPE_RANGE = (0.8, 1.2)
+
+
+@dataclass
+class FieldConfig:
+    dense: list[str]  # dense-label records (globs), relative to the config file
+    table: str  # the card's table (training/systems.json)
+    replica_table: str  # training/replica_systems.json: long-lag errors, replica shares
+    out: str
+    model: dict = field(default_factory=lambda: {"family": "two-scale", "cutoff": 30.0, "inner_cutoff": 10.0})
+    label_window_ps: list[float] = field(default_factory=lambda: [5.0, 10.0])
+    alphas_own: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])
+    alphas_around: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3])
+    slope_tolerance: float = 0.1
+    solver: str = "field"
+
+
+def load_field_config(path: str | Path) -> FieldConfig:
+    path = Path(path)
+    data = read_json(path, "training configuration")
+    known = set(FieldConfig.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise LocalcondError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+    try:
+        config = FieldConfig(**data)
+    except TypeError as exc:
+        raise LocalcondError(f"{path}: {exc}") from None
+    base = path.parent
+
+    def resolve(p: str) -> str:
+        return p if os.path.isabs(p) else str((base / p).resolve())
+
+    config.dense = [resolve(p) for p in config.dense]
+    config.table, config.replica_table, config.out = (resolve(config.table), resolve(config.replica_table),
+                                                      resolve(config.out))
+    if config.model.get("family") != "two-scale":
+        raise LocalcondError(f"{path}: solver 'field' fits the 'two-scale' family, got {config.model.get('family')!r}")
+    t1, t2 = config.label_window_ps
+    if not (0 < t1 and math.isclose(t2, 2 * t1)):
+        raise LocalcondError(f"{path}: label_window_ps must be [tau, 2 tau], got {config.label_window_ps}")
+    if any(not (math.isfinite(a) and a > 0) for a in config.alphas_own + config.alphas_around):
+        raise LocalcondError(f"{path}: penalties must be positive numbers")
+    return config
+
+
+@dataclass
+class SystemRows:
+    """One system's data, in the standardised design: normal-equation blocks and what the
+    checks need."""
+
+    name: str
+    role: str
+    labels: np.ndarray  # [O, N]
+    design: np.ndarray  # [O, N, P] standardised
+    first: np.ndarray  # [N] bool: ions of the first species
+    lam: float
+    lam_error: float
+    share: float | None
+    share_error: float | None
+    stride_ps: float
+
+    def label_blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        z = self.design - self.design.mean(axis=1, keepdims=True)
+        y = self.labels - self.labels.mean(axis=1, keepdims=True)
+        weight = 1.0 / (2.0 * y.var())
+        z2 = z.reshape(-1, z.shape[-1])
+        return weight * (z2.T @ z2), weight * (z2.T @ y.reshape(-1))
+
+    def mean_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x̄, x̄ of the first species' share): the design's mean over ions and origins, and
+        the mean over origins of (1/N) Σ over the first species' ions."""
+        n = self.design.shape[1]
+        return self.design.mean(axis=(0, 1)), (self.design[:, self.first].sum(axis=1) / n).mean(axis=0)
+
+    def mean_blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        xbar, xfirst = self.mean_rows()
+        a = np.outer(xbar, xbar) / self.lam_error**2
+        b = xbar * self.lam / self.lam_error**2
+        if self.share is not None and self.share_error:
+            error = math.hypot(self.share_error * self.lam, self.share * self.lam_error)
+            a = a + np.outer(xfirst, xfirst) / error**2
+            b = b + xfirst * self.share * self.lam / error**2
+        return a, b
+
+
+def pooled_share(card_row: dict, replica_row: dict | None) -> tuple[float | None, float | None]:
+    """The first species' measured share of Λ_EH: inverse-variance mean of the grid's run and
+    the replica."""
+    values = []
+    for row in (card_row, replica_row):
+        share = (row or {}).get("species_share_of_conductivity", {}).get("1")
+        if share and share.get("stderr"):
+            values.append((share["value"], share["stderr"]))
+    if not values:
+        return None, None
+    weight = sum(1 / e**2 for _, e in values)
+    return sum(v / e**2 for v, e in values) / weight, 1 / math.sqrt(weight)
+
+
+class FieldFit:
+    def __init__(self, config: FieldConfig, log=print) -> None:
+        self.config, self.log = config, log
+        paths = sorted({Path(p) for pattern in config.dense for p in glob.glob(pattern)})
+        if not paths:
+            raise LocalcondError(f"no dense-label records match {config.dense}")
+        self.records = [read_dense(p) for p in paths]
+        card = {r["system"]: r for r in read_json(config.table, "card table")["systems"]}
+        replicas = {r["system"]: r for r in read_json(config.replica_table, "replica table")["systems"]}
+        self.species = ["cation", "anion"]
+        self.charges = [1.0, -1.0]
+        options = {k: v for k, v in config.model.items() if k != "family"}
+        self.module, self.template = make_two_scale_model(self.species, self.charges, **options)
+        self.card, self.replicas = card, replicas
+        raw = {}
+        for record in self.records:
+            name = record.metadata["system"]
+            if name not in card:
+                raise LocalcondError(f"{record.path}: system {name} is not in {config.table}")
+            raw[name] = self._features(record)
+        self.roles = {r.metadata["system"]: r.metadata["role"] for r in self.records}
+        self.excluded = {n: why for n in raw if self.roles[n] == "train"
+                         and (why := unusable_for_training(card[n])) is not None}
+        self.train = [n for n in raw if self.roles[n] == "train" and n not in self.excluded]
+        self.heldout = [n for n in raw if self.roles[n] == "heldout"]
+        self._standardise(raw)
+        self.rows = {r.metadata["system"]: self._rows(r, raw[r.metadata["system"]]) for r in self.records}
+        self.blocks = {n: (self.rows[n].label_blocks(), self.rows[n].mean_blocks()) for n in self.train}
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _features(self, record: DenseRecord) -> np.ndarray:
+        """[O, N, 2F]: p and p̄ of every ion at every origin (cached in ``out``)."""
+        cache = Path(self.config.out) / "features" / f"{record.metadata['system']}.npy"
+        if cache.exists():
+            return np.load(cache)
+        species = torch.as_tensor([self.species.index(n) for n in record.species_names])
+        out = []
+        with torch.no_grad():
+            for k in range(len(record.time_ps)):
+                ei, ev = periodic_edges(record.positions(k), record.cell, record.pbc, self.module.cutoff)
+                own, around = self.module.features(species, torch.as_tensor(ei),
+                                                   torch.as_tensor(ev, dtype=torch.float64), len(species))
+                out.append(torch.cat([own, around], dim=1).numpy())
+        values = np.array(out)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, values)
+        self.log(f"features of {record.metadata['system']}: {values.shape[0]} origins")
+        return values
+
+    def _standardise(self, raw: dict[str, np.ndarray]) -> None:
+        """Per species, the mean and standard deviation of every feature over the training rows."""
+        self.scale = []
+        for k in range(len(self.species)):
+            rows = np.concatenate([raw[n][:, self._of_species(n, k)].reshape(-1, raw[n].shape[-1]) for n in self.train])
+            std = rows.std(axis=0)
+            self.scale.append((rows.mean(axis=0), np.where(std > 0, std, 1.0)))
+
+    def _of_species(self, name: str, k: int) -> np.ndarray:
+        record = next(r for r in self.records if r.metadata["system"] == name)
+        return np.array([self.species.index(n) == k for n in record.species_names])
+
+    @property
+    def n_params(self) -> int:
+        return len(self.species) * (1 + 2 * self.module.n_features)
+
+    def _rows(self, record: DenseRecord, raw: np.ndarray) -> SystemRows:
+        name = record.metadata["system"]
+        o, n, f2 = raw.shape
+        block = 1 + f2
+        design = np.zeros((o, n, len(self.species) * block))
+        for k, (mean, std) in enumerate(self.scale):
+            ions = self._of_species(name, k)
+            design[:, ions, k * block] = 1.0
+            design[:, ions, k * block + 1:(k + 1) * block] = (raw[:, ions] - mean) / std
+        t1, _ = self.config.label_window_ps
+        card = self.card[name]
+        check = (self.replicas.get(name) or {}).get("long_lag_check") or {}
+        lam = card["molar_conductivity"]
+        share, share_error = pooled_share(card, self.replicas.get(name))
+        return SystemRows(name, self.roles[name], record.window_labels(t1), design,
+                          self._of_species(name, 0), float(lam["value"]),
+                          float(check.get("total_error") or lam.get("total_error") or lam["stderr"]),
+                          share, share_error, float(record.metadata["stride_ps"]))
+
+    # -- fit ----------------------------------------------------------------------------------
+
+    def _penalty(self, alpha_own: float, alpha_around: float) -> np.ndarray:
+        f = self.module.n_features
+        one = np.r_[0.0, np.full(f, alpha_own), np.full(f, alpha_around)]
+        return np.diag(np.tile(one, len(self.species)))
+
+    def solve(self, names: list[str], alpha_own: float, alpha_around: float) -> np.ndarray:
+        a = self._penalty(alpha_own, alpha_around)
+        b = np.zeros(self.n_params)
+        for n in names:
+            (al, bl), (am, bm) = self.blocks[n]
+            a = a + al + am
+            b = b + bl + bm
+        return np.linalg.solve(a, b)
+
+    def leave_one_out(self, alpha_own: float, alpha_around: float) -> dict:
+        """The left-out training systems' pooled within-system calibration slope, and the χ²
+        of their Λ and shares."""
+        num = den = 0.0
+        chi_lam, chi_share = [], []
+        for name in self.train:
+            theta = self.solve([m for m in self.train if m != name], alpha_own, alpha_around)
+            row = self.rows[name]
+            (gl, bl), _ = self.blocks[name]
+            num += float(theta @ bl)
+            den += float(theta @ gl @ theta)
+            xbar, xfirst = row.mean_rows()
+            lam = float(xbar @ theta)
+            chi_lam.append(((lam - row.lam) / row.lam_error) ** 2)
+            if row.share is not None and row.share_error:
+                chi_share.append(((float(xfirst @ theta) / lam - row.share) / row.share_error) ** 2)
+        return {"alpha_own": alpha_own, "alpha_around": alpha_around,
+                "within_slope": num / den if den > 0 else float("nan"),
+                "chi2_lambda": float(np.mean(chi_lam)), "chi2_share": float(np.mean(chi_share))}
+
+    def choose(self) -> tuple[dict, list[dict]]:
+        table = [self.leave_one_out(a, b) for a, b in itertools.product(self.config.alphas_own,
+                                                                           self.config.alphas_around)]
+        for row in table:
+            self.log(f"alpha_own {row['alpha_own']:g} alpha_around {row['alpha_around']:g}: leave-one-out "
+                     f"slope {row['within_slope']:.2f}, chi2 Lambda {row['chi2_lambda']:.2f}, "
+                     f"share {row['chi2_share']:.2f}")
+        calibrated = [r for r in table if abs(r["within_slope"] - 1.0) <= self.config.slope_tolerance]
+        if calibrated:
+            best = min(calibrated, key=lambda r: r["chi2_lambda"] + r["chi2_share"])
+        else:
+            best = min(table, key=lambda r: abs(r["within_slope"] - 1.0))
+            self.log(f"WARNING: no penalties give a leave-one-out slope within {self.config.slope_tolerance} of 1; "
+                     f"taking the closest ({best['within_slope']:.2f})")
+        for key in ("alpha_own", "alpha_around"):
+            values = getattr(self.config, key.replace("alpha_", "alphas_"))
+            if len(values) > 1 and best[key] in (min(values), max(values)):
+                self.log(f"WARNING: {key} {best[key]:g} is at the edge of the penalties tried; extend the grid")
+        return best, table
+
+    def members(self, alpha_own: float, alpha_around: float) -> np.ndarray:
+        """[n, P]: jackknife members whose mean is the fit to all training systems."""
+        n = len(self.train)
+        full = self.solve(self.train, alpha_own, alpha_around)
+        thetas = np.array([self.solve([m for m in self.train if m != name], alpha_own, alpha_around)
+                           for name in self.train])
+        return full + (n - 1) / math.sqrt(n) * (thetas - thetas.mean(axis=0))
+
+    def raw_weights(self, thetas: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Standardised parameters → bias [K, S], W [K, S, F], U [K, S, F] on raw features."""
+        f = self.module.n_features
+        block = 1 + 2 * f
+        k = thetas.shape[0]
+        bias = np.zeros((k, len(self.species)))
+        own = np.zeros((k, len(self.species), f))
+        around = np.zeros((k, len(self.species), f))
+        for s, (mean, std) in enumerate(self.scale):
+            part = thetas[:, s * block:(s + 1) * block]
+            weights = part[:, 1:] / std
+            bias[:, s] = part[:, 0] - weights @ mean
+            own[:, s], around[:, s] = weights[:, :f], weights[:, f:]
+        return torch.as_tensor(bias), torch.as_tensor(own), torch.as_tensor(around)
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def check(self, name: str, thetas: np.ndarray) -> dict:
+        """Λ_pred, the first species' share and the calibration on one system's dense labels."""
+        row = self.rows[name]
+        pred = row.design @ thetas.mean(axis=0)  # [O, N]
+        lam = float(pred.mean())
+        share = float(pred[:, row.first].sum() / pred.sum())
+        t1, t2 = self.config.label_window_ps
+        cal = calibration(pred, row.labels, row.stride_ps, t2)
+        members = np.array([float((row.design @ t).mean()) for t in thetas])
+        kind = "extrapolation" if self._outside(name) else "interpolation"
+        out = {"system": name, "role": row.role, "kind": kind,
+               "lambda_pred": lam, "lambda_pred_spread": float(members.std(ddof=1)) if len(members) > 1 else 0.0,
+               "lambda": row.lam, "lambda_error": row.lam_error,
+               "z_lambda": (lam - row.lam) / row.lam_error, "relative_error": lam / row.lam - 1.0,
+               "share": share, "share_measured": row.share, "share_error": row.share_error,
+               "z_share": (share - row.share) / row.share_error if row.share_error else None,
+               "slope": cal["slope"], "slope_stderr": cal["slope_stderr"], "intercept": cal["intercept"],
+               "lambda_std": float(pred.std())}
+        out["passes"] = {"lambda": abs(out["z_lambda"]) <= 2 and abs(out["relative_error"]) <= HELD_OUT_LIMITS[kind],
+                         "share": out["z_share"] is not None and abs(out["z_share"]) <= 2,
+                         "calibration": SLOPE_RANGE[0] <= out["slope"] <= SLOPE_RANGE[1]}
+        return out
+
+    def _outside(self, name: str) -> bool:
+        """Outside the training systems' concentration range (the card's held-out kind)."""
+        conc = [self.card[n]["concentration_nominal_mol_per_l"] for n in self.train]
+        c = self.card[name]["concentration_nominal_mol_per_l"]
+        return not min(conc) <= c <= max(conc)
+
+    # -- export -------------------------------------------------------------------------------
+
+    def run(self, command: str) -> Path:
+        best, table = self.choose()
+        thetas = self.members(best["alpha_own"], best["alpha_around"])
+        checks = [self.check(n, thetas) for n in self.heldout]
+        for c in checks:
+            self.log(f"held-out {c['system']}: Lambda_pred {c['lambda_pred']:.0f} against {c['lambda']:.0f} +- "
+                     f"{c['lambda_error']:.0f} (z {c['z_lambda']:+.1f}, {100 * c['relative_error']:+.1f} %); share "
+                     f"{c['share']:.3f} against {c['share_measured']:.3f} +- {c['share_error']:.3f}; calibration slope "
+                     f"{c['slope']:.2f} +- {c['slope_stderr']:.2f}; passes {c['passes']}")
+        options = {k: v for k, v in self.config.model.items() if k != "family"}
+        module, _ = make_two_scale_model(self.species, self.charges, members=len(thetas), **options)
+        module.set_weights(*self.raw_weights(thetas))
+        t1, t2 = self.config.label_window_ps
+        share_ok = bool(checks) and all(c["passes"]["share"] for c in checks)
+        validation = {"species_share": {"validated": share_ok, "held_out": [
+            {k: c[k] for k in ("system", "share", "share_measured", "share_error", "z_share")} for c in checks],
+            "rule": "first species' share of Lambda_pred within 2 sigma of the measured share of Lambda_EH "
+                    "(grid run and replica pooled) on every held-out system"}} if checks else {}
+        metadata = ModelMetadata(
+            species=tuple(self.species), charges=tuple(self.charges), cutoff=self.template.cutoff,
+            n_layers=self.template.n_layers, dtype=self.template.dtype, kind=f"ensemble/{self.template.kind}",
+            description=(f"{len(thetas)}-member jackknife of a two-scale linear field fitted to per-ion labels "
+                         f"over [{t1:g}, {t2:g}] ps, the Lambda and species shares of {len(self.train)} systems"),
+            trained=True, temperature_k=self._temperature(), label_tau_ps=float(t1),
+            training_systems=tuple(self.train),
+            training={"mode": "field", "solver": "field", "label_form": "slope", "label_window_ps": [t1, t2],
+                      "supervision": ["per-ion labels (within-frame contrasts)", "system Lambda (long-lag errors)",
+                                      "first species' share of Lambda_EH (grid run and replica pooled)"],
+                      "penalties": best, "leave_one_out": table, "excluded": self.excluded,
+                      "held_out_checks": checks, "config": asdict(self.config), "command": command,
+                      "localcond_version": __version__},
+            validation=validation)
+        path = Path(self.config.out) / "model.pt"
+        save_model(module, metadata, path)
+        self.log(f"wrote {path}")
+        return path
+
+    def _temperature(self) -> float | None:
+        temperatures = {r.metadata.get("temperature_k") for r in self.records}
+        return float(temperatures.pop()) if len(temperatures) == 1 else None
+
+
+def train_field(config_path: str | Path, log=print) -> Path:
+    config = load_field_config(config_path)
+    return FieldFit(config, log).run("localcond train " + str(config_path))

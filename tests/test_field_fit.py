@@ -1,0 +1,51 @@
+"""The field fit's pieces (localcond.campaign.learn.field_fit): the pooled measured share,
+and the export of standardised parameters as the model's raw weights, checked against
+the design the fit itself predicts with."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from localcond.campaign.learn.field_fit import FieldFit, pooled_share
+from localcond.engine.neighbors import periodic_edges
+from localcond.model.two_scale import make_two_scale_model
+
+
+def test_pooled_share_is_the_inverse_variance_mean():
+    card = {"species_share_of_conductivity": {"1": {"value": 0.70, "stderr": 0.02}}}
+    replica = {"species_share_of_conductivity": {"1": {"value": 0.80, "stderr": 0.04}}}
+    value, error = pooled_share(card, replica)
+    assert value == pytest.approx((0.70 / 0.02**2 + 0.80 / 0.04**2) / (1 / 0.02**2 + 1 / 0.04**2))
+    assert error == pytest.approx((1 / 0.02**2 + 1 / 0.04**2) ** -0.5)
+    assert pooled_share(card, None) == (0.70, 0.02) and pooled_share({}, None) == (None, None)
+
+
+def test_exported_weights_reproduce_the_standardised_fit():
+    """Members fitted on standardised columns [1, p, p̄] per species, folded into raw
+    weights: the exported module's members equal design @ θ on a fresh configuration."""
+    rng = np.random.default_rng(5)
+    module, _ = make_two_scale_model(["cation", "anion"], [1.0, -1.0], cutoff=7.0, inner_cutoff=4.0)
+    fit = FieldFit.__new__(FieldFit)
+    fit.module, fit.species = module, ["cation", "anion"]
+    f = module.n_features
+    fit.scale = [(rng.normal(size=2 * f), rng.uniform(0.5, 2.0, size=2 * f)) for _ in range(2)]
+    thetas = rng.normal(size=(3, fit.n_params))
+    bias, own, around = fit.raw_weights(thetas)
+    exported, _ = make_two_scale_model(["cation", "anion"], [1.0, -1.0], cutoff=7.0, inner_cutoff=4.0, members=3)
+    exported.set_weights(bias, own, around)
+
+    x = rng.random((20, 3)) * 12.0
+    species = np.arange(20) % 2
+    ei, ev = (torch.as_tensor(a) for a in periodic_edges(x, np.eye(3) * 12.0, (True,) * 3, 7.0))
+    p, pbar = module.features(torch.as_tensor(species), ei, ev, 20)
+    raw = np.concatenate([p.numpy(), pbar.numpy()], axis=1)
+    design = np.zeros((20, fit.n_params))
+    block = 1 + 2 * f
+    for k, (mean, std) in enumerate(fit.scale):
+        ions = species == k
+        design[ions, k * block] = 1.0
+        design[ions, k * block + 1:(k + 1) * block] = (raw[ions] - mean) / std
+    expected = thetas @ design.T  # [K, n]
+    got = exported.members(torch.as_tensor(species), ei, ev, 20).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
