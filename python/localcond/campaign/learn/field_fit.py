@@ -386,7 +386,6 @@ class FieldFit:
             validation=validation)
         path = Path(self.config.out) / "model.pt"
         save_model(module, metadata, path)
-        self.log(f"wrote {path}")
         return path
 
     def _temperature(self) -> float | None:
