@@ -170,3 +170,36 @@ def test_types_select_the_ions_of_an_all_atom_input(tmp_path):
     settings = Settings(timestep_fs=2.0, temperature_k=T)
     with pytest.raises(DumpFormatError, match=r"partial charges \(type 1: q = -0.4 e, type 1: q = 0.4 e\)"):
         accumulate([path], settings)
+
+
+def test_wrapped_positions_with_image_flags_equal_unwrapped_ones(tmp_path):
+    """A dump of x y z ix iy iz (LAMMPS's wrapped positions with image flags) gives the
+    same Λ as the xu yu zu of the same trajectory; x y z alone is refused for transport."""
+    unwrapped = brownian(tmp_path / "u.dump", n_pairs=20, n_frames=60, d_a2_per_ps=2.0, frame_ps=1.0, seed=3,
+                         box=15.0)
+    text = unwrapped.read_text().splitlines()
+    out, wrapped_only = [], []
+    for line in text:
+        words = line.split()
+        if line.startswith("ITEM: ATOMS"):
+            out.append("ITEM: ATOMS id type q x y z ix iy iz")
+            wrapped_only.append("ITEM: ATOMS id type q x y z")
+        elif len(words) == 6 and not line.startswith("ITEM"):
+            x = np.array([float(w) for w in words[3:]])
+            image = np.floor(x / 15.0)
+            inside = x - image * 15.0
+            out.append(" ".join(words[:3] + [repr(float(v)) for v in inside] + [str(int(i)) for i in image]))
+            wrapped_only.append(" ".join(words[:3] + [repr(float(v)) for v in inside]))
+        else:
+            out.append(line)
+            wrapped_only.append(line)
+    crossed = sum(any(w != "0" for w in line.split()[6:]) for line in out if line[:1].isdigit())
+    assert crossed > 0  # some ions left the box: the image flags matter
+    (tmp_path / "w.dump").write_text("\n".join(out) + "\n")
+    (tmp_path / "x.dump").write_text("\n".join(wrapped_only) + "\n")
+    settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_ps=4.0, max_lag_ps=4.0)
+    a = analyse(accumulate([unwrapped], settings), settings)["molar_conductivity"]["value"]
+    b = analyse(accumulate([tmp_path / "w.dump"], settings), settings)["molar_conductivity"]["value"]
+    assert b == pytest.approx(a, rel=1e-9)
+    with pytest.raises(DumpFormatError, match="xu yu zu, or x y z with ix iy iz"):
+        accumulate([tmp_path / "x.dump"], settings)

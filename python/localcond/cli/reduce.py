@@ -141,5 +141,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     dumps.add_argument("--hist", type=float, nargs=3, metavar=("LO", "HI", "NBINS"), help="histogram of lambda")
     dumps.add_argument("--tcorr", type=int, metavar="NLAGS", help="time autocorrelation over NLAGS frames")
     dumps.add_argument("--eh", type=float, nargs=3, metavar=("NLAGS", "BLOCK", "TEMP"),
-                       help="Einstein-Helfand over NLAGS frames (needs xu yu zu), blocks of BLOCK origins, T in K")
+                       help="Einstein-Helfand over NLAGS frames (needs xu yu zu, or x y z ix iy iz), blocks of BLOCK origins, T in K")
     p.set_defaults(func=_cmd_reduce)

@@ -65,7 +65,7 @@ def _cmd_labels(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     def trajectory_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("dumps", nargs="+", help="LAMMPS text dumps with id type q xu yu zu (.gz ok)")
+        p.add_argument("dumps", nargs="+", help="LAMMPS text dumps with id type q and xu yu zu, or x y z ix iy iz (.gz ok)")
         p.add_argument("--timestep-fs", type=positive, required=True, help="MD timestep in fs")
         p.add_argument("--temperature-k", type=positive, required=True,
                        help="the thermostat's target temperature in K")

@@ -21,6 +21,7 @@ from localcond.errors import DumpFormatError
 
 POSITION_COLUMNS = (("xu", "yu", "zu"), ("x", "y", "z"))
 SCALED_COLUMNS = (("xsu", "ysu", "zsu"), ("xs", "ys", "zs"))
+IMAGE_COLUMNS = ("ix", "iy", "iz")
 
 
 @dataclass
@@ -61,23 +62,37 @@ class DumpFrame:
         return self.column("type").astype(np.int64)
 
     def positions(self, unwrapped: bool = False) -> np.ndarray:
-        """Cartesian positions (Å). With ``unwrapped``, only xu/yu/zu (or xsu…) are accepted."""
+        """Cartesian positions (Å). With ``unwrapped``: xu/yu/zu (or xsu…), or wrapped
+        x/y/z (or xs…) with the image flags ix/iy/iz, unwrapped as r + ix a + iy b + iz c
+        (the cell's rows a, b, c)."""
+        images = all(n in self.columns for n in IMAGE_COLUMNS)
         for names in POSITION_COLUMNS:
-            if unwrapped and names[0] == "x":
-                continue
             if all(n in self.columns for n in names):
+                if unwrapped and names[0] == "x":
+                    if not images:
+                        continue
+                    return np.stack([self.columns[n] for n in names], axis=1) + self._image_shift()
                 return np.stack([self.columns[n] for n in names], axis=1)
         for names in SCALED_COLUMNS:
-            if unwrapped and names[0] == "xs":
-                continue
             if all(n in self.columns for n in names):
+                if unwrapped and names[0] == "xs" and not images:
+                    continue
                 scaled = np.stack([self.columns[n] for n in names], axis=1)
-                return self.origin + scaled @ self.cell
-        wanted = "xu yu zu" if unwrapped else "x y z or xu yu zu"
+                shift = self._image_shift() if unwrapped and names[0] == "xs" else 0.0
+                return self.origin + scaled @ self.cell + shift
+        wanted = "xu yu zu, or x y z with ix iy iz" if unwrapped else "x y z or xu yu zu"
         raise DumpFormatError(
             f"{self.path}, frame {self.index} (step {self.timestep}): no position columns "
             f"({wanted}); columns are: {' '.join(self.columns)}"
         )
+
+
+    def _image_shift(self) -> np.ndarray:
+        flags = np.stack([self.columns[n] for n in IMAGE_COLUMNS], axis=1)
+        if not np.all(flags == np.round(flags)):
+            raise DumpFormatError(f"{self.path}, frame {self.index} (step {self.timestep}): image flags "
+                                  "ix iy iz are not integers")
+        return flags @ self.cell
 
 
 def _open(path: Path) -> IO[str]:

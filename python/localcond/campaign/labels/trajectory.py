@@ -1,6 +1,7 @@
 """Ion trajectories with unwrapped positions, read from LAMMPS text dumps.
 
-Every frame must hold ``id type q xu yu zu``; atoms are sorted by ID; only
+Every frame must hold ``id type q`` and unwrapped positions (``xu yu zu``, or ``x y z``
+with the image flags ``ix iy iz``); atoms are sorted by ID; only
 charged atoms (ions) are kept. The checks that make a trajectory usable for
 transport: the same atoms with the same charges in every frame, frames in
 increasing, equally spaced time, and a constant box volume. Failures raise
@@ -88,7 +89,7 @@ def ion_frames(path: str | Path, timestep_fs: float,
     for frame in read_dump(path):
         where = f"{frame.path}, frame {frame.index} (step {frame.timestep})"
         if "q" not in frame.columns:
-            raise DumpFormatError(f"{where}: no 'q' column; dump 'id type q xu yu zu'")
+            raise DumpFormatError(f"{where}: no 'q' column; dump 'id type q xu yu zu' (or 'id type q x y z ix iy iz')")
         positions = frame.positions(unwrapped=True)
         order = np.argsort(frame.ids, kind="stable")
         charges = frame.columns["q"][order]
