@@ -132,15 +132,23 @@ class TrackedIons:
         if self.history is None or self.history.k == 0 or not self.ids.size:
             return -1, 0.0
         ids = np.asarray(ids, dtype=np.int64)
-        rows = np.searchsorted(self.ids, ids)
-        known = rows < self.ids.size
-        known[known] = self.ids[rows[known]] == ids[known]
-        if not known.any():
-            return -1, 0.0
-        last = self.history.last()[rows[known]]
-        steps = np.linalg.norm(np.asarray(values, dtype=float).reshape(ids.size, -1)[known] - last, axis=1)
-        k = int(np.argmax(steps))
-        return int(ids[known][k]), float(steps[k])
+        values = np.asarray(values, dtype=float).reshape(ids.size, -1)
+        last = self.history.last()
+        if np.array_equal(ids, self.ids):  # in row order (the usual case: no searching)
+            now, rows = values, None
+        elif self._given is not None and np.array_equal(ids, self._given):
+            now, rows = np.take(values, self._take, axis=0), None
+        else:
+            rows = np.searchsorted(self.ids, ids)
+            known = rows < self.ids.size
+            known[known] = self.ids[rows[known]] == ids[known]
+            if not known.any():
+                return -1, 0.0
+            now, rows = values[known], rows[known]
+        step = now - (last if rows is None else last[rows])
+        squares = np.einsum("ij,ij->i", step, step)
+        k = int(np.argmax(squares))
+        return int(self.ids[k] if rows is None else self.ids[rows[k]]), float(np.sqrt(squares[k]))
 
     def owned_by(self, rank: int, size: int) -> "TrackedIons":
         out = TrackedIons(self.ladder, self.dim)
