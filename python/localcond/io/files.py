@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from localcond.errors import LocalcondError
 
@@ -98,3 +99,20 @@ def check_writable_prefix(prefix: str) -> None:
             pass
     except OSError as exc:
         raise LocalcondError(f"file prefix '{prefix}': cannot write in '{directory}' ({exc.strerror})") from None
+
+
+T = TypeVar("T")
+
+
+def read_dataclass(path: str | Path, cls: type[T], what: str) -> T:
+    """A dataclass from a JSON object's fields; unknown keys and wrong arguments are a
+    LocalcondError naming the file."""
+    data = read_json(path, what)
+    known = set(getattr(cls, "__dataclass_fields__"))
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise LocalcondError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise LocalcondError(f"{path}: {exc}") from None

@@ -48,7 +48,7 @@ from localcond.campaign.dataset import unusable_for_training
 from localcond.campaign.learn.field_check import DenseRecord, calibration, read_dense
 from localcond.engine.neighbors import periodic_edges
 from localcond.errors import LocalcondError
-from localcond.io.files import atomic_path, read_json
+from localcond.io.files import atomic_path, read_dataclass, read_json
 from localcond.model.contract import ModelMetadata
 from localcond.model.export import save_model
 from localcond.model.two_scale import make_two_scale_model
@@ -73,15 +73,7 @@ class FieldConfig:
 
 def load_field_config(path: str | Path) -> FieldConfig:
     path = Path(path)
-    data = read_json(path, "training configuration")
-    known = set(FieldConfig.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise LocalcondError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
-    try:
-        config = FieldConfig(**data)
-    except TypeError as exc:
-        raise LocalcondError(f"{path}: {exc}") from None
+    config = read_dataclass(path, FieldConfig, "training configuration")
     base = path.parent
 
     def resolve(p: str) -> str:

@@ -57,7 +57,7 @@ import torch
 from localcond import __version__
 from localcond.campaign.dataset import unusable_for_training
 from localcond.errors import LocalcondError
-from localcond.io.files import atomic_path, read_json
+from localcond.io.files import atomic_path, read_dataclass, read_json
 from localcond.campaign.learn import ridge
 from localcond.campaign.learn.data import Batch, SystemData, collate, load_system
 from localcond.campaign.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble, Sum
@@ -97,15 +97,8 @@ class TrainConfig:
 
 def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
-    data = read_json(path, "training configuration")
-    known = set(TrainConfig.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise LocalcondError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
-    try:
-        config = TrainConfig(**data)
-    except TypeError as exc:
-        raise LocalcondError(f"{path}: {exc}") from None
+    config = read_dataclass(path, TrainConfig, "training configuration")
+    given = set(read_json(path, "training configuration"))  # which keys the file sets
     base = path.parent
     config.records = [str((base / r).resolve()) if not os.path.isabs(r) else r for r in config.records]
     config.out = str((base / config.out).resolve()) if not os.path.isabs(config.out) else config.out
@@ -126,7 +119,7 @@ def load_config(path: str | Path) -> TrainConfig:
         if config.model["family"] != "power-spectrum" or list(config.model.get("hidden", [None])) != []:
             raise LocalcondError(f"{path}: solver 'ridge' fits a linear readout of fixed descriptors: use "
                                  "family 'power-spectrum' with \"hidden\": []")
-        if "ensemble" in data:
+        if "ensemble" in given:
             raise LocalcondError(f"{path}: solver 'ridge' takes no 'ensemble': its members are the jackknife "
                                  "fits, one per training system")
         if any(not (math.isfinite(a) and a > 0) for a in config.alphas):
