@@ -203,3 +203,81 @@ def test_wrapped_positions_with_image_flags_equal_unwrapped_ones(tmp_path):
     assert b == pytest.approx(a, rel=1e-9)
     with pytest.raises(DumpFormatError, match="xu yu zu, or x y z with ix iy iz"):
         accumulate([tmp_path / "x.dump"], settings)
+
+
+def molecular_dumps(tmp_path, n_pairs=10, n_frames=40, box=20.0):
+    """The same Brownian ions written twice: as an all-atom-like dump (cations one atom,
+    anions a centre of +0.5 e with two satellites of −0.75 e turning around it, neutral
+    two-atom solvent molecules) with a mol column, and as an ions-only dump of the
+    cations and the anion centres with charges ±1."""
+    rng = np.random.default_rng(8)
+    centres = (rng.random((1, 2 * n_pairs, 3)) * box
+               + rng.normal(scale=0.6, size=(n_frames, 2 * n_pairs, 3)).cumsum(axis=0))
+    solvent = rng.random((n_frames, 2 * n_pairs, 3)) * box
+    steps = np.arange(n_frames) * 500
+    lines_all, lines_ions = [], []
+    for k, step in enumerate(steps):
+        rows, ions = [], []
+        atom = 1
+        for i in range(2 * n_pairs):
+            x = centres[k, i]
+            if i < n_pairs:  # cation: atom type 1, its own molecule
+                rows.append((atom, i + 1, 1, 1.0, *x))
+                ions.append((atom, 1, 1.0, *x))
+                atom += 1
+            else:  # anion: centre type 2, satellites type 3
+                rows.append((atom, i + 1, 2, 0.5, *x))
+                ions.append((atom, 2, -1.0, *x))
+                axis = rng.normal(size=3)
+                axis *= 1.5 / np.linalg.norm(axis)
+                rows.append((atom + 1, i + 1, 3, -0.75, *(x + axis)))
+                rows.append((atom + 2, i + 1, 3, -0.75, *(x - axis)))
+                atom += 3
+        for j in range(2 * n_pairs):  # solvent molecules, neutral
+            rows.append((atom, 100 + j, 4, 0.4, *solvent[k, j]))
+            rows.append((atom + 1, 100 + j, 5, -0.4, *(solvent[k, j] + 1.0)))
+            atom += 2
+        head = f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{{n}}\nITEM: BOX BOUNDS pp pp pp\n" + f"0 {box}\n" * 3
+        lines_all.append(head.format(n=len(rows)) + "ITEM: ATOMS id mol type q xu yu zu\n"
+                         + "".join(f"{a} {m} {t} {q} {float(x)!r} {float(y)!r} {float(z)!r}\n" for a, m, t, q, x, y, z in rows))
+        lines_ions.append(head.format(n=len(ions)) + "ITEM: ATOMS id type q xu yu zu\n"
+                          + "".join(f"{a} {t} {q} {float(x)!r} {float(y)!r} {float(z)!r}\n" for a, t, q, x, y, z in ions))
+    (tmp_path / "all.dump").write_text("".join(lines_all))
+    (tmp_path / "ions.dump").write_text("".join(lines_ions))
+    return tmp_path / "all.dump", tmp_path / "ions.dump"
+
+
+def test_molecular_ions_from_the_mol_column_equal_an_ions_only_dump(tmp_path):
+    """--types Li A NULL NULL NULL --molecules: the anion is its centre atom carrying its
+    molecule's total charge (−1 = 0.5 − 2 × 0.75); the solvent and the satellites enter
+    nothing. Λ equals that of the ions-only dump of the same ions, exactly."""
+    every, ions = molecular_dumps(tmp_path)
+    settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_ps=4.0, max_lag_ps=4.0)
+    reference = analyse(accumulate([ions], settings), settings)["molar_conductivity"]["value"]
+    molecular = Settings(timestep_fs=2.0, temperature_k=298.0, tau_ps=4.0, max_lag_ps=4.0, ion_types=(1, 2),
+                         molecules=True)
+    result = analyse(accumulate([every], molecular), molecular)
+    assert result["molar_conductivity"]["value"] == pytest.approx(reference, rel=1e-9)
+    with pytest.raises(DumpFormatError, match="partial charges"):  # without --types: refused
+        accumulate([every], settings)
+
+
+@pytest.mark.parametrize("types, message", [
+    ((1, 2, 3), "molecule 11 holds two atoms of ion types"),
+    ((1,), "molecule 11 carries -1 e but none of its atoms is of an ion type"),
+    ((1, 4), "total charge 0 e: not an ion"),
+])
+def test_bad_molecular_input_is_named(tmp_path, types, message):
+    every, _ = molecular_dumps(tmp_path, n_frames=4)
+    settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_ps=2.0, max_lag_ps=2.0, ion_types=types,
+                        molecules=True)
+    with pytest.raises(DumpFormatError, match=message):
+        accumulate([every], settings)
+
+
+def test_molecules_need_the_mol_column(tmp_path):
+    _, ions = molecular_dumps(tmp_path, n_frames=4)
+    settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_ps=2.0, max_lag_ps=2.0, ion_types=(1, 2),
+                        molecules=True)
+    with pytest.raises(DumpFormatError, match="no 'mol' column"):
+        accumulate([ions], settings)

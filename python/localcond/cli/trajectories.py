@@ -18,7 +18,11 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
         tau_window_ps=tuple(args.tau_window_ps) if args.tau_window_ps else None,
         max_lag_ps=args.max_lag_ps, n_blocks=args.blocks, error=args.error,
         concentration=args.concentration, n_salt=args.n_salt, ion_types=_ion_types(args.types),
+        molecules=args.molecules,
     )
+    if args.molecules and not args.types:
+        raise LocalcondError("--molecules needs --types: the type of each molecular ion's centre atom (NULL for "
+                             "its other atoms and the solvent)")
     summary = analyse(accumulate(args.dumps, settings, progress=sys.stderr.isatty()), settings)
     path = write_json(summary, args.json, args.dumps)
     lam, ne, ratio = summary["molar_conductivity"], summary["nernst_einstein"], summary["ratio"]
@@ -88,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--types", nargs="+", metavar="NAME", help="one name (or NULL) per atom type: only "
                    "the non-NULL types are ions (default: every charged atom is an ion; use this when "
                    "a solvent carries partial charges)")
+    p.add_argument("--molecules", action="store_true",
+                   help="molecular ions, from the dump's mol column: each atom of a --types ion type is the "
+                   "centre of one ion, which carries its molecule's total charge (dump id mol type q ...)")
     p.add_argument("--json", required=True, help="output summary (JSON)")
     p.set_defaults(func=_cmd_conductivity)
 

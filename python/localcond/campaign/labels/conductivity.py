@@ -66,6 +66,7 @@ class Settings:
     concentration: str = "cations"  # or "anions"
     n_salt: float | None = None
     ion_types: tuple[int, ...] | None = None  # atom types that are ions (default: charged atoms)
+    molecules: bool = False  # each ion-type atom is the centre of a molecular ion (the dump's mol column)
 
 
 @dataclass
@@ -77,13 +78,12 @@ class Accumulated:
     sums: list[BlockSums] = field(default_factory=list)  # one per replica
 
 
-def _frames_and_spacing(path: Path, timestep_fs: float,
-                        ion_types: tuple[int, ...] | None = None) -> tuple[int, float]:
+def _frames_and_spacing(path: Path, settings: Settings) -> tuple[int, float]:
     """Frame count and frame spacing (ps) from the first two frames."""
     n = count_frames(path)
     if n < 3:
         raise DumpFormatError(f"{path}: {n} frame(s); a conductivity needs a trajectory")
-    frames = ion_frames(path, timestep_fs, ion_types)
+    frames = ion_frames(path, settings.timestep_fs, settings.ion_types, settings.molecules)
     next(frames)
     _, second = next(frames)
     return n, second.time_ps
@@ -94,9 +94,8 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
     paths = [Path(p) for p in paths]
     if not paths:
         raise LocalcondError("no trajectory given")
-    first_n, frame_ps = _frames_and_spacing(paths[0], settings.timestep_fs, settings.ion_types)
-    counts = [first_n] + [_frames_and_spacing(p, settings.timestep_fs, settings.ion_types)[0]
-                          for p in paths[1:]]
+    first_n, frame_ps = _frames_and_spacing(paths[0], settings)
+    counts = [first_n] + [_frames_and_spacing(p, settings)[0] for p in paths[1:]]
     shortest = min(counts)
     wanted = [t for t in ((settings.tau_ps,) if settings.tau_ps else ()) + tuple(settings.tau_window_ps or ())]
     for tau in wanted:
@@ -117,7 +116,7 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
     result: Accumulated | None = None
     for path, n_frames in zip(paths, counts):
         accumulator: DisplacementAccumulator | None = None
-        for ions, frame in ion_frames(path, settings.timestep_fs, settings.ion_types):
+        for ions, frame in ion_frames(path, settings.timestep_fs, settings.ion_types, settings.molecules):
             if accumulator is None:
                 if result is None:
                     result = Accumulated(ions, frame_ps, [], lags)

@@ -74,12 +74,51 @@ def _refuse_partial_charges(where: str, types: np.ndarray, charges: np.ndarray) 
                               "solvent's types)")
 
 
-def ion_frames(path: str | Path, timestep_fs: float,
-               ion_types: Sequence[int] | None = None) -> Iterator[tuple[IonSet, IonFrame]]:
+def molecule_charges(where: str, ids: np.ndarray, mol: np.ndarray, charges: np.ndarray,
+                     centre: np.ndarray) -> np.ndarray:
+    """The charge (e) of each ion whose centre atom is marked in ``centre`` (arrays per atom):
+    the total charge of its molecule (LAMMPS molecule ID ``mol``; 0 = no molecule, the atom
+    is the ion). Refuses two centres in one molecule, a neutral ion, and a charged molecule
+    without a centre (an ion split over a NULL type)."""
+    mol = np.asarray(mol).astype(np.int64)
+    if np.any(mol < 0):
+        raise DumpFormatError(f"{where}: negative molecule IDs")
+    in_molecule = mol > 0
+    totals = np.zeros(int(mol.max()) + 1 if mol.size else 1)
+    np.add.at(totals, mol[in_molecule], charges[in_molecule])
+    centres = np.flatnonzero(centre)
+    owners = mol[centres]
+    molecular = owners > 0
+    unique, first, counts = np.unique(owners[molecular], return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        m = int(unique[counts > 1][0])
+        both = ids[centres[molecular][owners[molecular] == m]][:2]
+        raise DumpFormatError(f"{where}: molecule {m} holds two atoms of ion types (IDs {both[0]} and {both[1]}); "
+                              "one atom per molecular ion is its centre, map the others to NULL")
+    out = np.where(molecular, totals[owners], charges[centres])
+    neutral = np.abs(out) < 1e-6
+    if neutral.any():
+        raise DumpFormatError(f"{where}: the ion of atom {ids[centres][neutral][0]} (molecule "
+                              f"{owners[neutral][0]}) has total charge {out[neutral][0]:.6g} e: not an ion")
+    charged = np.flatnonzero(np.abs(totals) > 1e-6)
+    orphans = np.setdiff1d(charged[charged > 0], unique)
+    if orphans.size:
+        raise DumpFormatError(f"{where}: molecule {orphans[0]} carries {totals[orphans[0]]:.6g} e but none of "
+                              "its atoms is of an ion type: an ion split over a NULL type?")
+    return out
+
+
+def ion_frames(path: str | Path, timestep_fs: float, ion_types: Sequence[int] | None = None,
+               molecules: bool = False) -> Iterator[tuple[IonSet, IonFrame]]:
     """Yield (ions, frame) for every frame of one dump, checking consistency.
 
     The ions are the charged atoms, or, with ``ion_types``, the atoms of those types
-    (all-atom inputs: a solvent's partially charged atoms are not ions)."""
+    (all-atom inputs: a solvent's partially charged atoms are not ions). With
+    ``molecules`` (the dump's ``mol`` column), each atom of an ion type is the centre
+    of a molecular ion: the ion sits at that atom and carries its molecule's total
+    charge (:func:`molecule_charges`); the other atoms of the molecule enter nothing."""
+    if molecules and ion_types is None:
+        raise DumpFormatError("molecular ions need the ion types: the atom type of each ion's centre")
     if timestep_fs <= 0:
         raise DumpFormatError(f"the MD timestep must be positive, got {timestep_fs} fs")
     ions: IonSet | None = None
@@ -93,7 +132,12 @@ def ion_frames(path: str | Path, timestep_fs: float,
         positions = frame.positions(unwrapped=True)
         order = np.argsort(frame.ids, kind="stable")
         charges = frame.columns["q"][order]
-        if ion_types is None:
+        if molecules:
+            charged = np.isin(frame.types[order], np.asarray(ion_types))
+            charges = charges.copy()
+            charges[charged] = molecule_charges(where, frame.ids[order], frame.column("mol")[order], charges,
+                                                charged)
+        elif ion_types is None:
             charged = charges != 0.0
         else:
             charged = np.isin(frame.types[order], np.asarray(ion_types))
