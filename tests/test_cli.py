@@ -193,3 +193,24 @@ def test_a_full_disk_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "cannot write the reduction to" in err and "No space left on device" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_predict_on_molecular_ions_equals_the_ions_only_dump(tmp_path):
+    """predict --molecules on an all-atom-like dump: λ at each ion's centre atom equals λ
+    on the ions-only dump of the same centres (the model sees the centres only; the
+    satellites and the solvent are NULL); a wrong molecule charge is named."""
+    from test_conductivity import molecular_dumps
+
+    every, ions = molecular_dumps(tmp_path, n_frames=3)
+    run("reference-model", tmp_path / "ref.pt", "--species", "Li:1", "A:-1", "--cutoff", 6)
+    run("predict", tmp_path / "ref.pt", ions, "--types", "Li", "A", "--out", tmp_path / "ions")
+    run("predict", tmp_path / "ref.pt", every, "--types", "Li", "A", "NULL", "NULL", "NULL", "--molecules",
+        "--out", tmp_path / "all")
+    a, b = np.load(tmp_path / "ions.npz"), np.load(tmp_path / "all.npz")
+    centre = b["evaluated"]
+    assert centre.sum() == a["evaluated"].sum() == 20
+    np.testing.assert_allclose(b["lambda"][:, centre], a["lambda"], rtol=1e-12)
+    assert np.abs(a["lambda"]).max() > 0.1
+    proc = run("predict", tmp_path / "ref.pt", every, "--types", "Li", "A", "NULL", "NULL", "NULL",
+               "--out", tmp_path / "bad", check=False)
+    assert proc.returncode == 2 and "charge" in proc.stderr  # the centre's own +0.5 e is not A's -1

@@ -124,7 +124,7 @@ def _frames_text(tmp_path):
         (lambda f: f[:2] + [f[2].replace("0 40.0\n", "0 41.0\n", 1)] + f[3:], "box volume changed"),
         (lambda f: f[:2] + [f[2].replace("\n1 1 1 ", "\n9 1 1 ")] + f[3:], "the ions (IDs or types) differ"),
         (lambda f: [x.replace("id type q", "id type charge") for x in f], "no 'q' column"),
-        (lambda f: [x.replace("xu yu zu", "x y z") for x in f], "no position columns (xu yu zu)"),
+        (lambda f: [x.replace("xu yu zu", "x y z") for x in f], "no position columns (xu yu zu, or x y z with ix iy iz)"),
         (lambda f: f[:5] + [f[5][: len(f[5]) // 2]], "frame 5"),
     ],
 )

@@ -82,7 +82,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from localcond.engine.predict import predict_dump, write_prediction
 
     types = [None if t.upper() == "NULL" else t for t in args.types]
-    prediction = predict_dump(args.model, args.dump, types, progress=sys.stderr.isatty())
+    prediction = predict_dump(args.model, args.dump, types, progress=sys.stderr.isatty(), molecules=args.molecules)
     prefix = args.out or str(Path(args.dump).with_suffix("")) + ".localcond"
     files = write_prediction(prediction, prefix, args.model, args.dump, types)
     mean = prediction.frame_mean.mean()
@@ -123,4 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--types", nargs="+", required=True, metavar="SPECIES",
                    help="species name (or NULL) for each atom type, in type order")
     p.add_argument("--out", help="output prefix (default: DUMP without suffix + .localcond)")
+    p.add_argument("--molecules", action="store_true",
+                   help="molecular ions, from the dump's mol column: each atom of a mapped type is an ion's "
+                   "centre and carries its molecule's total charge (the other atoms: NULL)")
     p.set_defaults(func=_cmd_predict)

@@ -24,7 +24,7 @@ from localcond.errors import DumpFormatError
 from localcond.io.lammps_dump import DumpFrame, read_dump
 from localcond.engine.neighbors import periodic_edges
 from localcond.engine.runtime import LoadedModel, evaluate, load_model
-from localcond.engine.species import check_charges, map_types
+from localcond.engine.species import check_charges, map_types, molecule_charges
 from localcond.io.files import output_files
 
 
@@ -39,9 +39,11 @@ class Prediction:
 
 
 def predict_frame(
-    model: LoadedModel, frame: DumpFrame, indices: Sequence[int]
+    model: LoadedModel, frame: DumpFrame, indices: Sequence[int], molecules: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, types, evaluated, λ) of one frame, sorted by atom ID."""
+    """(ids, types, evaluated, λ) of one frame, sorted by atom ID. With ``molecules`` (the
+    dump's ``mol`` column), each atom of a mapped type is a molecular ion's centre and
+    carries its molecule's total charge (:func:`localcond.engine.species.molecule_charges`)."""
     order = np.argsort(frame.ids, kind="stable")
     ids, types = frame.ids[order], frame.types[order]
     positions = frame.positions()[order]
@@ -58,10 +60,15 @@ def predict_frame(
             f"{frame.path}, frame {frame.index}: atom types range over {types.min()}..{types.max()} "
             f"but {len(indices)} species names were given (one per atom type)"
         )
-    if "q" in frame.columns:
-        check_charges(model.metadata, indices, types, frame.columns["q"][order])
     species_of_type = np.asarray(indices, dtype=np.int64)
     species = species_of_type[types - 1]
+    if molecules:
+        charges = frame.column("q")[order].copy()
+        centre = species >= 0
+        charges[centre] = molecule_charges(where, ids, frame.column("mol")[order], charges, centre)
+        check_charges(model.metadata, indices, types, charges)
+    elif "q" in frame.columns:
+        check_charges(model.metadata, indices, types, frame.columns["q"][order])
     evaluated = species >= 0
     edge_index, edge_vec = periodic_edges(
         positions[evaluated], frame.cell, frame.pbc, model.metadata.cutoff
@@ -75,13 +82,13 @@ def predict_frame(
 
 def predict_dump(
     model_path: str | Path, dump_path: str | Path, type_species: Sequence[str | None],
-    progress: bool = False,
+    progress: bool = False, molecules: bool = False,
 ) -> Prediction:
     model = load_model(model_path)
     indices = map_types(model.metadata, type_species)
     timesteps, lams, ref = [], [], None
     for frame in read_dump(dump_path):
-        ids, types, evaluated, lam = predict_frame(model, frame, indices)
+        ids, types, evaluated, lam = predict_frame(model, frame, indices, molecules)
         if ref is None:
             ref = (ids, types, evaluated)
         elif not np.array_equal(ids, ref[0]) or not np.array_equal(types, ref[1]):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from localcond.engine.species import molecule_charges
 from localcond.errors import DumpFormatError
 from localcond.io.lammps_dump import DumpFrame, read_dump
 
@@ -72,40 +73,6 @@ def _refuse_partial_charges(where: str, types: np.ndarray, charges: np.ndarray) 
         raise DumpFormatError(f"{where}: atoms with partial charges ({listed}) would each count as an ion; "
                               "say which atom types are ions with --types (NULL for the others, e.g. a "
                               "solvent's types)")
-
-
-def molecule_charges(where: str, ids: np.ndarray, mol: np.ndarray, charges: np.ndarray,
-                     centre: np.ndarray) -> np.ndarray:
-    """The charge (e) of each ion whose centre atom is marked in ``centre`` (arrays per atom):
-    the total charge of its molecule (LAMMPS molecule ID ``mol``; 0 = no molecule, the atom
-    is the ion). Refuses two centres in one molecule, a neutral ion, and a charged molecule
-    without a centre (an ion split over a NULL type)."""
-    mol = np.asarray(mol).astype(np.int64)
-    if np.any(mol < 0):
-        raise DumpFormatError(f"{where}: negative molecule IDs")
-    in_molecule = mol > 0
-    totals = np.zeros(int(mol.max()) + 1 if mol.size else 1)
-    np.add.at(totals, mol[in_molecule], charges[in_molecule])
-    centres = np.flatnonzero(centre)
-    owners = mol[centres]
-    molecular = owners > 0
-    unique, first, counts = np.unique(owners[molecular], return_index=True, return_counts=True)
-    if np.any(counts > 1):
-        m = int(unique[counts > 1][0])
-        both = ids[centres[molecular][owners[molecular] == m]][:2]
-        raise DumpFormatError(f"{where}: molecule {m} holds two atoms of ion types (IDs {both[0]} and {both[1]}); "
-                              "one atom per molecular ion is its centre, map the others to NULL")
-    out = np.where(molecular, totals[owners], charges[centres])
-    neutral = np.abs(out) < 1e-6
-    if neutral.any():
-        raise DumpFormatError(f"{where}: the ion of atom {ids[centres][neutral][0]} (molecule "
-                              f"{owners[neutral][0]}) has total charge {out[neutral][0]:.6g} e: not an ion")
-    charged = np.flatnonzero(np.abs(totals) > 1e-6)
-    orphans = np.setdiff1d(charged[charged > 0], unique)
-    if orphans.size:
-        raise DumpFormatError(f"{where}: molecule {orphans[0]} carries {totals[orphans[0]]:.6g} e but none of "
-                              "its atoms is of an ion type: an ion split over a NULL type?")
-    return out
 
 
 def ion_frames(path: str | Path, timestep_fs: float, ion_types: Sequence[int] | None = None,
