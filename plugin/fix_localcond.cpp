@@ -47,7 +47,7 @@ double wall_seconds()
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), corr_list(nullptr), lists_given(0), lambda(nullptr),
-    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), corr_rmax(0.0), corr_bins(0),
+    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), molecules(false), corr_rmax(0.0), corr_bins(0),
     corr_on(false), corr_from_list(false), last_setup_step(-1), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
 {
@@ -173,6 +173,12 @@ void FixLocalCond::open_session()
   corr_rmax = layout.corr_rmax;
   corr_bins = layout.corr_bins;
   eh_on = layout.eh_on;
+  molecules = layout.molecules;
+  if (molecules && !atom->molecule_flag)
+    error->all(FLERR,
+               "fix localcond: 'molecules yes' needs molecule IDs, and atom style {} has none (use "
+               "full, molecular, bond, angle, or a hybrid with molecule IDs)",
+               atom->atom_style);
 
   LocalCond::GraphSettings graph_settings;
   graph_settings.type_node = type_node;
@@ -415,19 +421,78 @@ void FixLocalCond::check_ghost_cutoff()
 
 void FixLocalCond::check_charges()
 {
+  if (molecules) sum_molecule_charges();
+  const double *q = ion_charges();
   const int ntypes = atom->ntypes;
   std::vector<double> lo(ntypes + 1, INFINITY), hi(ntypes + 1, -INFINITY), glo(ntypes + 1),
       ghi(ntypes + 1);
   for (int i = 0; i < atom->nlocal; ++i) {
     const int t = atom->type[i];
-    lo[t] = std::min(lo[t], atom->q[i]);
-    hi[t] = std::max(hi[t], atom->q[i]);
+    lo[t] = std::min(lo[t], q[i]);
+    hi[t] = std::max(hi[t], q[i]);
   }
   MPI_Allreduce(lo.data(), glo.data(), ntypes + 1, MPI_DOUBLE, MPI_MIN, world);
   MPI_Allreduce(hi.data(), ghi.data(), ntypes + 1, MPI_DOUBLE, MPI_MAX, world);
   // the rule and its message live in Python (localcond.engine.species.check_charge_ranges)
   session->check_charges(std::vector<double>(glo.begin() + 1, glo.end()),
                          std::vector<double>(ghi.begin() + 1, ghi.end()));
+}
+
+/* ----------------------------------------------------------------------
+   'molecules yes': every molecule's total charge over all ranks (a dense
+   vector by molecule ID, summed with one MPI_Allreduce), and the rules of a
+   molecular ion: one centre (atom of a mapped type) per molecule, and no
+   charged molecule without a centre (an ion split over a NULL type). The
+   same rules as python/localcond/engine/species.py:molecule_charges.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::sum_molecule_charges()
+{
+  const int nlocal = atom->nlocal;
+  tagint most = 0, global_most = 0;
+  for (int i = 0; i < nlocal; ++i) most = std::max(most, atom->molecule[i]);
+  MPI_Allreduce(&most, &global_most, 1, MPI_LMP_TAGINT, MPI_MAX, world);
+  if (global_most > (tagint) 16 * atom->natoms + 1000000)
+    error->all(FLERR,
+               "fix localcond: molecule IDs reach {} for {} atoms; 'molecules yes' keeps a table by "
+               "molecule ID: renumber the molecules (e.g. reset_atoms mol)",
+               global_most, atom->natoms);
+  const size_t n = (size_t) global_most + 1;
+  std::vector<double> charge(n, 0.0), centres(n, 0.0), sums(2 * n);
+  for (int i = 0; i < nlocal; ++i) {
+    const tagint m = atom->molecule[i];
+    if (m <= 0) continue;
+    charge[m] += atom->q[i];
+    if (type_node[atom->type[i]] >= 0) centres[m] += 1.0;
+  }
+  std::copy(charge.begin(), charge.end(), sums.begin());
+  std::copy(centres.begin(), centres.end(), sums.begin() + n);
+  MPI_Allreduce(MPI_IN_PLACE, sums.data(), (int) (2 * n), MPI_DOUBLE, MPI_SUM, world);
+  molecule_charge.assign(sums.begin(), sums.begin() + n);
+  for (size_t m = 1; m < n; ++m) {
+    const double count = sums[n + m];
+    if (count > 1.5)
+      error->all(FLERR,
+                 "fix localcond: molecule {} holds {:.0f} atoms of mapped types; with 'molecules yes' "
+                 "one atom per molecular ion is its centre: map the others to NULL",
+                 m, count);
+    if (count < 0.5 && std::fabs(molecule_charge[m]) > 1e-6)
+      error->all(FLERR,
+                 "fix localcond: molecule {} carries {:.6g} e but none of its atoms is of a mapped "
+                 "type: an ion split over a NULL type?",
+                 m, molecule_charge[m]);
+  }
+}
+
+const double *FixLocalCond::ion_charges()
+{
+  if (!molecules) return atom->q;
+  ion_q.resize(atom->nlocal);
+  for (int i = 0; i < atom->nlocal; ++i) {
+    const tagint m = atom->molecule[i];
+    ion_q[i] = (m > 0 && (size_t) m < molecule_charge.size()) ? molecule_charge[m] : atom->q[i];
+  }
+  return ion_q.data();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -562,7 +627,7 @@ void FixLocalCond::observe(const char *phase)
       {"ids", graph->node_ids.data(), n_out * sizeof(int64_t)},
       {"lambda", node_out.data(), n_out * sizeof(double)}};
   if (eh_on) {
-    feed->unwrap(*graph, domain, atom->x, atom->image, atom->q);
+    feed->unwrap(*graph, domain, atom->x, atom->image, ion_charges());
     arrays.push_back({"positions", feed->eh_pos.data(), feed->eh_pos.size() * sizeof(double)});
     arrays.push_back({"charges", feed->eh_charge.data(), feed->eh_charge.size() * sizeof(double)});
     arrays.push_back({"jump_limit", &feed->eh_jump_limit, sizeof(double)});

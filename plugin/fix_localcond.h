@@ -82,6 +82,9 @@ class FixLocalCond : public Fix {
   int write_every;              // evaluations between writes (0: at the end of each run)
   std::vector<std::string> keywords;    // the words after the types list, validated by Python
   bool eh_on;    // live Einstein-Helfand: positions and charges go to the statistics
+  bool molecules;    // a mapped atom is a molecular ion's centre carrying its molecule's charge
+  std::vector<double> molecule_charge;    // by molecule ID (0: none), summed over all ranks
+  std::vector<double> ion_q;              // per local atom: its ion's charge (molecules)
   double corr_rmax;    // spatial correlation of lambda up to this distance, in corr_bins bins
   int corr_bins;
   bool corr_on;
@@ -101,6 +104,8 @@ class FixLocalCond : public Fix {
   void parse_arguments(int, char **);
   void open_session();
   void check_charges();
+  void sum_molecule_charges();
+  const double *ion_charges();    // per local atom: the atom's charge, or its molecule's
   void check_ghost_cutoff();
   double ghost_reach(int type) const;
   void check_group_has_ions();

@@ -220,6 +220,8 @@ ModelLayout PythonSession::open(const SessionSettings &s)
       layout.corr_bins = (int) field_long(result, "corr_bins", what);
       PyObject *eh = field(result, "eh", what);
       layout.eh_on = eh && PyObject_IsTrue(eh) == 1;
+      PyObject *molecules = field(result, "molecules", what);
+      layout.molecules = molecules && PyObject_IsTrue(molecules) == 1;
       PyObject *nodes = field(result, "type_species_index", what);
       PyObject *charges = field(result, "type_charge", what);
       if (nodes && charges && PyList_Check(nodes) && PyList_Check(charges)) {

@@ -55,6 +55,7 @@ struct ModelLayout {
   std::vector<double> type_charge;
   std::string summary;    // for the log
   std::string neighbors;      // auto, lammps or binning
+  bool molecules = false;     // a mapped atom is a molecular ion's centre with its molecule's charge
   std::string file_prefix;    // empty: no files
   int write_every = 0;        // evaluations between file writes (0: at the end of each run)
   double corr_rmax = 0.0;     // spatial correlation up to RMAX in corr_bins bins (0: off)

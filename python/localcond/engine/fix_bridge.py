@@ -114,21 +114,23 @@ class FixSession:
         """What the plugin needs once, by name: the model's cutoff and receptive field (Å)
         and layers, per-type species index (−1 excluded) and charge (e), the number of
         species, the description for the log, and the validated keywords the C++ side
-        acts on (neighbour path, file prefix and write interval, corr's RMAX and bins —
-        0 when off —, whether eh is on)."""
+        acts on (neighbour path, molecular ions, file prefix and write interval, corr's
+        RMAX and bins — 0 when off —, whether eh is on)."""
         md, options = self.model.metadata, self.options
         corr = options.reducers.corr
         return {"cutoff": float(md.cutoff), "receptive_field": float(md.receptive_field),
                 "n_layers": int(md.n_layers), "type_species_index": list(self.type_species_index),
                 "type_charge": list(self.type_charge), "summary": self.summary, "n_species": len(md.species),
-                "neighbors": options.neighbors, "file": options.file or "", "every": options.every,
+                "neighbors": options.neighbors, "molecules": options.molecules,
+                "file": options.file or "", "every": options.every,
                 "corr_rmax": corr.rmax if corr else 0.0, "corr_bins": corr.bins if corr else 0,
                 "eh": options.reducers.eh is not None}
 
     def check_charges(self, *, q_min: Sequence[float], q_max: Sequence[float]) -> None:
         """Every type's lowest and highest charge (e, over all ranks; min > max: no atoms)
         against its species' charge: :func:`localcond.engine.species.check_charge_ranges`."""
-        check_charge_ranges(self.model.metadata, [(f"atoms of type {t}", index, lo, hi) for t, (index, lo, hi)
+        what = "molecular ions centred on atoms of type" if self.options.molecules else "atoms of type"
+        check_charge_ranges(self.model.metadata, [(f"{what} {t}", index, lo, hi) for t, (index, lo, hi)
                                                   in enumerate(zip(self.type_species_index, q_min, q_max), start=1)])
 
     def evaluate(self, *, step: int, species: memoryview, edge_index: memoryview, edge_vec: memoryview,

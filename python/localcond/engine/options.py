@@ -37,6 +37,9 @@ NEIGHBOR_MODES = ("auto", "lammps", "binning")
 
 KEYWORDS: tuple[Keyword, ...] = (
     Keyword("neighbors", (("auto|lammps|binning", str),), "where the model's edges come from"),
+    Keyword("molecules", (("yes|no", str),),
+            "yes: each atom of a mapped type is the centre of a molecular ion and carries its molecule's "
+            "total charge (atom styles with molecule IDs; the ion's other atoms are NULL types)"),
     Keyword("file", (("PREFIX", str),), "write PREFIX.reduce.npz and PREFIX.summary.json"),
     Keyword("every", (("M", int),), "write the files every M evaluations (default: at the end of each run)"),
     Keyword("hist", (("LO", float), ("HI", float), ("NBINS", int)), "histogram of lambda per species"),
@@ -143,6 +146,7 @@ class FixOptions:
     """The keywords of one ``fix localcond`` line, validated."""
 
     neighbors: str = "auto"
+    molecules: bool = False
     file: str | None = None
     every: int = 0
     reducers: ReducerOptions = ReducerOptions()
@@ -179,6 +183,9 @@ def parse_fix_keywords(words: list[str]) -> FixOptions:
     neighbors = given.get("neighbors", ["auto"])[0]
     if neighbors not in NEIGHBOR_MODES:
         raise ValueError(f"neighbors must be auto, lammps or binning, got '{neighbors}'")
+    molecules = given.get("molecules", ["no"])[0]
+    if molecules not in ("yes", "no"):
+        raise ValueError(f"molecules must be yes or no, got '{molecules}'")
     every = given.get("every", [0])[0]
     if "every" in given and every <= 0:
         raise ValueError(f"'every' (evaluations between file writes) must be a positive integer, got {every}")
@@ -189,7 +196,7 @@ def parse_fix_keywords(words: list[str]) -> FixOptions:
         raise ValueError(f"the file prefix {ascii(prefix)} {MANGLED}: use a prefix of ASCII characters")
     reducers = ReducerOptions.from_dict({k: (v[0] if len(v) == 1 else v) for k, v in given.items()
                                          if k in REDUCER_KEYWORDS})
-    return FixOptions(neighbors, prefix, every, reducers)
+    return FixOptions(neighbors, molecules == "yes", prefix, every, reducers)
 
 
 MANGLED = ("is not valid text as LAMMPS passed it on (LAMMPS's input reader replaces a few non-ASCII "

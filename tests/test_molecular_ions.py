@@ -1,0 +1,131 @@
+"""Molecular ions in fix localcond ('molecules yes'): a small all-atom-like system —
+one-atom cations, three-atom anions (a centre of +0.5 e and two satellites of
+−0.75 e, bonded), neutral two-atom solvent molecules — on 1 and 2 ranks. The
+fix's λ on the ions' centre atoms equals `localcond predict --molecules` on the
+dumped frames, and its live Einstein–Helfand numbers equal `localcond
+conductivity --molecules`; wrong molecular input is refused by name."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import run_lmp
+from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
+from localcond.engine.predict import predict_dump
+from localcond.io.lammps_dump import read_dump
+from localcond.model.export import save_model
+from localcond.model.reference import make_reference_model
+
+BOX, SPACING = 30.0, 7.5
+TYPES = ["Li", "A", "NULL", "NULL", "NULL"]
+
+
+def data_file(path, seed: int = 0, n_ions: int = 10, n_solvent: int = 20, satellite_type: int = 3,
+              satellite_charge: float = -0.75) -> None:
+    """atom_style full: molecules on a lattice of SPACING (cations, anions, solvent)."""
+    rng = np.random.default_rng(seed)
+    sites = np.array(np.meshgrid(*[np.arange(4)] * 3)).reshape(3, -1).T * SPACING + 2.0
+    rng.shuffle(sites)
+    atoms, bonds = [], []
+    mol = 0
+    for k in range(2 * n_ions + n_solvent):
+        mol += 1
+        x = sites[k]
+        if k < n_ions:
+            atoms.append((mol, 1, 1.0, x))
+        elif k < 2 * n_ions:
+            axis = rng.normal(size=3)
+            axis *= 1.2 / np.linalg.norm(axis)
+            first = len(atoms) + 1
+            atoms += [(mol, 2, 0.5, x), (mol, satellite_type, satellite_charge, x + axis),
+                      (mol, satellite_type, satellite_charge, x - axis)]
+            bonds += [(1, first, first + 1), (1, first, first + 2)]
+        else:
+            first = len(atoms) + 1
+            atoms += [(mol, 4, 0.4, x), (mol, 5, -0.4, x + np.array([1.0, 0.0, 0.0]))]
+            bonds.append((2, first, first + 1))
+    lines = ["molecular ions test", "", f"{len(atoms)} atoms", f"{len(bonds)} bonds", "5 atom types",
+             "2 bond types", "", f"0 {BOX} xlo xhi", f"0 {BOX} ylo yhi", f"0 {BOX} zlo zhi", "", "Masses", ""]
+    lines += [f"{t} {m}" for t, m in zip(range(1, 6), (7.0, 31.0, 19.0, 16.0, 1.0))]
+    lines += ["", "Atoms # full", ""]
+    lines += [f"{i} {m} {t} {q} {x[0]:.6f} {x[1]:.6f} {x[2]:.6f}" for i, (m, t, q, x) in enumerate(atoms, start=1)]
+    lines += ["", "Bonds", ""] + [f"{k} {t} {a} {b}" for k, (t, a, b) in enumerate(bonds, start=1)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def input_text(model: str, fix_extra: str = "", steps: int = 200) -> str:
+    return f"""units real
+atom_style full
+boundary p p p
+read_data data.lmp
+pair_style lj/cut/coul/cut 8.0
+pair_coeff * * 0.1 2.5
+dielectric 10
+bond_style harmonic
+bond_coeff 1 300.0 1.2
+bond_coeff 2 300.0 1.0
+special_bonds lj/coul 0.0 0.0 0.0
+comm_modify cutoff 12.0
+velocity all create 300 4928 loop geom
+fix nve all nve
+fix lc all localcond 10 {model} types {' '.join(TYPES)} molecules yes {fix_extra}
+dump d all custom 10 dump.lc id mol type q xu yu zu f_lc
+dump_modify d sort id format float %.17g
+timestep 1.0
+run {steps}
+"""
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return str(save_model(*make_reference_model(["Li", "A"], [1.0, -1.0], 9.0),
+                          tmp_path_factory.mktemp("m") / "ref.pt"))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_fix_equals_the_offline_tools_on_molecular_ions(tmp_path, model, nprocs):
+    data_file(tmp_path / "data.lmp")
+    run_lmp(tmp_path, input_text(model, "file red eh 6 5 298"), nprocs=nprocs)
+    frames = list(read_dump(tmp_path / "dump.lc"))
+    offline = predict_dump(model, tmp_path / "dump.lc", TYPES, molecules=True)
+    centres = offline.evaluated
+    assert centres.sum() == 20 and len(frames) == len(offline.timesteps) == 21
+    for k, frame in enumerate(frames):
+        fix = frame.columns["f_lc"][np.argsort(frame.ids)]
+        np.testing.assert_allclose(fix[centres], offline.lam[k][centres], rtol=1e-9, atol=1e-9)
+        assert np.all(fix[~centres] == 0.0)
+    assert np.abs(offline.lam[:, centres]).max() > 0.1
+    live = json.loads((tmp_path / "red.summary.json").read_text())["einstein_helfand"]
+    for lag in (1, 3, 6):
+        tau = lag * 10 * 1.0 / 1000
+        settings = Settings(timestep_fs=1.0, temperature_k=298.0, tau_ps=tau, max_lag_ps=tau,
+                            ion_types=(1, 2), molecules=True)
+        expected = analyse(accumulate([tmp_path / "dump.lc"], settings), settings)["molar_conductivity"]["value"]
+        assert live["molar_conductivity"][lag - 1] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("atom_style", "'molecules yes' needs molecule IDs"),
+    ("two centres", "molecule 11 holds 3 atoms of mapped types"),
+    ("split", "molecule 11 carries -1 e but none of its atoms is of a mapped type"),
+    ("charge", "molecular ions centred on atoms of type 2"),
+])
+def test_bad_molecular_input_is_refused(tmp_path, model, case, message):
+    if case == "atom_style":
+        text = input_text(model, steps=0).replace("read_data data.lmp", "region b block 0 20 0 20 0 20\n"
+                                                  "create_box 5 b\ncreate_atoms 1 random 5 1 b\nmass * 1.0\n")
+        text = text.replace("atom_style full", "atom_style charge")
+        for line in ("bond_style harmonic", "bond_coeff 1 300.0 1.2", "bond_coeff 2 300.0 1.0",
+                     "special_bonds lj/coul 0.0 0.0 0.0"):
+            text = text.replace(line + "\n", "")
+    else:
+        data_file(tmp_path / "data.lmp", satellite_charge=-0.5 if case == "charge" else -0.75)
+        text = input_text(model, steps=0)
+        if case == "two centres":
+            text = text.replace(f"types {' '.join(TYPES)}", "types Li A A NULL NULL")
+        if case == "split":
+            text = text.replace(f"types {' '.join(TYPES)}", "types Li NULL NULL NULL NULL")
+    proc = run_lmp(tmp_path, text, check=False, timeout=120)
+    assert proc.returncode != 0 and message in proc.stdout, proc.stdout[-2000:]
