@@ -6,6 +6,8 @@ dumped frames, and its live Einstein–Helfand numbers equal `localcond
 conductivity --molecules`; wrong molecular input is refused by name."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +131,35 @@ def test_bad_molecular_input_is_refused(tmp_path, model, case, message):
             text = text.replace(f"types {' '.join(TYPES)}", "types Li NULL NULL NULL NULL")
     proc = run_lmp(tmp_path, text, check=False, timeout=120)
     assert proc.returncode != 0 and message in proc.stdout, proc.stdout[-2000:]
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "lammps_inputs" / "lipf6_water"
+
+
+def test_the_lipf6_in_water_example_equals_the_offline_tools(tmp_path):
+    """lammps_inputs/lipf6_water (seven-atom PF6 in SPC/E water, PPPM, SHAKE, every keyword):
+    λ only on Li and P, equal to `predict --molecules` on the dump; live Λ_EH equal to
+    `conductivity --molecules` at the same lags."""
+    for name in ("in.lipf6_water", "pf6.mol", "water.mol"):
+        shutil.copy(EXAMPLE / name, tmp_path / name)
+    model = save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 8.0), tmp_path / "lipf6.pt")
+    text = (tmp_path / "in.lipf6_water").read_text().replace("variable        steps index 400",
+                                                           "variable        steps index 120")
+    run_lmp(tmp_path, f"variable model string {model}\n" + text)
+    types = ["NULL", "NULL", "Li", "PF6", "NULL"]
+    offline = predict_dump(model, tmp_path / "dump.lipf6", types, molecules=True)
+    frames = list(read_dump(tmp_path / "dump.lipf6"))
+    centres = offline.evaluated
+    assert centres.sum() == 8 and np.all(np.isin(offline.types[centres], (3, 4)))
+    for k, frame in enumerate(frames):
+        fix = frame.columns["f_lc"][np.argsort(frame.ids)]
+        np.testing.assert_allclose(fix, np.where(centres, offline.lam[k], 0.0), rtol=1e-9, atol=1e-12)
+    assert np.abs(offline.lam[:, centres]).max() > 0.01
+    live = json.loads((tmp_path / "lipf6.summary.json").read_text())
+    assert live["species"]["PF6"]["count"] == 4 * len(frames)
+    for lag in (1, 4):
+        tau = lag * 10 * 2.0 / 1000
+        settings = Settings(timestep_fs=2.0, temperature_k=298.0, tau_ps=tau, max_lag_ps=tau,
+                            ion_types=(3, 4), molecules=True)
+        expected = analyse(accumulate([tmp_path / "dump.lipf6"], settings), settings)["molar_conductivity"]["value"]
+        assert live["einstein_helfand"]["molar_conductivity"][lag - 1] == pytest.approx(expected, rel=1e-9)
