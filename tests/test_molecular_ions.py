@@ -136,7 +136,9 @@ def test_bad_molecular_input_is_refused(tmp_path, model, case, message):
 EXAMPLE = Path(__file__).resolve().parents[1] / "lammps_inputs" / "lipf6_water"
 
 
-def test_the_lipf6_in_water_example_equals_the_offline_tools(tmp_path):
+@pytest.mark.mpi
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_the_lipf6_in_water_example_equals_the_offline_tools(tmp_path, nprocs):
     """lammps_inputs/lipf6_water (seven-atom PF6 in SPC/E water, PPPM, SHAKE, every keyword):
     λ only on Li and P, equal to `predict --molecules` on the dump; live Λ_EH equal to
     `conductivity --molecules` at the same lags."""
@@ -145,7 +147,7 @@ def test_the_lipf6_in_water_example_equals_the_offline_tools(tmp_path):
     model = save_model(*make_reference_model(["Li", "PF6"], [1.0, -1.0], 8.0), tmp_path / "lipf6.pt")
     text = (tmp_path / "in.lipf6_water").read_text().replace("variable        steps index 400",
                                                            "variable        steps index 120")
-    run_lmp(tmp_path, f"variable model string {model}\n" + text)
+    run_lmp(tmp_path, f"variable model string {model}\n" + text, nprocs=nprocs)
     types = ["NULL", "NULL", "Li", "PF6", "NULL"]
     offline = predict_dump(model, tmp_path / "dump.lipf6", types, molecules=True)
     frames = list(read_dump(tmp_path / "dump.lipf6"))
