@@ -104,3 +104,50 @@ def test_same_values_as_the_lammps_fix(model, tmp_path):
     atoms.set_initial_charges(frame.columns["q"])
     lam = LocalConductivity(model, species={"P": "PF6"}).get_property("local_conductivity", atoms)
     np.testing.assert_allclose(lam, frame.columns["f_lc"], rtol=1e-6, atol=1e-9)
+
+
+def test_molecular_ions_from_mol_ids_equal_the_ions_alone(tmp_path):
+    """molecules=True: the anion's centre (symbol X) carries its molecule's charge, the
+    satellites (F) and a neutral solvent molecule are excluded; λ on the centres equals λ
+    of the same ions written as single atoms, and a molecule of the wrong charge is named."""
+    from ase import Atoms
+
+    from localcond.model.export import save_model
+    from localcond.model.reference import make_reference_model
+
+    model = save_model(*make_reference_model(["Li", "A"], [1.0, -1.0], 6.0), tmp_path / "ref.pt")
+    rng = np.random.default_rng(2)
+    centres = rng.random((8, 3)) * 14.0
+    symbols, positions, charges, mols = [], [], [], []
+    for k, x in enumerate(centres):
+        if k < 4:
+            symbols.append("Li"), positions.append(x), charges.append(1.0), mols.append(k + 1)
+        else:
+            symbols += ["X", "F", "F"]
+            positions += [x, x + [1.2, 0, 0], x - [1.2, 0, 0]]
+            charges += [0.5, -0.75, -0.75]
+            mols += [k + 1] * 3
+    symbols += ["O", "H"]
+    positions += [[1.0, 1.0, 1.0], [1.9, 1.0, 1.0]]
+    charges += [-0.4, 0.4]
+    mols += [20, 20]
+    atoms = Atoms(symbols, positions=positions, cell=np.eye(3) * 14.0, pbc=True)
+    atoms.set_initial_charges(charges)
+    atoms.arrays["mol-id"] = np.array(mols)
+    species = {"Li": "Li", "X": "A", "F": None, "O": None, "H": None}
+    atoms.calc = LocalConductivity(model, species=species, molecules=True)
+    lam = atoms.calc.get_property("local_conductivity", atoms)
+    alone = Atoms(["Li"] * 4 + ["X"] * 4, positions=centres, cell=np.eye(3) * 14.0, pbc=True)
+    alone.set_initial_charges([1.0] * 4 + [-1.0] * 4)
+    alone.calc = LocalConductivity(model, species={"Li": "Li", "X": "A"})
+    expected = alone.calc.get_property("local_conductivity", alone)
+    is_centre = np.isin(np.array(symbols), ["Li", "X"])
+    np.testing.assert_allclose(lam[is_centre], expected, rtol=1e-12)
+    assert np.all(lam[~is_centre] == 0.0) and np.abs(expected).max() > 0.01
+    with pytest.raises(ValueError, match="charges from 0.5 to 0.5 e"):  # without molecules: X carries its own +0.5 e
+        LocalConductivity(model, species=species).get_property("local_conductivity", atoms.copy())
+    broken = atoms.copy()
+    del broken.arrays["mol-id"]
+    broken.calc = LocalConductivity(model, species=species, molecules=True)
+    with pytest.raises(ValueError, match="mol-id"):
+        broken.calc.get_property("local_conductivity", broken)

@@ -11,6 +11,10 @@ Species come from chemical symbols, mapped to the model's species names by
 ``species`` (default: the symbol itself). Atoms whose symbol maps to ``None``
 are excluded (λ = 0, not neighbors), like NULL types in LAMMPS. If the atoms
 carry initial charges, they are checked against the model's species charges.
+With ``molecules=True`` (molecule IDs in ``atoms.arrays["mol-id"]``, as ASE's
+LAMMPS data reader gives them), an atom of a mapped species is the centre of a
+molecular ion and its molecule's total charge is what is checked, as with the
+fix's ``molecules yes`` (e.g. ``species={"Li": "Li", "P": "PF6", "F": None}``).
 Energy, forces and the rest come from ``calculator`` when one is wrapped.
 """
 
@@ -25,7 +29,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from localcond.errors import LocalcondError
 from localcond.engine.neighbors import periodic_edges
 from localcond.engine.runtime import LoadedModel, evaluate, load_model
-from localcond.engine.species import check_charge_ranges, index_of
+from localcond.engine.species import check_charge_ranges, index_of, molecule_charges
 
 LOCAL_PROPERTIES = ["local_conductivity", "mean_local_conductivity"]
 
@@ -36,8 +40,9 @@ class LocalConductivity(Calculator):
     implemented_properties = list(LOCAL_PROPERTIES)
 
     def __init__(self, model: str | Path | LoadedModel, species: dict[str, str | None] | None = None,
-                 calculator: Calculator | None = None, **kwargs: Any) -> None:
+                 calculator: Calculator | None = None, molecules: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.molecules = molecules
         try:
             self.model = model if isinstance(model, LoadedModel) else load_model(model)
         except LocalcondError as exc:
@@ -77,11 +82,23 @@ class LocalConductivity(Calculator):
             raise ValueError(f"atom {int(np.flatnonzero(bad)[0])} has a non-finite position "
                              f"{atoms.positions[bad][0].tolist()}")
         charges = atoms.get_initial_charges()
+        if self.molecules and np.any(charges != 0):
+            if "mol-id" not in atoms.arrays:
+                raise ValueError("molecules=True needs molecule IDs in atoms.arrays['mol-id'] (as "
+                                 "ase.io.read(..., format='lammps-data') gives them)")
+            centre = indices >= 0
+            charges = charges.copy()
+            try:
+                charges[centre] = molecule_charges("atoms", np.arange(1, len(atoms) + 1),
+                                                   atoms.arrays["mol-id"], charges, centre)
+            except LocalcondError as exc:
+                raise ValueError(str(exc)) from None
         if np.any(charges != 0):
             groups = []
             for index in sorted(set(indices[indices >= 0].tolist())):
                 q = charges[indices == index]
-                groups.append(("atoms", index, float(q.min()), float(q.max())))
+                groups.append(("molecular ions" if self.molecules else "atoms", index, float(q.min()),
+                               float(q.max())))
             try:
                 check_charge_ranges(self.model.metadata, groups)
             except LocalcondError as exc:
