@@ -93,7 +93,7 @@ def test_a_missing_species_name_is_an_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "localcond", "dataset", str(path), "--types", "Na",
                            "--timestep-fs", "2", "--temperature-k", "298", "--window-ps", "1", "2",
                            "--out", str(tmp_path / "x.npz")], capture_output=True, text=True)
-    assert proc.returncode == 2 and "no species name for ion type(s) [2]" in proc.stderr
+    assert proc.returncode == 2 and "no species name for atom type(s) [2]" in proc.stderr
 
 
 @pytest.mark.parametrize("manifest", sorted((ROOT / "training" / "data").glob("*/manifest.json")),
@@ -162,3 +162,24 @@ def test_dense_records_are_checked_against_their_collective_sums(tmp_path):
     update_manifest(tmp_path, path, {"system": "s"}, DENSE_FORMAT)
     with pytest.raises(LocalcondError, match="at origin 3, lag 5 ps"):
         check_directory(tmp_path)
+
+
+def test_a_record_of_molecular_ions_equals_one_of_the_ions_alone(tmp_path):
+    """dataset --molecules on an all-atom-like dump (molecular anions, solvent) stores the
+    same ions, positions, charges and labels as a record of the ions-only dump of the
+    same trajectory: the solvent and the anions' satellites enter nothing."""
+    from test_conductivity import molecular_dumps
+
+    every, ions = molecular_dumps(tmp_path, n_frames=60)
+    common = ["--timestep-fs", "2", "--temperature-k", "298", "--window-ps", "2", "4", "--max-origins", "20"]
+    for dump, types, extra, out in ((ions, ["Li", "A"], [], "ions.npz"),
+                                    (every, ["Li", "A", "NULL", "NULL", "NULL"], ["--molecules"], "all.npz")):
+        proc = subprocess.run([sys.executable, "-m", "localcond", "dataset", str(dump), "--types", *types, *common,
+                               *extra, "--out", str(tmp_path / out)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    a, b = read_record(tmp_path / "ions.npz"), read_record(tmp_path / "all.npz")
+    assert b["metadata"]["species_charges"] == [1.0, -1.0] and len(b["charge"]) == 20
+    for key in ("charge", "positions_u16", "label_exact", "collective"):
+        np.testing.assert_array_equal(b[key], a[key])
+    assert b["metadata"]["molar_conductivity"]["value"] == pytest.approx(a["metadata"]["molar_conductivity"]["value"],
+                                                                           rel=1e-12)

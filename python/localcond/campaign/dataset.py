@@ -38,6 +38,7 @@ import numpy as np
 from localcond import __version__
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path, write_json
+from localcond.io.lammps_dump import read_dump
 from localcond.campaign.labels.einstein_helfand import BlockSums, DisplacementAccumulator
 from localcond.campaign.labels.per_ion import _truncated_dm
 from localcond.campaign.labels.trajectory import IonSet, count_frames, ion_frames
@@ -61,7 +62,10 @@ class Segment:
     timesteps: np.ndarray
 
 
-def load_segment(path: str | Path, timestep_fs: float) -> Segment:
+def load_segment(path: str | Path, timestep_fs: float, ion_types: tuple[int, ...] | None = None,
+                 molecules: bool = False) -> Segment:
+    """One dump's ions (:func:`localcond.campaign.labels.trajectory.ion_frames`: the charged
+    atoms, or those of ``ion_types``, or molecular ions centred on them)."""
     path = Path(path)
     n = count_frames(path)
     if n < 3:
@@ -71,7 +75,7 @@ def load_segment(path: str | Path, timestep_fs: float) -> Segment:
     steps = np.zeros(n, dtype=np.int64)
     frame_ps = 0.0
     origin = np.zeros(3)
-    for ions, frame in ion_frames(path, timestep_fs):
+    for ions, frame in ion_frames(path, timestep_fs, ion_types, molecules):
         if positions is None:
             positions = np.empty((n, ions.n_ions, 3))
             origin = frame.dump.origin.copy()
@@ -275,20 +279,29 @@ def check_directory(directory: str | Path) -> list[dict]:
     return rows
 
 
-def build_from_dumps(dumps: list[str | Path], species_names: dict[int, str], timestep_fs: float,
+def build_from_dumps(dumps: list[str | Path], species_names: dict[int, str | None], timestep_fs: float,
                      temperature_k: float, out: str | Path, window_ps: tuple[float, float] | None = None,
                      radii: tuple[float, ...] = (), stride_ps: float | None = None, max_origins: int = 100,
-                     n_blocks: int = 5, log=print) -> tuple[Path, dict]:
+                     n_blocks: int = 5, molecules: bool = False, log=print) -> tuple[Path, dict]:
     """A training record from any LAMMPS dumps (``id type q xu yu zu``, one constant-volume
-    trajectory each, e.g. consecutive segments or replicas of one system).
+    trajectory each, e.g. consecutive segments or replicas of one system). The ions are
+    the atoms of the types named in ``species_names`` (types mapped to None, e.g. a
+    solvent's, are left out; every type of the dump needs an entry), or with
+    ``molecules`` the molecular ions centred on them (the dump's ``mol`` column).
 
     Λ and its error budget come from :func:`localcond.campaign.labels.conductivity.analyse` over all
     dumps (window by the rule unless given); labels at origins every ``stride_ps`` (default:
     spread so that about ``max_origins`` are stored) inside each dump."""
     from localcond.campaign.labels.conductivity import Settings, accumulate, analyse
 
+    present = np.unique(next(iter(read_dump(dumps[0]))).types)
+    missing = sorted(int(t) for t in present if int(t) not in species_names)
+    if missing:
+        raise LocalcondError(f"no species name for atom type(s) {missing}: give --types with one name (or NULL) "
+                             "per atom type")
+    ion_types = tuple(sorted(t for t, name in species_names.items() if name is not None))
     settings = Settings(timestep_fs=timestep_fs, temperature_k=temperature_k, tau_window_ps=window_ps,
-                        n_blocks=n_blocks)
+                        n_blocks=n_blocks, ion_types=ion_types, molecules=molecules)
     acc = accumulate(dumps, settings)
     summary = analyse(acc, settings)
     if summary["form"] != "slope":
@@ -299,14 +312,10 @@ def build_from_dumps(dumps: list[str | Path], species_names: dict[int, str], tim
     total_ps = sum((n - 1) * acc.frame_ps for n in acc.n_frames)
     stride = stride_ps or max(acc.frame_ps, total_ps / max_origins)
     stride_frames = max(1, int(round(stride / acc.frame_ps)))
-    missing = sorted(int(t) for t in acc.ions.species if int(t) not in species_names)
-    if missing:
-        raise LocalcondError(f"no species name for ion type(s) {missing}: give --types with one name "
-                             "per atom type")
     parts = []
     first: Segment | None = None
     for k, path in enumerate(dumps):
-        segment = load_segment(path, timestep_fs)
+        segment = load_segment(path, timestep_fs, ion_types, molecules)
         first = first or segment
         labels = label_origins(segment, (f1, f2), radii, stride_frames, temperature_k,
                                first_origin=stride_frames // 2)
@@ -315,7 +324,7 @@ def build_from_dumps(dumps: list[str | Path], species_names: dict[int, str], tim
         log(f"localcond dataset: {path}: {len(labels['collective'])} origins")
     assert first is not None
     arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    names = [species_names[int(t)] for t in first.ions.species]
+    names = [str(species_names[int(t)]) for t in first.ions.species]
     lam = summary["molar_conductivity"]
     metadata = {
         "system": Path(out).stem, "concentration_mol_per_l": summary["concentration_mol_per_l"],

@@ -60,11 +60,11 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
                              "(or --check [DIR...])")
     if args.timestep_fs is None or args.temperature_k is None:
         raise LocalcondError("--timestep-fs and --temperature-k are required to build a record")
-    species = {k + 1: name for k, name in enumerate(args.types) if name.upper() != "NULL"}
+    species = {k + 1: (None if name.upper() == "NULL" else name) for k, name in enumerate(args.types)}
     path, meta = build_from_dumps(
         args.dumps, species, args.timestep_fs, args.temperature_k, args.out,
         window_ps=tuple(args.window_ps) if args.window_ps else None, radii=tuple(args.radii or ()),
-        stride_ps=args.stride_ps, max_origins=args.max_origins)
+        stride_ps=args.stride_ps, max_origins=args.max_origins, molecules=args.molecules)
     update_manifest(path.parent, path, {"command": " ".join(["localcond", *sys.argv[1:]]),
                                         "system": meta["system"]})
     lam = meta["molar_conductivity"]
@@ -134,6 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride-ps", type=float, help="time between label origins (default: about "
                    "--max-origins origins in all)")
     p.add_argument("--max-origins", type=int, default=100, help="origins to store when no stride is given")
+    p.add_argument("--molecules", action="store_true",
+                   help="molecular ions from the dump's mol column: each atom of a named type is an ion's "
+                   "centre and carries its molecule's total charge (the ion's other atoms: NULL)")
     what.add_argument("--out", help="record to write (.npz)")
     p.set_defaults(func=_cmd_dataset)
 
