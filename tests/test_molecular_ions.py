@@ -165,3 +165,46 @@ def test_the_lipf6_in_water_example_equals_the_offline_tools(tmp_path, nprocs):
                             ion_types=(3, 4), molecules=True)
         expected = analyse(accumulate([tmp_path / "dump.lipf6"], settings), settings)["molar_conductivity"]["value"]
         assert live["einstein_helfand"]["molar_conductivity"][lag - 1] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_model_trains_on_molecular_dumps_end_to_end(tmp_path):
+    """The user's path for an own electrolyte: two production dumps with molecular anions and
+    solvent → `localcond dataset --molecules` → `localcond train` (labels mode, tiny) →
+    `localcond predict --molecules` gives λ on the ions' centres only, finite, from the
+    trained model."""
+    import subprocess
+    import sys
+
+    from test_conductivity import molecular_dumps
+
+    dumps = []
+    for k in range(2):
+        part = tmp_path / f"part{k}"
+        part.mkdir()
+        every, _ = molecular_dumps(part, n_frames=60)
+        dumps.append(str(every))
+    types = ["Li", "A", "NULL", "NULL", "NULL"]
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "localcond", *map(str, args)], capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    cli("dataset", *dumps, "--types", *types, "--molecules", "--timestep-fs", "2", "--temperature-k", "298",
+        "--window-ps", "2", "4", "--max-origins", "30", "--out", tmp_path / "set" / "mine.npz")
+    from localcond.campaign.dataset import read_record
+
+    assert read_record(tmp_path / "set" / "mine.npz")["metadata"]["diffusive_check_passed"] is None  # user window
+    config = {"records": [str(tmp_path / "set" / "*.npz")], "out": str(tmp_path / "run"),
+              "model": {"family": "power-spectrum", "cutoff": 6.0, "hidden": [8]}, "mode": "labels",
+              "ensemble": 1, "epochs": 3, "patience": 3, "steps_per_epoch": 5, "batch_frames": 2, "seed": 0}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    cli("train", tmp_path / "config.json")
+    cli("predict", tmp_path / "run" / "model.pt", dumps[0], "--types", *types, "--molecules", "--out",
+        tmp_path / "pred")
+    pred = np.load(tmp_path / "pred.npz")
+    centres = pred["evaluated"]
+    assert centres.sum() == 20 and np.all(np.isin(pred["type"][centres], (1, 2)))
+    assert np.all(np.isfinite(pred["lambda"])) and np.all(pred["lambda"][:, ~centres] == 0.0)
+    assert np.ptp(pred["lambda"][:, centres]) > 0  # a trained field, not a constant

@@ -335,7 +335,9 @@ def build_from_dumps(dumps: list[str | Path], species_names: dict[int, str | Non
         "species_names": names,
         "species_charges": [float(first.ions.charges[first.ions.types == t][0]) for t in first.ions.species],
         "molar_conductivity": lam, "nernst_einstein": summary["nernst_einstein"],
-        "diffusive_check_passed": bool(summary.get("window_check_passed")),
+        # None when the user gave the window: not checked (it used to read False, so the trainer
+        # refused every record made with --window-ps)
+        "diffusive_check_passed": summary.get("window_check_passed"),
         "diffusive_warnings": summary["diffusive_check"]["warnings"],
         "dumps": [str(Path(p).resolve()) for p in dumps],
     }
