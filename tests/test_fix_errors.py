@@ -106,7 +106,7 @@ CASES = {
     "unknown keyword after the types": (
         dict(fix_extra="sample 5"),
         "but 4 names were given: Li PF6 sample 5; 'sample' is not a keyword of fix localcond "
-        "(keywords: neighbors file every hist tcorr corr eh)",
+        "(keywords: neighbors molecules file every hist tcorr corr eh)",
     ),
     "hist zero bins": (dict(fix_extra="hist -1 1 0"), "hist needs a positive number of bins, got 0"),
     "hist empty range": (dict(fix_extra="hist 1 1 10"), "hist needs HI > LO, got 1 1"),
