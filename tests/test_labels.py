@@ -96,3 +96,16 @@ def test_radius_beyond_half_box_is_refused(trajectory):
 
     with pytest.raises(LocalcondError, match="below half the box width"):
         compute_labels(trajectory, LabelSettings(2.0, T, tau_ps=5.0, radii=(12.0,)))
+
+
+def test_labels_of_molecular_ions_equal_those_of_the_ions_alone(tmp_path):
+    """labels with --types and --molecules on an all-atom-like dump: the same per-ion labels
+    as on the ions-only dump of the same trajectory (solvent and satellites left out)."""
+    from test_conductivity import molecular_dumps
+
+    every, ions = molecular_dumps(tmp_path, n_frames=20)
+    alone = compute_labels(ions, LabelSettings(timestep_fs=2.0, temperature_k=298.0, tau_ps=2.0))[1]
+    molecular = compute_labels(every, LabelSettings(timestep_fs=2.0, temperature_k=298.0, tau_ps=2.0,
+                                                    ion_types=(1, 2), molecules=True))[1]
+    np.testing.assert_allclose(molecular["exact"], alone["exact"], rtol=1e-12)
+    assert np.abs(alone["exact"]).max() > 0

@@ -17,12 +17,9 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
         timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, tau_ps=args.tau_ps,
         tau_window_ps=tuple(args.tau_window_ps) if args.tau_window_ps else None,
         max_lag_ps=args.max_lag_ps, n_blocks=args.blocks, error=args.error,
-        concentration=args.concentration, n_salt=args.n_salt, ion_types=_ion_types(args.types),
+        concentration=args.concentration, n_salt=args.n_salt, ion_types=_ion_types(args.types, args.molecules),
         molecules=args.molecules,
     )
-    if args.molecules and not args.types:
-        raise LocalcondError("--molecules needs --types: the type of each molecular ion's centre atom (NULL for "
-                             "its other atoms and the solvent)")
     summary = analyse(accumulate(args.dumps, settings, progress=sys.stderr.isatty()), settings)
     path = write_json(summary, args.json, args.dumps)
     lam, ne, ratio = summary["molar_conductivity"], summary["nernst_einstein"], summary["ratio"]
@@ -44,8 +41,11 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ion_types(names: Sequence[str] | None) -> tuple[int, ...] | None:
+def _ion_types(names: Sequence[str] | None, molecules: bool = False) -> tuple[int, ...] | None:
     """Atom types (1-based) whose entry in --types is not NULL; None without --types."""
+    if molecules and not names:
+        raise LocalcondError("--molecules needs --types: the type of each molecular ion's centre atom (NULL for "
+                             "its other atoms and the solvent)")
     if not names:
         return None
     types = tuple(k + 1 for k, name in enumerate(names) if name.upper() != "NULL")
@@ -61,6 +61,7 @@ def _cmd_labels(args: argparse.Namespace) -> int:
         timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, tau_ps=args.tau_ps,
         tau_window_ps=tuple(args.tau_window_ps) if args.tau_window_ps else None,
         radii=tuple(args.radii or ()), origin_stride=args.origin_stride, n_salt=args.n_salt,
+        ion_types=_ion_types(args.types, args.molecules), molecules=args.molecules,
     )
     for path in label_files(args.dumps, settings, args.out_dir):
         print(f"wrote {path}")
@@ -74,6 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--temperature-k", type=positive, required=True,
                        help="the thermostat's target temperature in K")
         p.add_argument("--n-salt", type=float, help="number of formula units (overrides --concentration)")
+        p.add_argument("--types", nargs="+", metavar="NAME", help="one name (or NULL) per atom type: only "
+                       "the non-NULL types are ions (default: every charged atom is an ion; use this when "
+                       "a solvent carries partial charges)")
+        p.add_argument("--molecules", action="store_true",
+                       help="molecular ions, from the dump's mol column: each atom of a --types ion type is the "
+                       "centre of one ion, which carries its molecule's total charge (dump id mol type q ...)")
 
     p = sub.add_parser("conductivity", help="Einstein-Helfand and Nernst-Einstein molar conductivity")
     trajectory_args(p)
@@ -89,12 +96,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="standard errors from blocks of origins or from independent replicas (the dumps)")
     p.add_argument("--concentration", choices=["cations", "anions"], default="cations",
                    help="c = number of cations (or anions) / (N_A V)")
-    p.add_argument("--types", nargs="+", metavar="NAME", help="one name (or NULL) per atom type: only "
-                   "the non-NULL types are ions (default: every charged atom is an ion; use this when "
-                   "a solvent carries partial charges)")
-    p.add_argument("--molecules", action="store_true",
-                   help="molecular ions, from the dump's mol column: each atom of a --types ion type is the "
-                   "centre of one ion, which carries its molecule's total charge (dump id mol type q ...)")
     p.add_argument("--json", required=True, help="output summary (JSON)")
     p.set_defaults(func=_cmd_conductivity)
 

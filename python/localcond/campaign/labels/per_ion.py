@@ -39,6 +39,8 @@ class LabelSettings:
     radii: tuple[float, ...] = ()
     origin_stride: int = 1
     n_salt: float | None = None
+    ion_types: tuple[int, ...] | None = None  # atom types that are ions (default: charged atoms)
+    molecules: bool = False  # each ion-type atom is a molecular ion's centre (the dump's mol column)
 
 
 def _lag(tau_ps: float, frame_ps: float, what: str) -> int:
@@ -64,7 +66,7 @@ def compute_labels(path: str | Path, settings: LabelSettings) -> tuple[IonSet, d
     """Labels for one trajectory: (ions, arrays, metadata)."""
     path = Path(path)
     n_frames = count_frames(path)
-    frames = ion_frames(path, settings.timestep_fs)
+    frames = ion_frames(path, settings.timestep_fs, settings.ion_types, settings.molecules)
     buffer: list = []
     ions: IonSet | None = None
     frame_ps = None
