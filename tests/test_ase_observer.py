@@ -128,3 +128,35 @@ def test_wrapped_positions_with_eh_are_refused(model, tmp_path):
     atoms.positions[5, 0] += 11.0  # the same ion, wrapped
     with pytest.raises(ValueError, match=r"atom ID 6 moved 11 A .* wrapped coordinates without image flags"):
         obs()
+
+
+def test_observer_follows_molecular_ions_by_their_centres(model, tmp_path):
+    """A calculator with molecules=True: the observer's live Λ_EH follows the ions' centre
+    atoms with their molecules' charges; here against ΔM of the centres with charges ±1
+    written out by hand (the satellites, which move on their own, enter nothing)."""
+    from localcond.units import molar_conductivity_prefactor
+
+    rng = np.random.default_rng(4)
+    centres = rng.random((8, 3)) * 12.0
+    symbols = ["Li"] * 4 + ["P"] * 4 + ["F"] * 8
+    charges = [1.0] * 4 + [0.5] * 4 + [-0.75] * 8
+    mols = list(range(1, 9)) + [5, 5, 6, 6, 7, 7, 8, 8]
+    atoms = Atoms(symbols, positions=np.concatenate([centres, np.repeat(centres[4:], 2, axis=0) + 1.0]),
+                  cell=np.eye(3) * 12.0, pbc=True)
+    atoms.set_initial_charges(charges)
+    atoms.arrays["mol-id"] = np.array(mols)
+    calc = LocalConductivity(model, species={"Li": "Li", "P": "PF6", "F": None}, molecules=True)
+    atoms.calc = calc
+    obs = ConductivityObserver(atoms, calc, tmp_path / "run", eh=(3, 1, 300.0), interval_ps=0.1)
+    path = []
+    for _ in range(12):
+        atoms.positions += rng.normal(scale=0.2, size=atoms.positions.shape)
+        path.append(atoms.positions[:8].copy())
+        obs()
+    obs.write()
+    summary = json.loads((tmp_path / "run.summary.json").read_text())["einstein_helfand"]
+    q = np.array([1.0] * 4 + [-1.0] * 4)
+    m = np.array([(q[:, None] * x).sum(axis=0) for x in path])
+    dm = m[1:] - m[:-1]
+    expected = molar_conductivity_prefactor(300.0, 4) * (dm**2).sum(axis=1).mean() / 0.1
+    assert summary["n_salt"] == 4 and summary["molar_conductivity"][0] == pytest.approx(expected, rel=1e-10)
