@@ -240,6 +240,22 @@ def test_cli_trains_and_evaluates_with_a_parity_plot(tmp_path, records):
     for row in result["systems"]:
         assert f"{row['system']:16s}" in proc.stdout
 
+    # --long-lag-errors: z against an error that also covers long lags, for the systems the table tested
+    table = tmp_path / "replicas.json"
+    table.write_text(json.dumps({"systems": [{"system": "h0", "long_lag_check": {"tested": True, "total_error": 1e4}},
+                                             {"system": "s0", "long_lag_check": {"tested": False}}]}))
+    proc = subprocess.run([sys.executable, "-m", "localcond", "evaluate", str(model), "--records",
+                           str(records_dir / "s*.npz"), str(records_dir / "h0.npz"), "--json", str(out),
+                           "--long-lag-errors", str(table)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    again = {r["system"]: r for r in json.loads(out.read_text())["systems"]}
+    before = {r["system"]: r for r in result["systems"]}
+    h0 = again["h0"]
+    assert h0["lambda"]["total_error"] == 1e4 and h0["lambda"]["error_covers_long_lags"]
+    pred = h0["lambda_pred"]
+    assert h0["z"] == pytest.approx((pred["value"] - h0["lambda"]["value"]) / np.hypot(pred["stderr"], 1e4))
+    assert again["s0"]["z"] == pytest.approx(before["s0"]["z"]) and not again["s0"]["lambda"]["error_covers_long_lags"]
+
 
 def test_shared_descriptor_ensemble_equals_the_plain_ensemble(tmp_path):
     """Members with the same power-spectrum descriptor: computing it once and running

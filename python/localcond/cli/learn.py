@@ -18,7 +18,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from localcond.campaign.learn.evaluate import evaluate, parity_plot
     from localcond.campaign.learn.train import record_paths
 
-    result = evaluate(args.model, record_paths(args.records))
+    long_lag = None
+    if args.long_lag_errors:
+        from localcond.io.files import read_json
+
+        table = read_json(args.long_lag_errors, "replica table")
+        long_lag = {r["system"]: r["long_lag_check"]["total_error"] for r in table["systems"]
+                    if r.get("long_lag_check", {}).get("tested")}
+    result = evaluate(args.model, record_paths(args.records), long_lag)
     path = write_json(args.json, result)
     plot = parity_plot(result, args.plot or str(path.with_suffix(".png")))
     for row in result["systems"]:
@@ -70,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau-lambda-ps", type=float, default=5.0,
                    help="the labels are in the slope form over [TAU, 2 TAU] (default 5 ps: the window the "
                    "field is defined on, doc/design.md 1.6)")
+    p.add_argument("--long-lag-errors", metavar="TABLE", help="replica table (training/replica_systems.json): "
+                   "z against the errors that also cover long lags (its long_lag_check)")
     p.add_argument("--shares", help="replica table (training/replica_systems.json) whose measured species "
                    "shares of Lambda_EH the model's shares are compared with")
     p.set_defaults(func=_cmd_evaluate)

@@ -68,7 +68,10 @@ def bootstrap_error(values: np.ndarray, groups: np.ndarray, seed: int = 0) -> fl
     return float(means.std(ddof=1))
 
 
-def evaluate(model_path: str | Path, record_paths: list[Path]) -> dict:
+def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: dict[str, float] | None = None) -> dict:
+    """Λ_pred of ``model_path`` beside each record's Λ. ``long_lag_errors``: per system, an
+    error of Λ that also covers long lags (the replica table's ``long_lag_check.total_error``,
+    :mod:`localcond.campaign.long_lag`), used for z in place of the record's."""
     model = load_model(model_path)
     trained_on = set(model.metadata.training_systems)
     rows = []
@@ -81,7 +84,8 @@ def evaluate(model_path: str | Path, record_paths: list[Path]) -> dict:
         error = bootstrap_error(pred, record["segment"])
         spread = float(means.mean(axis=1).std(ddof=1)) if means.shape[0] > 1 else 0.0
         lam = meta["molar_conductivity"]
-        truth_err = lam.get("total_error") or lam["stderr"]
+        card_err = lam.get("total_error") or lam["stderr"]
+        truth_err = (long_lag_errors or {}).get(meta["system"], card_err)
         z = (value - lam["value"]) / float(np.hypot(error if np.isfinite(error) else 0.0, truth_err))
         rows.append({
             "system": meta["system"], "record": str(path),
@@ -90,7 +94,9 @@ def evaluate(model_path: str | Path, record_paths: list[Path]) -> dict:
             "dielectric_constant": meta.get("dielectric_constant"),
             "lambda_pred": {"value": value, "stderr": error, "ensemble_spread": spread,
                             "unit": "S cm^2 mol^-1", "n_frames": int(pred.size)},
-            "lambda": {"value": lam["value"], "total_error": truth_err, "unit": "S cm^2 mol^-1"},
+            "lambda": {"value": lam["value"], "total_error": truth_err, "card_total_error": card_err,
+                       "error_covers_long_lags": meta["system"] in (long_lag_errors or {}),
+                       "unit": "S cm^2 mol^-1"},
             "relative_error": (value - lam["value"]) / lam["value"], "z": float(z),
         })
     _classify(rows)
