@@ -31,6 +31,7 @@ import torch
 from localcond import __version__
 from localcond.errors import ModelOutputError
 from localcond.io.files import check_writable_prefix
+from localcond.engine.domain import WARN_AFTER, outside_note
 from localcond.engine.options import MANGLED, FixOptions, KEYWORD_NAMES, fix_usage, is_text, parse_fix_keywords
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.timeline import Evaluation
@@ -109,6 +110,7 @@ class FixSession:
         self.type_charge = [md.charges[i] if i >= 0 else float("nan") for i in self.type_species_index]
         self.summary = describe(model, self.type_species_index)
         self.observed = 0
+        self.domain_checked = False
 
     def layout(self) -> dict[str, Any]:
         """What the plugin needs once, by name: the model's cutoff and receptive field (Å)
@@ -180,6 +182,11 @@ class FixSession:
             _array(views, "lambda", np.float64), _array(views, "species", np.int64),
             _array(views, "ids", np.int64), charges, positions, pair_sums, jump_limit)
         self.observed += 1
+        if not self.domain_checked and self.reducers.evaluations >= WARN_AFTER:
+            self.domain_checked = True  # once per fix: see localcond.engine.domain
+            note = outside_note(self.model.metadata, self.reducers.observed().lambda_pred)
+            if note:
+                notes = [*notes, note]
         if self.prefix is not None and self.write_every and self.observed % self.write_every == 0:
             self.write(step)
         return "\n".join(notes)

@@ -27,6 +27,7 @@ temporary name and renamed. Under MPI (independent replicas, one per rank,
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import numpy as np
 
 from localcond import __version__
 from localcond.engine.ase import LocalConductivity
+from localcond.engine.domain import WARN_AFTER, outside_note
 from localcond.io.files import check_writable_prefix
 from localcond.engine.neighbors import periodic_edges
 from localcond.engine.options import ReducerOptions
@@ -78,6 +80,7 @@ class ConductivityObserver:
         self.charges = np.asarray(md.charges, dtype=float)
         self.reducers = ReducerSet(options, md.species, md.charges, comm, "replicas",
                                    share_validated=md.species_share_validated)
+        self.domain_checked = False
 
     def __call__(self) -> None:
         lam = self.calc.get_property("local_conductivity", self.atoms)
@@ -94,6 +97,11 @@ class ConductivityObserver:
                               species[evaluated], ids, charges, positions, pair_sums,
                               0.5 * smallest_periodic_width(self.atoms.cell.array, self.atoms.pbc))
         self.calls += 1
+        if not self.domain_checked and self.reducers.evaluations >= WARN_AFTER:
+            self.domain_checked = True  # once: see localcond.engine.domain
+            note = outside_note(self.calc.model.metadata, self.reducers.observed().lambda_pred)
+            if note:
+                warnings.warn(note, stacklevel=2)
         if self.write_every and self.calls % self.write_every == 0:
             self.write()
 
