@@ -630,7 +630,8 @@ void FixLocalCond::observe(const char *phase)
     feed->unwrap(*graph, domain, atom->x, atom->image, ion_charges());
     arrays.push_back({"positions", feed->eh_pos.data(), feed->eh_pos.size() * sizeof(double)});
     arrays.push_back({"charges", feed->eh_charge.data(), feed->eh_charge.size() * sizeof(double)});
-    arrays.push_back({"jump_limit", &feed->eh_jump_limit, sizeof(double)});
+    arrays.push_back({"cell", feed->eh_cell, sizeof(feed->eh_cell)});
+    arrays.push_back({"pbc", feed->eh_pbc, sizeof(feed->eh_pbc)});
   }
   if (corr_on) {
     comm->forward_comm(this);    // lambda of the ghost atoms

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 using namespace LAMMPS_NS;
 
@@ -33,30 +32,13 @@ void StatisticsFeed::unwrap(const GraphAdaptor &graph, Domain *domain, double **
     domain->unmap(x[i], image[i], &eh_pos[3 * k]);
     eh_charge[k] = q[i];
   }
-  eh_jump_limit = 0.5 * smallest_periodic_width(domain);
+  const double tilt[3] = {domain->triclinic ? domain->xy : 0.0, domain->triclinic ? domain->xz : 0.0,
+                          domain->triclinic ? domain->yz : 0.0};
+  const double cell[9] = {domain->xprd, 0.0, 0.0, tilt[0], domain->yprd, 0.0, tilt[1], tilt[2], domain->zprd};
+  std::copy(cell, cell + 9, eh_cell);
+  for (int d = 0; d < 3; ++d) eh_pbc[d] = (d < domain->dimension && domain->periodicity[d]) ? 1.0 : 0.0;
 }
 
-/* ----------------------------------------------------------------------
-   The smallest distance between opposite faces of the box over its periodic
-   dimensions (Å; infinity when none is periodic). The cell vectors are
-   a = (xprd,0,0), b = (xy,yprd,0), c = (xz,yz,zprd); the width across the
-   faces spanned by two of them is the volume over the area |u x v|.
-------------------------------------------------------------------------- */
-
-double StatisticsFeed::smallest_periodic_width(const Domain *domain)
-{
-  const double lx = domain->xprd, ly = domain->yprd, lz = domain->zprd;
-  const double xy = domain->triclinic ? domain->xy : 0.0;
-  const double xz = domain->triclinic ? domain->xz : 0.0;
-  const double yz = domain->triclinic ? domain->yz : 0.0;
-  const double width[3] = {
-      lx * ly * lz / std::sqrt(ly * lz * ly * lz + xy * lz * xy * lz + (xy * yz - ly * xz) * (xy * yz - ly * xz)),
-      ly * lz / std::sqrt(lz * lz + yz * yz), lz};
-  double smallest = std::numeric_limits<double>::infinity();
-  for (int d = 0; d < domain->dimension; ++d)
-    if (domain->periodicity[d]) smallest = std::min(smallest, width[d]);
-  return smallest;
-}
 
 /* ----------------------------------------------------------------------
    The spatial correlation's sums over ordered pairs (i owned and evaluated

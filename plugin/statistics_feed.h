@@ -41,9 +41,8 @@ class StatisticsFeed {
   explicit StatisticsFeed(const CorrelationSettings &corr);
 
   // Unwrapped positions (Å, [n_out][3]) and charges of the evaluated ions, node order;
-  // and eh_jump_limit, half the box's smallest periodic width (Å; infinite when no
-  // dimension is periodic): an ion that moves farther between two evaluations cannot
-  // be told from one wrapped without image flags.
+  // and the box (eh_cell: rows a, b, c in Å; eh_pbc: 1 per periodic dimension), from
+  // which Python refuses an ion that moves half the box between evaluations.
   void unwrap(const GraphAdaptor &graph, LAMMPS_NS::Domain *domain, double **x,
               const LAMMPS_NS::imageint *image, const double *q);
   // The pair sums, by binning the mapped atoms of the group here (lambda of
@@ -54,7 +53,8 @@ class StatisticsFeed {
                                   bool newton, const double *lambda);
 
   std::vector<double> eh_pos, eh_charge;    // for 'eh'
-  double eh_jump_limit = 0.0;               // for 'eh': Å
+  double eh_cell[9] = {0.0};                // for 'eh': the cell's rows (Å)
+  double eh_pbc[3] = {0.0};                 // ... and its periodic dimensions (1.0 / 0.0)
   std::vector<double> pair_sums;            // for 'corr': [4][S][S][bins]
 
  private:
@@ -65,7 +65,6 @@ class StatisticsFeed {
   // list path, per local+ghost atom: species (-1: unmapped or not in the group)
   std::vector<int> corr_species;
 
-  static double smallest_periodic_width(const LAMMPS_NS::Domain *domain);
   // one ordered pair: species, lambda of each, distance^2 (< RMAX^2)
   inline void add_pair(int si, int sj, double li, double lj, double rsq);
 };

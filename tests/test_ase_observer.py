@@ -107,7 +107,7 @@ def test_unwritable_prefix_is_refused_before_any_step(model, tmp_path):
 def test_smallest_periodic_width_by_hand():
     """A cube of 10 Å sheared by xy = 5: the faces normal to x are 10·10/|b| = 100/√125 apart;
     an open direction does not count."""
-    from localcond.engine.observer import smallest_periodic_width
+    from localcond.engine.neighbors import smallest_periodic_width
     cell = np.array([[10.0, 0, 0], [5.0, 10.0, 0], [0, 0, 12.0]])
     assert smallest_periodic_width(cell, True) == pytest.approx(100 / np.sqrt(125))
     assert smallest_periodic_width(cell, [False, True, True]) == pytest.approx(10.0)

@@ -32,6 +32,7 @@ from localcond import __version__
 from localcond.errors import ModelOutputError
 from localcond.io.files import check_writable_prefix
 from localcond.engine.domain import WARN_AFTER, outside_note
+from localcond.engine.neighbors import smallest_periodic_width
 from localcond.engine.options import MANGLED, FixOptions, KEYWORD_NAMES, fix_usage, is_text, parse_fix_keywords
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.timeline import Evaluation
@@ -160,8 +161,9 @@ class FixSession:
                 views: dict[str, memoryview]) -> str:
         """Feed the statistics with this evaluation (collective). ``views``: ``species``,
         ``ids`` (int64), ``lambda`` (float64) of the evaluated ions; with ``eh`` also
-        ``charges``, ``positions`` (unwrapped, Å) and ``jump_limit`` (one float, Å: the
-        longest step an ion may take between evaluations); with ``corr`` ``pair_sums``, the
+        ``charges``, ``positions`` (unwrapped, Å), ``cell`` (rows a, b, c, Å) and ``pbc``
+        (1.0 per periodic dimension), whence the longest step an ion may take between
+        evaluations; with ``corr`` ``pair_sums``, the
         pairs' sums binned by the plugin (:meth:`PairCorrelation.add`). Returns the notes
         to log (one string, empty when none)."""
         if (self.observed == 0 and self.prefix_key is not None and not self.restored
@@ -176,7 +178,10 @@ class FixSession:
             pair_sums = _array(views, "pair_sums", np.float64).reshape(4, n, n, -1)
         positions = _array(views, "positions", np.float64) if "positions" in views else None
         charges = _array(views, "charges", np.float64) if "charges" in views else None
-        jump_limit = float(_array(views, "jump_limit", np.float64)[0]) if "jump_limit" in views else math.inf
+        jump_limit = math.inf
+        if "cell" in views:
+            jump_limit = 0.5 * smallest_periodic_width(_array(views, "cell", np.float64).reshape(3, 3),
+                                                       _array(views, "pbc", np.float64) > 0)
         notes = self.reducers.observe(
             Evaluation(int(step), float(dt_ps), int(nevery), phase, moved or None),
             _array(views, "lambda", np.float64), _array(views, "species", np.int64),

@@ -6,6 +6,10 @@ than half the box (several periodic images of the same neighbor)."""
 
 from __future__ import annotations
 
+import math
+
+from typing import Any
+
 import numpy as np
 from vesin import NeighborList
 
@@ -29,3 +33,16 @@ def periodic_edges(
     order = np.argsort(i[keep], kind="stable")
     edge_index = np.stack([i[keep][order], j[keep][order]]).astype(np.int64)
     return edge_index, np.ascontiguousarray(d[keep][order], dtype=np.float64)
+
+
+def smallest_periodic_width(cell: np.ndarray, pbc: Any) -> float:
+    """The smallest distance between opposite faces of the cell (Å, rows are the cell
+    vectors) over its periodic directions: volume / |a_j × a_k| for direction i;
+    infinity when none is periodic (the live Einstein-Helfand estimate refuses an ion
+    that moves half of it between calls: a wrapped position, see
+    :meth:`~localcond.engine.reducers.eh_live.SelfDisplacement.check_step`)."""
+    cell = np.asarray(cell, dtype=float)
+    volume = abs(float(np.linalg.det(cell)))
+    widths = [volume / float(np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))) if periodic else math.inf
+              for i, periodic in enumerate(np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)))]
+    return min(widths)

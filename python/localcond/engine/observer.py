@@ -26,7 +26,6 @@ temporary name and renamed. Under MPI (independent replicas, one per rank,
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,24 +36,11 @@ from localcond import __version__
 from localcond.engine.ase import LocalConductivity
 from localcond.engine.domain import WARN_AFTER, outside_note
 from localcond.io.files import check_writable_prefix
-from localcond.engine.neighbors import periodic_edges
+from localcond.engine.neighbors import periodic_edges, smallest_periodic_width
 from localcond.engine.options import ReducerOptions
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.spatial import PairCorrelation
 from localcond.engine.reducers.timeline import Evaluation
-
-
-def smallest_periodic_width(cell: np.ndarray, pbc: Any) -> float:
-    """The smallest distance between opposite faces of the cell (Å, rows are the cell
-    vectors) over its periodic directions: volume / |a_j × a_k| for direction i;
-    infinity when none is periodic (the live Einstein-Helfand estimate refuses an ion
-    that moves half of it between calls: a wrapped position, see
-    :meth:`~localcond.engine.reducers.eh_live.SelfDisplacement.check_step`)."""
-    cell = np.asarray(cell, dtype=float)
-    volume = abs(float(np.linalg.det(cell)))
-    widths = [volume / float(np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))) if periodic else math.inf
-              for i, periodic in enumerate(np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)))]
-    return min(widths)
 
 
 class ConductivityObserver:

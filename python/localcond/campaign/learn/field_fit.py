@@ -160,6 +160,8 @@ class FieldFit:
         options = {k: v for k, v in config.model.items() if k != "family"}
         self.module, self.template = make_two_scale_model(self.species, self.charges, **options)
         self.card, self.replicas = card, replicas
+        self.species_of = {r.metadata["system"]: np.array([self.species.index(n) for n in r.species_names])
+                           for r in self.records}  # per system: each ion's species index
         raw = {}
         for record in self.records:
             name = record.metadata["system"]
@@ -182,7 +184,7 @@ class FieldFit:
         cache = Path(self.config.out) / "features" / f"{record.metadata['system']}.npy"
         if cache.exists():
             return np.load(cache)
-        species = torch.as_tensor([self.species.index(n) for n in record.species_names])
+        species = torch.as_tensor(self.species_of[record.metadata["system"]])
         out = []
         with torch.no_grad():
             for k in range(len(record.time_ps)):
@@ -206,8 +208,7 @@ class FieldFit:
             self.scale.append((rows.mean(axis=0), np.where(std > 0, std, 1.0)))
 
     def _of_species(self, name: str, k: int) -> np.ndarray:
-        record = next(r for r in self.records if r.metadata["system"] == name)
-        return np.array([self.species.index(n) == k for n in record.species_names])
+        return self.species_of[name] == k
 
     @property
     def n_params(self) -> int:
