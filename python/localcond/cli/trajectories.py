@@ -18,7 +18,7 @@ def _cmd_conductivity(args: argparse.Namespace) -> int:
         tau_window_ps=tuple(args.tau_window_ps) if args.tau_window_ps else None,
         max_lag_ps=args.max_lag_ps, n_blocks=args.blocks, error=args.error,
         concentration=args.concentration, n_salt=args.n_salt, ion_types=_ion_types(args.types, args.molecules),
-        molecules=args.molecules,
+        molecules=args.molecules, current=args.current,
     )
     summary = analyse(accumulate(args.dumps, settings, progress=sys.stderr.isatty()), settings)
     path = write_json(summary, args.json, args.dumps)
@@ -96,6 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="standard errors from blocks of origins or from independent replicas (the dumps)")
     p.add_argument("--concentration", choices=["cations", "anions"], default="cations",
                    help="c = number of cations (or anions) / (N_A V)")
+    p.add_argument("--current", choices=["ions", "all"], default="ions",
+                   help="ions: dM from the ions alone (default); all: from every charged atom in the dump, "
+                   "adding the solvent's and molecular ions' polarisation current (bounded: changes short lags, "
+                   "not the long-time Lambda; needs every atom's unwrapped position)")
     p.add_argument("--json", required=True, help="output summary (JSON)")
     p.set_defaults(func=_cmd_conductivity)
 

@@ -54,6 +54,13 @@ UNIT = "S cm^2 mol^-1"
 DIFFUSIVE_SLOPE_TOLERANCE = 0.15
 
 
+CURRENTS = {
+    "ions": "dM = sum over the ions' nodes of Q dr (solvent and the dipoles of molecular ions left out)",
+    "all": "dM = sum over every charged atom of q dr (the solvent's and the molecular ions' polarisation "
+           "current included; species shares then leave out the polarisation's share)",
+}
+
+
 @dataclass
 class Settings:
     timestep_fs: float
@@ -67,6 +74,7 @@ class Settings:
     n_salt: float | None = None
     ion_types: tuple[int, ...] | None = None  # atom types that are ions (default: charged atoms)
     molecules: bool = False  # each ion-type atom is the centre of a molecular ion (the dump's mol column)
+    current: str = "ions"  # or "all": ΔM of every charged atom (solvent and ion polarisation included)
 
 
 @dataclass
@@ -94,6 +102,8 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
     paths = [Path(p) for p in paths]
     if not paths:
         raise LocalcondError("no trajectory given")
+    if settings.current not in CURRENTS:
+        raise LocalcondError(f"current must be one of {sorted(CURRENTS)}, got {settings.current!r}")
     first_n, frame_ps = _frames_and_spacing(paths[0], settings)
     counts = [first_n] + [_frames_and_spacing(p, settings)[0] for p in paths[1:]]
     shortest = min(counts)
@@ -116,7 +126,8 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
     result: Accumulated | None = None
     for path, n_frames in zip(paths, counts):
         accumulator: DisplacementAccumulator | None = None
-        for ions, frame in ion_frames(path, settings.timestep_fs, settings.ion_types, settings.molecules):
+        for ions, frame in ion_frames(path, settings.timestep_fs, settings.ion_types, settings.molecules,
+                                      polarisation=settings.current == "all"):
             if accumulator is None:
                 if result is None:
                     result = Accumulated(ions, frame_ps, [], lags)
@@ -128,7 +139,7 @@ def accumulate(paths: Sequence[str | Path], settings: Settings, progress: bool =
             if frame.index == 1 and abs(frame.time_ps - frame_ps) > 1e-9 * frame_ps:
                 raise DumpFormatError(f"{path}: frame spacing {frame.time_ps:g} ps differs from "
                                       f"{frame_ps:g} ps in {paths[0]}")
-            accumulator.add(frame.positions)
+            accumulator.add(frame.positions, frame.polarisation)
             if progress and frame.index % 200 == 0:
                 print(f"\rlocalcond conductivity: {path.name} frame {frame.index}/{n_frames}", end="",
                       file=sys.stderr, flush=True)
@@ -351,6 +362,7 @@ def analyse(acc: Accumulated, settings: Settings) -> dict:
         "concentration_definition": c_definition,
         "volume_A3": ions.volume_a3,
         "temperature_k": settings.temperature_k,
+        "current": CURRENTS[settings.current],
         "diffusion_coefficients": {t: _entry(v, "cm^2 s^-1") for t, v in diffusion.items()},
         "species_share_of_conductivity": {
             t: _entry(v) | {"definition": "<dM_s . dM> / <|dM|^2> (t+ for the cation)"}

@@ -7,6 +7,12 @@ over the frames accumulates, per block of origins:
     ⟨Σ_{i∈s} |Δr_i|²⟩ and ⟨Σ_{i∈s} q_i² |Δr_i|²⟩          (self, per species s)
     ⟨ΔM_s · ΔM⟩, ΔM_s = Σ_{i∈s} q_i Δr_i                   (species split)
 
+With a polarisation vector P(t) per frame (e Å; the part of the all-atom dipole
+Σ_a q_a r_a that the ions' nodes leave out: solvent dipoles, the dipoles of
+molecular ions about their centre atoms), ΔM becomes ΔM + ΔP: the current of
+every charged atom. The self and species terms stay the ions' own; the species
+shares then sum to 1 − ⟨ΔP · ΔM⟩/⟨|ΔM|²⟩.
+
 Only the last max-lag frames are kept (memory independent of trajectory
 length). Origins of each lag are split into ``n_blocks`` equal consecutive
 blocks; the standard error of a quantity is the standard deviation of its
@@ -80,19 +86,26 @@ class DisplacementAccumulator:
         self.sums = BlockSums.zeros(n_blocks, len(self.lags), n_species)
         depth = int(self.lags.max()) + 1
         self.ring = np.zeros((depth, len(self.charges), 3))
+        self.ring_p = np.zeros((depth, 3))
         self.seen = 0
 
-    def add(self, positions: np.ndarray) -> None:
-        """The next frame's unwrapped positions (Å, [n_ions, 3])."""
+    def add(self, positions: np.ndarray, polarisation: np.ndarray | None = None) -> None:
+        """The next frame's unwrapped positions (Å, [n_ions, 3]) and, optionally, the
+        polarisation vector P (e Å, [3]) whose change joins ΔM (see the module docstring).
+        Give P for every frame of a trajectory or for none."""
         k = self.seen
         depth = self.ring.shape[0]
         self.ring[k % depth] = positions
+        if polarisation is not None:
+            self.ring_p[k % depth] = polarisation
         active = np.flatnonzero(self.lags <= k)
         if active.size:
             lags = self.lags[active]
             dr = positions[None, :, :] - self.ring[(k - lags) % depth]  # [A, N, 3]
             qdr = dr * self.charges[None, :, None]
             dm = qdr.sum(axis=1)  # [A, 3]
+            if polarisation is not None:
+                dm = dm + (polarisation[None, :] - self.ring_p[(k - lags) % depth])
             dm_species = np.einsum("anx,ns->asx", qdr, self.onehot)  # [A, S, 3]
             sq = np.einsum("anx,anx->an", dr, dr)  # [A, N]
             origins = k - lags

@@ -52,6 +52,8 @@ class IonFrame:
     time_ps: float
     positions: np.ndarray  # unwrapped, Å, [n_ions, 3]
     dump: DumpFrame
+    # Σ_a q_a r_a over every atom minus Σ_ions Q r_ion (e Å, [3]); only when asked for
+    polarisation: np.ndarray | None = None
 
 
 def count_frames(path: str | Path) -> int:
@@ -76,14 +78,20 @@ def _refuse_partial_charges(where: str, types: np.ndarray, charges: np.ndarray) 
 
 
 def ion_frames(path: str | Path, timestep_fs: float, ion_types: Sequence[int] | None = None,
-               molecules: bool = False) -> Iterator[tuple[IonSet, IonFrame]]:
+               molecules: bool = False, polarisation: bool = False) -> Iterator[tuple[IonSet, IonFrame]]:
     """Yield (ions, frame) for every frame of one dump, checking consistency.
 
     The ions are the charged atoms, or, with ``ion_types``, the atoms of those types
     (all-atom inputs: a solvent's partially charged atoms are not ions). With
     ``molecules`` (the dump's ``mol`` column), each atom of an ion type is the centre
     of a molecular ion: the ion sits at that atom and carries its molecule's total
-    charge (:func:`molecule_charges`); the other atoms of the molecule enter nothing."""
+    charge (:func:`molecule_charges`); the other atoms of the molecule enter nothing.
+
+    With ``polarisation``, each frame also carries P = Σ_a q_a r_a − Σ_ions Q r_ion
+    (e Å, unwrapped positions of every atom in the dump, its own partial charges): the
+    dipole of everything the ions' nodes leave out — the solvent's molecules and each
+    molecular ion about its centre atom. ΔM + ΔP is then the current of every charged
+    atom (:class:`localcond.campaign.labels.einstein_helfand.DisplacementAccumulator`)."""
     if molecules and ion_types is None:
         raise DumpFormatError("molecular ions need the ion types: the atom type of each ion's centre")
     if timestep_fs <= 0:
@@ -111,11 +119,17 @@ def ion_frames(path: str | Path, timestep_fs: float, ion_types: Sequence[int] | 
             if np.any(charges[charged] == 0.0):
                 raise DumpFormatError(f"{where}: atoms of the ion types {list(ion_types)} must be charged; "
                                       f"atom {frame.ids[order][charged & (charges == 0.0)][0]} has q = 0")
+        every = order
         order = order[charged]
-        bad = ~np.isfinite(positions[order]).all(axis=1)
+        checked = every if polarisation else order
+        bad = ~np.isfinite(positions[checked]).all(axis=1)
         if bad.any():
-            raise DumpFormatError(f"{where}: atom {frame.ids[order][bad][0]} has a non-finite position "
-                                  f"{positions[order][bad][0].tolist()}")
+            raise DumpFormatError(f"{where}: atom {frame.ids[checked][bad][0]} has a non-finite position "
+                                  f"{positions[checked][bad][0].tolist()}")
+        p_vector = None
+        if polarisation:
+            p_vector = (frame.columns["q"][every] @ positions[every]
+                        - charges[charged] @ positions[order])
         if ions is None:
             if ion_types is None:
                 _refuse_partial_charges(where, frame.types[order], charges[charged])
@@ -151,4 +165,4 @@ def ion_frames(path: str | Path, timestep_fs: float, ion_types: Sequence[int] | 
                 )
         previous_step = frame.timestep
         time_ps = (frame.timestep - first_step) * timestep_fs * 1e-3
-        yield ions, IonFrame(frame.index, frame.timestep, time_ps, positions[order], frame)
+        yield ions, IonFrame(frame.index, frame.timestep, time_ps, positions[order], frame, p_vector)
