@@ -28,6 +28,10 @@ def run_dir(tmp_path_factory):
     model = save_model(*make_reference_model(["Na", "Cl"], [1.0, -1.0], 8.0), directory / "nacl.pt")
     text = (directory / "in.water_nacl").read_text()
     text = text.replace("variable        steps index 400", "variable        steps index 200")
+    anchor = "dump_modify     d sort id\n"
+    assert anchor in text
+    text = text.replace(anchor, anchor + "dump            ionsonly ions custom 10 dump.ions id type q xu yu zu\n"
+                        "dump_modify     ionsonly sort id\n")
     run_lmp(directory, f"variable model string {model}\n" + text)
     return directory
 
@@ -50,14 +54,26 @@ def test_every_keyword_runs_and_only_ions_get_lambda(run_dir):
     assert set(summary) >= {"time_correlation", "einstein_helfand", "lambda_pred"}
 
 
-def test_conductivity_counts_only_the_ions(run_dir):
-    out = run_dir / "conductivity.json"
+def conductivity(run_dir: Path, dump: str, *types: str) -> dict:
+    out = run_dir / f"{dump}.json"
+    type_args = ["--types", *types] if types else []
     proc = subprocess.run(
-        [sys.executable, "-m", "localcond", "conductivity", str(run_dir / "dump.water"), "--types", "NULL",
-         "NULL", "Na", "Cl", "--timestep-fs", "2", "--temperature-k", "298", "--json", str(out)],
+        [sys.executable, "-m", "localcond", "conductivity", str(run_dir / dump), *type_args,
+         "--timestep-fs", "2", "--temperature-k", "298", "--tau-window-ps", "0.04", "0.12", "--json", str(out)],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_conductivity_counts_only_the_ions(run_dir):
+    """The dump with the water and `--types NULL NULL Na Cl` gives what a dump of the
+    ions alone (LAMMPS's own group, every charged atom an ion) gives from the same run."""
+    result = conductivity(run_dir, "dump.water", "NULL", "NULL", "Na", "Cl")
+    ions_only = conductivity(run_dir, "dump.ions")
+    for key in ("molar_conductivity", "nernst_einstein"):
+        assert result[key]["value"] == pytest.approx(ions_only[key]["value"], rel=1e-12)
+        assert result[key]["stderr"] == pytest.approx(ions_only[key]["stderr"], rel=1e-12)
+    assert result["molar_conductivity"]["value"] != 0.0
     assert result["n_ions"] == 8
     volume = np.prod(np.diag(next(iter(read_dump(run_dir / "dump.water"))).cell))
     assert result["concentration_mol_per_l"] == pytest.approx(4 / 6.02214076e23 / (volume * 1e-27), rel=1e-9)
