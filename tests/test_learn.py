@@ -290,3 +290,13 @@ def test_shared_descriptor_ensemble_equals_the_plain_ensemble(tmp_path):
     reloaded = torch.jit.load(str(path))
     torch.testing.assert_close(reloaded(species, edge_index, edge_vec, 40), expected.mean(dim=0),
                                rtol=1e-5, atol=1e-4)
+    # a rank whose ions are all of one species, or that has none, must still evaluate:
+    # each member's output on the cations alone equals the plain ensemble's
+    cations = torch.nonzero(species == 0).squeeze(1)
+    keep = (species[edge_index[0]] == 0) & (species[edge_index[1]] == 0)
+    remap = torch.full((40,), -1, dtype=torch.int64)
+    remap[cations] = torch.arange(cations.numel())
+    sub = (species[cations], remap[edge_index[:, keep]], edge_vec[keep], int(cations.numel()))
+    torch.testing.assert_close(shared.members(*sub), plain.members(*sub), rtol=1e-5, atol=1e-4)
+    nothing = (torch.zeros(0, dtype=torch.int64), torch.zeros((2, 0), dtype=torch.int64), torch.zeros((0, 3)), 0)
+    assert tuple(reloaded.members(*nothing).shape) == (3, 0)

@@ -140,11 +140,12 @@ class FoldedFirstLayer(torch.nn.Module):
             biases.append(layer.bias.detach().double() - w @ mean.detach().double())
         dtype = layers[0].weight.dtype
         self.n_members = len(layers)
+        self.hidden = layers[0].out_features  # explicit: a view with -1 is ambiguous for no rows
         self.register_buffer("weight_t", torch.cat(weights, 0).t().contiguous().to(dtype))  # [F, k·H]
         self.register_buffer("bias", torch.cat(biases, 0).to(dtype))
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.addmm(self.bias, x, self.weight_t)
-        y = y.view(x.shape[0], self.n_members, -1).transpose(0, 1)
+        y = y.view(x.shape[0], self.n_members, self.hidden).transpose(0, 1)
         return torch.nn.functional.silu(y) if self.activation else y
