@@ -47,7 +47,7 @@ double wall_seconds()
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), corr_list(nullptr), lists_given(0), lambda(nullptr),
-    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), molecules(false), corr_rmax(0.0), corr_bins(0),
+    global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), molecules(false), corr_rmax(0.0), corr_bins(0),
     corr_on(false), corr_from_list(false), last_setup_step(-1), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
     t_reduce(0.0)
 {
@@ -69,7 +69,7 @@ FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
   size_peratom_cols = 0;
   peratom_freq = nevery;
   vector_flag = 1;
-  size_vector = 9;
+  size_vector = LocalCond::N_VECTOR;
   global_freq = nevery;
   extvector = 0;
   restart_peratom = 1;
@@ -670,9 +670,10 @@ void FixLocalCond::post_run()
 }
 
 /* ----------------------------------------------------------------------
-   f_ID[1..9]: group mean of lambda, ions evaluated, running Lambda_pred, its
+   f_ID[1..10]: group mean of lambda, ions evaluated, running Lambda_pred, its
    blocking error, std of lambda, live Lambda_EH at the longest lag, its error,
-   the first species' shares of Lambda_EH and of Lambda_pred
+   the first species' shares of Lambda_EH and of Lambda_pred, the model
+   uncertainty of Lambda_pred (an ensemble's spread; NaN for a single model)
 ------------------------------------------------------------------------- */
 
 double FixLocalCond::compute_vector(int n)

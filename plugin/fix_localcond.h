@@ -76,7 +76,7 @@ class FixLocalCond : public Fix {
   std::unique_ptr<LocalCond::PythonSession> session;    // all calls into Python
 
   double *lambda;    // per-atom local molar conductivity, S cm^2/mol
-  double global[9];    // f_ID[1..9] (see compute_vector), from the statistics when read
+  double global[LocalCond::N_VECTOR];    // f_ID[1..10] (see compute_vector), from the statistics when read
   bool global_current;    // global[] holds the values after the last evaluation
   std::string output_prefix;    // reducer files PREFIX.reduce.npz / PREFIX.summary.json
   int write_every;              // evaluations between writes (0: at the end of each run)

@@ -121,9 +121,9 @@ std::string field_string(PyObject *dict, const char *name, const char *what)
 
 }    // namespace
 
-const char *const LocalCond::VECTOR_NAMES[9] = {
+const char *const LocalCond::VECTOR_NAMES[N_VECTOR] = {
     "group_mean",      "count",           "lambda_pred",    "lambda_pred_stderr", "lambda_std",
-    "lambda_eh",       "lambda_eh_stderr", "eh_share_first", "pred_share_first"};
+    "lambda_eh",       "lambda_eh_stderr", "eh_share_first", "pred_share_first", "model_uncertainty"};
 
 PythonSession::PythonSession(LAMMPS *lmp) : Pointers(lmp), session(nullptr) {}
 
@@ -337,7 +337,7 @@ void PythonSession::vector(double *values)
     GilLock gil;
     PyObject *result = PyObject_CallMethod(session, "vector", nullptr);
     if (result)
-      for (int k = 0; k < 9 && !PyErr_Occurred(); ++k)
+      for (int k = 0; k < N_VECTOR && !PyErr_Occurred(); ++k)
         values[k] = field_double(result, VECTOR_NAMES[k], "FixSession.vector");
     Py_XDECREF(result);
     if (PyErr_Occurred() || !result) problem = take_python_error();

@@ -63,8 +63,9 @@ struct ModelLayout {
   bool eh_on = false;    // live Einstein-Helfand: positions and charges go to the statistics
 };
 
-// The names of the fix's global vector f_ID[1..9], in order (FixSession.vector's keys).
-extern const char *const VECTOR_NAMES[9];
+// The names of the fix's global vector f_ID[1..10], in order (FixSession.vector's keys).
+constexpr int N_VECTOR = 10;    // f_ID[1..10]
+extern const char *const VECTOR_NAMES[N_VECTOR];
 
 class PythonSession : protected LAMMPS_NS::Pointers {
  public:

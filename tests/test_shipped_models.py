@@ -61,6 +61,28 @@ def test_default_model_is_installed_with_its_card(capsys):
     assert again["lambda_pred"]["value"] == pytest.approx(first["lambda_pred"]["value"], rel=1e-6)
 
 
+def test_default_model_evaluates_ranks_with_one_species_or_none():
+    """A rank whose evaluated ions are all cations (a group of cations, a small
+    sub-domain) holds the anions only as neighbours: the cations' λ must equal their λ
+    when every ion is evaluated. A rank with no ions gets an empty answer."""
+    model = load_model(model_path())
+    rng = np.random.default_rng(4)
+    box = 22.0
+    positions = rng.uniform(0, box, (60, 3))
+    species = np.arange(60) % 2
+    order = np.argsort(species, kind="stable")  # cations first: the outputs, anions after
+    positions, species = positions[order], species[order]
+    from localcond.engine.neighbors import periodic_edges
+
+    edge_index, edge_vec = periodic_edges(positions, np.eye(3) * box, (True,) * 3, model.metadata.cutoff)
+    every = evaluate(model, species, edge_index, edge_vec, 60)
+    cations = evaluate(model, species, edge_index, edge_vec, 30)
+    assert np.abs(every[:30]).max() > 0
+    np.testing.assert_allclose(cations, every[:30], rtol=1e-6, atol=1e-6 * np.abs(every).max())
+    nothing = evaluate(model, species[:0], edge_index[:, :0], edge_vec[:0], 0)
+    assert nothing.shape == (0,)
+
+
 def test_fix_with_the_default_model_equals_predict(tmp_path):
     """The grid's input with its `model` hook (what the README's main command runs),
     a small box: the fix's λ equals `localcond predict` on the dumped frames."""
@@ -83,3 +105,14 @@ def test_fix_with_the_default_model_equals_predict(tmp_path):
     summary = json.loads((tmp_path / "t.summary.json").read_text())
     lam = np.array([f.columns["f_lc"] for f in frames])
     assert summary["lambda_pred"]["value"] == pytest.approx(lam.mean(), rel=1e-8)
+    # the model uncertainty (f_lc[10], the summary): the spread of the 22 jackknife members'
+    # Λ_pred, each member's mean over the same frames as `predict` computes them offline
+    members = np.load(tmp_path / "offline.npz")["frame_member_means"]
+    assert members.shape == (5, 22)
+    expected = np.std(members.mean(axis=0), ddof=1)
+    assert expected > 0
+    assert summary["lambda_pred"]["model_uncertainty"] == pytest.approx(expected, rel=1e-5)
+    log = (tmp_path / "log.lammps").read_text().splitlines()
+    header = next(k for k in range(len(log) - 1, -1, -1) if log[k].split()[:1] == ["Step"] and "f_lc[10]" in log[k])
+    last = log[header + 1 + len(frames) - 1].split()  # thermo every evaluation of the production run
+    assert float(last[log[header].split().index("f_lc[10]")]) == pytest.approx(expected, rel=1e-5)

@@ -120,8 +120,10 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
                        f"{eh['stderr'] if eh['stderr'] is not None else float('nan'):.2g}")
         elif eh is not None:
             eh_text = ", Lambda_EH: " + eh["note"]
+        model_text = (f" (statistical) +- {pred['model_uncertainty']:.2g} (model)"
+                      if pred.get("model_uncertainty") is not None else "")
         print(f"{s['system']}: {s['replicas']} file(s), {s['evaluations']} evaluations, Lambda_pred = "
-              f"{pred['value']:.4g} +- {pred['stderr'] or float('nan'):.2g} S cm^2/mol{eh_text}")
+              f"{pred['value']:.4g} +- {pred['stderr'] or float('nan'):.2g}{model_text} S cm^2/mol{eh_text}")
     print(f"wrote {path} and figures in {path.parent}")
     return 0
 

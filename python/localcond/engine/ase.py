@@ -28,7 +28,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from localcond.errors import LocalcondError
 from localcond.engine.neighbors import periodic_edges
-from localcond.engine.runtime import LoadedModel, evaluate, load_model
+from localcond.engine.runtime import LoadedModel, evaluate_members, load_model
 from localcond.engine.species import check_charge_ranges, index_of, molecule_charges
 
 LOCAL_PROPERTIES = ["local_conductivity", "mean_local_conductivity"]
@@ -119,7 +119,11 @@ class LocalConductivity(Calculator):
         edge_index, edge_vec = periodic_edges(atoms.positions[evaluated], atoms.cell.array,
                                               tuple(atoms.pbc), self.model.metadata.cutoff)
         lam = np.zeros(len(atoms))
-        lam[evaluated] = evaluate(self.model, indices[evaluated], edge_index, edge_vec,
-                                  int(evaluated.sum()))
+        lam[evaluated], members = evaluate_members(self.model, indices[evaluated], edge_index, edge_vec,
+                                                   int(evaluated.sum()))
         self.results["local_conductivity"] = lam
+        if members is not None:  # an ensemble: each member's λ [k, n_atoms] (0 off the ions)
+            every = np.zeros((members.shape[0], len(atoms)))
+            every[:, evaluated] = members
+            self.results["local_conductivity_members"] = every
         self.results["mean_local_conductivity"] = float(lam[evaluated].mean()) if evaluated.any() else 0.0

@@ -36,7 +36,7 @@ from localcond.engine.neighbors import smallest_periodic_width
 from localcond.engine.options import MANGLED, FixOptions, KEYWORD_NAMES, fix_usage, is_text, parse_fix_keywords
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.timeline import Evaluation
-from localcond.engine.runtime import LoadedModel, evaluate, load_model
+from localcond.engine.runtime import LoadedModel, evaluate_members, load_model, n_members
 from localcond.engine.species import check_charge_ranges, map_types
 
 
@@ -104,7 +104,9 @@ class FixSession:
         self.serial = next(_SERIALS)
         md = model.metadata
         self.reducers = ReducerSet(options.reducers, md.species, md.charges, comm, "domains",
-                                   share_validated=md.species_share_validated)
+                                   share_validated=md.species_share_validated, n_members=n_members(model))
+        # an ensemble: each member's sum of λ over this rank's ions at the last evaluation
+        self.member_sums = np.zeros(n_members(model)) if n_members(model) > 1 else None
         self.identity = {"model": md.to_json(), "group": group, "types": [s or "NULL" for s in type_species],
                          "options": options.reducers.to_dict()}
         self.type_species_index = map_types(md, type_species)
@@ -145,7 +147,7 @@ class FixSession:
         edge_vec_a = np.frombuffer(edge_vec, dtype=np.float64).reshape(-1, 3)
         start = time.perf_counter()
         try:
-            values = evaluate(self.model, species_a, edge_index_a, edge_vec_a, n_local)
+            values, members = evaluate_members(self.model, species_a, edge_index_a, edge_vec_a, n_local)
         except ModelOutputError as exc:
             if exc.bad_nodes:
                 atom_ids = np.sort(np.frombuffer(ids, dtype=np.int64)[exc.bad_nodes])
@@ -155,6 +157,8 @@ class FixSession:
             raise
         elapsed = time.perf_counter() - start
         np.frombuffer(out, dtype=np.float64)[:] = values
+        if members is not None:
+            self.member_sums = members.sum(axis=1)
         return elapsed
 
     def observe(self, *, step: int, dt_ps: float, nevery: int, phase: str, moved: str | None,
@@ -185,7 +189,8 @@ class FixSession:
         notes = self.reducers.observe(
             Evaluation(int(step), float(dt_ps), int(nevery), phase, moved or None),
             _array(views, "lambda", np.float64), _array(views, "species", np.int64),
-            _array(views, "ids", np.int64), charges, positions, pair_sums, jump_limit)
+            _array(views, "ids", np.int64), charges, positions, pair_sums, jump_limit,
+            member_sums=self.member_sums)
         self.observed += 1
         if not self.domain_checked and self.reducers.evaluations >= WARN_AFTER:
             self.domain_checked = True  # once per fix: see localcond.engine.domain
@@ -198,7 +203,7 @@ class FixSession:
 
     def vector(self) -> dict[str, float]:
         """The fix's global vector after the last evaluation, by name in the order of
-        f_ID[1..9]: local to the rank, no communication (the plugin asks only when
+        f_ID[1..10]: local to the rank, no communication (the plugin asks only when
         LAMMPS reads f_ID[i])."""
         return self.reducers.observed().as_dict()
 

@@ -41,6 +41,7 @@ from localcond.engine.options import ReducerOptions
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.spatial import PairCorrelation
 from localcond.engine.reducers.timeline import Evaluation
+from localcond.engine.runtime import n_members
 
 
 class ConductivityObserver:
@@ -65,11 +66,13 @@ class ConductivityObserver:
         md = calculator.model.metadata
         self.charges = np.asarray(md.charges, dtype=float)
         self.reducers = ReducerSet(options, md.species, md.charges, comm, "replicas",
-                                   share_validated=md.species_share_validated)
+                                   share_validated=md.species_share_validated,
+                                   n_members=n_members(calculator.model))
         self.domain_checked = False
 
     def __call__(self) -> None:
         lam = self.calc.get_property("local_conductivity", self.atoms)
+        members = self.calc.results.get("local_conductivity_members")
         species = self.calc.species_indices(self.atoms)
         evaluated = species >= 0
         offset = (self.comm.rank if self.comm is not None else 0) * len(self.atoms)
@@ -81,7 +84,8 @@ class ConductivityObserver:
         # without interval_ps, lags count calls (the observer does not know the dynamics' timestep)
         self.reducers.observe(Evaluation(self.calls, self.interval_ps, 1, "run"), lam[evaluated],
                               species[evaluated], ids, charges, positions, pair_sums,
-                              0.5 * smallest_periodic_width(self.atoms.cell.array, self.atoms.pbc))
+                              0.5 * smallest_periodic_width(self.atoms.cell.array, self.atoms.pbc),
+                              member_sums=members[:, evaluated].sum(axis=1) if members is not None else None)
         self.calls += 1
         if not self.domain_checked and self.reducers.evaluations >= WARN_AFTER:
             self.domain_checked = True  # once: see localcond.engine.domain

@@ -4,7 +4,10 @@ own neighbor search (vesin, through :func:`localcond.engine.neighbors.periodic_e
 Outputs (λ in S cm² mol⁻¹):
   PREFIX.npz          timestep [F], id [N] (sorted), type [N], evaluated [N] (bool:
                       type mapped to a species), lambda [F, N] (0 where not evaluated),
-                      frame_mean [F] (mean over evaluated atoms), metadata (JSON text)
+                      frame_mean [F] (mean over evaluated atoms), metadata (JSON text);
+                      for an ensemble model also frame_member_means [F, k] (each
+                      member's mean over evaluated atoms: their spread over k of the
+                      mean over frames is the fix's model uncertainty, f_ID[10])
   PREFIX_frames.csv   timestep, n_ions, mean λ per frame
 Both are written to temporary names and renamed when complete.
 """
@@ -23,7 +26,7 @@ from localcond import __version__
 from localcond.errors import DumpFormatError
 from localcond.io.lammps_dump import DumpFrame, read_dump
 from localcond.engine.neighbors import periodic_edges
-from localcond.engine.runtime import LoadedModel, evaluate, load_model
+from localcond.engine.runtime import LoadedModel, evaluate_members, load_model
 from localcond.engine.species import check_charges, map_types, molecule_charges
 from localcond.io.files import output_files
 
@@ -36,12 +39,14 @@ class Prediction:
     evaluated: np.ndarray
     lam: np.ndarray
     frame_mean: np.ndarray
+    frame_member_means: np.ndarray | None = None  # [F, k] for an ensemble model
 
 
 def predict_frame(
     model: LoadedModel, frame: DumpFrame, indices: Sequence[int], molecules: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, types, evaluated, λ) of one frame, sorted by atom ID. With ``molecules`` (the
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(ids, types, evaluated, λ, each ensemble member's mean λ over the evaluated atoms
+    or None) of one frame, sorted by atom ID. With ``molecules`` (the
     dump's ``mol`` column), each atom of a mapped type is a molecular ion's centre and
     carries its molecule's total charge (:func:`localcond.engine.species.molecule_charges`)."""
     order = np.argsort(frame.ids, kind="stable")
@@ -74,10 +79,10 @@ def predict_frame(
         positions[evaluated], frame.cell, frame.pbc, model.metadata.cutoff
     )
     lam = np.zeros(len(ids))
-    lam[evaluated] = evaluate(
+    lam[evaluated], members = evaluate_members(
         model, species[evaluated], edge_index, edge_vec, int(evaluated.sum())
     )
-    return ids, types, evaluated, lam
+    return ids, types, evaluated, lam, (members.mean(axis=1) if members is not None else None)
 
 
 def predict_dump(
@@ -86,9 +91,10 @@ def predict_dump(
 ) -> Prediction:
     model = load_model(model_path)
     indices = map_types(model.metadata, type_species)
-    timesteps, lams, ref = [], [], None
+    timesteps, lams, member_means, ref = [], [], [], None
     for frame in read_dump(dump_path):
-        ids, types, evaluated, lam = predict_frame(model, frame, indices, molecules)
+        ids, types, evaluated, lam, members = predict_frame(model, frame, indices, molecules)
+        member_means.append(members)
         if ref is None:
             ref = (ids, types, evaluated)
         elif not np.array_equal(ids, ref[0]) or not np.array_equal(types, ref[1]):
@@ -106,7 +112,8 @@ def predict_dump(
         raise DumpFormatError(f"{dump_path}: no frames")
     lam_all = np.array(lams)
     frame_mean = lam_all[:, ref[2]].mean(axis=1)
-    return Prediction(np.array(timesteps), ref[0], ref[1], ref[2], lam_all, frame_mean)
+    ensemble = np.array(member_means) if member_means[0] is not None else None
+    return Prediction(np.array(timesteps), ref[0], ref[1], ref[2], lam_all, frame_mean, ensemble)
 
 
 def write_prediction(
@@ -130,6 +137,8 @@ def write_prediction(
                 handle, timestep=prediction.timesteps, id=prediction.ids, type=prediction.types,
                 evaluated=prediction.evaluated, **{"lambda": prediction.lam},
                 frame_mean=prediction.frame_mean, metadata=json.dumps(provenance),
+                **({"frame_member_means": prediction.frame_member_means}
+                   if prediction.frame_member_means is not None else {}),
             )
 
     def write_csv(tmp: Path) -> None:

@@ -30,6 +30,7 @@ class LoadedModel:
     module: torch.jit.ScriptModule
     metadata: ModelMetadata
     path: Path
+    members: int | None = None  # ensemble members (see n_members), found on first use
 
     @property
     def dtype(self) -> torch.dtype:
@@ -100,6 +101,25 @@ def _check_inputs(
         raise ModelInputError(f"edge_index must be in [0, {n_nodes}) (n_nodes)")
 
 
+def n_members(model: LoadedModel) -> int:
+    """How many ensemble members the model exposes through its ``members`` method
+    ([k, n_local], whose mean is ``forward``): k from a call on no nodes, cached; 0 for a
+    model without the method (or one that fails on no nodes)."""
+    if model.members is None:
+        k = 0
+        if hasattr(model.module, "members"):
+            empty = (torch.zeros(0, dtype=torch.int64), torch.zeros((2, 0), dtype=torch.int64),
+                     torch.zeros((0, 3), dtype=model.dtype), 0)
+            try:
+                with torch.inference_mode():
+                    probe = model.module.members(*empty)
+                k = int(probe.shape[0]) if isinstance(probe, torch.Tensor) and probe.dim() == 2 else 0
+            except Exception:  # noqa: BLE001 - such a model is used through forward alone
+                k = 0
+        model.members = k
+    return model.members
+
+
 def evaluate(
     model: LoadedModel, species: np.ndarray, edge_index: np.ndarray, edge_vec: np.ndarray,
     n_local: int,
@@ -111,18 +131,31 @@ def evaluate(
     = r_neighbor − r_center in Å. Raises ModelInputError for malformed inputs and
     ModelOutputError for a wrong output shape or non-finite values.
     """
+    return evaluate_members(model, species, edge_index, edge_vec, n_local)[0]
+
+
+def evaluate_members(
+    model: LoadedModel, species: np.ndarray, edge_index: np.ndarray, edge_vec: np.ndarray,
+    n_local: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """λ as :func:`evaluate` gives it and, for an ensemble (:func:`n_members` > 1), every
+    member's λ [k, n_local] (float64); None for a single model. λ is the members' mean
+    taken in the model's own precision, exactly what ``forward`` returns."""
     species = np.asarray(species, dtype=np.int64)
     edge_index = np.asarray(edge_index, dtype=np.int64)
     edge_vec = np.asarray(edge_vec)
     _check_inputs(model, species, edge_index, edge_vec, n_local)
+    inputs = (torch.from_numpy(species), torch.from_numpy(edge_index),
+              torch.from_numpy(edge_vec).to(model.dtype), int(n_local))
+    k = n_members(model)
+    members = None
     try:
         with torch.inference_mode():
-            out = model.module(
-                torch.from_numpy(species),
-                torch.from_numpy(edge_index),
-                torch.from_numpy(edge_vec).to(model.dtype),
-                int(n_local),
-            )
+            if k > 1:
+                members = model.module.members(*inputs)
+                out = members.mean(dim=0) if isinstance(members, torch.Tensor) else members
+            else:
+                out = model.module(*inputs)
     except Exception as exc:  # TorchScript wraps errors in long multi-line traces
         raise ModelEvaluationError(f"the model raised an error: {_last_line(exc)}") from exc
     if not isinstance(out, torch.Tensor):
@@ -137,4 +170,8 @@ def evaluate(
         raise ModelOutputError(
             f"model returned {bad.size} non-finite value(s) (NaN/Inf)", bad_nodes=bad.tolist()
         )
-    return values
+    if members is None:
+        return values, None
+    if tuple(members.shape) != (k, n_local):
+        raise ModelOutputError(f"the model's members returned shape {tuple(members.shape)}, expected ({k}, {n_local})")
+    return values, members.detach().to(torch.float64).numpy()

@@ -34,6 +34,7 @@ from localcond.engine.reducers.base import Reducer, allreduce
 from localcond.engine.reducers.blocking import BlockingError
 from localcond.engine.reducers.eh_live import CollectiveDisplacement, SelfDisplacement, eh_curves
 from localcond.engine.reducers.histogram import Histogram
+from localcond.engine.reducers.members import MemberMeans
 from localcond.engine.reducers.moments import RunningMoments
 from localcond.engine.reducers.spatial import PairCorrelation
 from localcond.engine.reducers.store import from_bytes, save, to_bytes
@@ -41,7 +42,7 @@ from localcond.engine.reducers.summary import finite, lambda_summary
 from localcond.engine.reducers.timecorr import TimeCorrelation
 from localcond.engine.reducers.timeline import Decision, Evaluation, Timeline
 
-REPLICATED = ("moments", "mean_series", "eh_collective")  # identical on every rank of one system
+REPLICATED = ("moments", "mean_series", "eh_collective", "member_means")  # identical on every rank of one system
 TIME_CORRELATED = ("time_correlation", "eh_collective", "eh_self")
 POSITION_TOLERANCE = 1e-9  # relative (to max(1 Å, |x|)): the same configuration evaluated again
 LAMBDA_TOLERANCE = 1e-9
@@ -60,6 +61,7 @@ class Reducers:
     pair_correlation: PairCorrelation | None = None
     eh_collective: CollectiveDisplacement | None = None
     eh_self: SelfDisplacement | None = None
+    member_means: MemberMeans | None = None
 
     def items(self) -> list[tuple[str, Reducer]]:
         """(name, reducer) of those present, in a fixed order (the names files store)."""
@@ -101,7 +103,7 @@ class Reducers:
                    _of(reducers, "time_correlation", TimeCorrelation),
                    _of(reducers, "pair_correlation", PairCorrelation),
                    _of(reducers, "eh_collective", CollectiveDisplacement),
-                   _of(reducers, "eh_self", SelfDisplacement))
+                   _of(reducers, "eh_self", SelfDisplacement), _of(reducers, "member_means", MemberMeans))
 
     def map(self, change: Callable[[str, Reducer], Reducer]) -> "Reducers":
         """A new set with ``change(name, reducer)`` for every reducer present."""
@@ -127,7 +129,7 @@ def _of(reducers: Mapping[str, Reducer], name: str, kind: type[K]) -> K | None:
 _KINDS: dict[str, type] = {
     "moments": RunningMoments, "mean_series": BlockingError, "histogram": Histogram,
     "time_correlation": TimeCorrelation, "pair_correlation": PairCorrelation,
-    "eh_collective": CollectiveDisplacement, "eh_self": SelfDisplacement,
+    "eh_collective": CollectiveDisplacement, "eh_self": SelfDisplacement, "member_means": MemberMeans,
 }
 
 
@@ -144,15 +146,17 @@ class Observed:
     lambda_eh_stderr: float = float("nan")
     eh_share_first: float = float("nan")
     pred_share_first: float = float("nan")
+    model_uncertainty: float = float("nan")
 
     def as_dict(self) -> dict[str, float]:
-        """By name, in the order of the fix's global vector f_ID[1..9] (doc/fix_localcond.rst)."""
+        """By name, in the order of the fix's global vector f_ID[1..10] (doc/fix_localcond.rst)."""
         return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
 
 class ReducerSet:
     def __init__(self, options: ReducerOptions, species: Sequence[str], charges: Sequence[float],
-                 comm: Any = None, role: str = "domains", share_validated: bool = False) -> None:
+                 comm: Any = None, role: str = "domains", share_validated: bool = False,
+                 n_members: int = 0) -> None:
         if role not in ("domains", "replicas"):
             raise ValueError(f"role must be 'domains' or 'replicas', got {role!r}")
         self.options, self.species, self.charges = options, list(species), np.asarray(charges, dtype=float)
@@ -168,9 +172,12 @@ class ReducerSet:
             time_correlation=TimeCorrelation(tcorr.nlags, s) if tcorr else None,
             pair_correlation=PairCorrelation(corr.rmax, corr.bins, s) if corr else None,
             eh_collective=CollectiveDisplacement(eh.nlags, s, eh.block) if eh else None,
-            eh_self=SelfDisplacement(eh.nlags, s) if eh else None)
+            eh_self=SelfDisplacement(eh.nlags, s) if eh else None,
+            # an ensemble model: each member's Λ_pred, whence the model uncertainty (reducers/members.py)
+            member_means=MemberMeans(n_members) if n_members > 1 else None)
         self.timeline = Timeline()
         self._last = (float("nan"), 0.0)  # the last evaluation's group mean of λ and ions
+        self._last_members = np.zeros(0)  # the last evaluation's group mean of each member's λ
         self.ions_per_species: list[float] | None = None
         self.evaluations = 0  # evaluations counted in the instantaneous statistics
         self.eh_tau_ps = float("nan")  # the lag of Λ_EH in the last observed()
@@ -210,18 +217,21 @@ class ReducerSet:
 
     def observe(self, ev: Evaluation, lam: np.ndarray, species: np.ndarray, ids: np.ndarray,
                 charges: np.ndarray | None = None, positions: np.ndarray | None = None,
-                pair_sums: np.ndarray | None = None, jump_limit: float = math.inf) -> list[str]:
+                pair_sums: np.ndarray | None = None, jump_limit: float = math.inf,
+                member_sums: np.ndarray | None = None) -> list[str]:
         """Feed one evaluation (collective over ranks): this rank's evaluated ions with
         their λ, species index and atom ID, and for ``eh`` their charges and unwrapped
         positions [n, 3] with the longest step (Å) an ion may take between evaluations
         (:meth:`SelfDisplacement.check_step`); for ``corr`` this rank's pair sums [4, S, S, bins]
-        (:meth:`PairCorrelation.add`). Returns the notes to log (why a history
+        (:meth:`PairCorrelation.add`); for an ensemble model (``n_members``) each member's
+        sum of λ over this rank's evaluated ions [k]. Returns the notes to log (why a history
         restarted); :meth:`observed` gives the statistics."""
         lam = np.asarray(lam, dtype=float)
         species = np.asarray(species, dtype=np.int64)
         ids = np.asarray(ids, dtype=np.int64)
-        agreed(self.comm, lambda: self._check_inputs(lam, species, ids, charges, positions, pair_sums))
-        totals = self._count_ions(ev, lam, species)
+        agreed(self.comm, lambda: self._check_inputs(lam, species, ids, charges, positions, pair_sums,
+                                                     member_sums))
+        totals = self._count_ions(ev, lam, species, member_sums)
         decision = self.timeline.decide(ev)
         if decision.count:
             self._add_instantaneous(totals, lam, species, pair_sums)
@@ -239,7 +249,8 @@ class ReducerSet:
         return [n for n in TIME_CORRELATED if getattr(self.reducers, n) is not None]
 
     def _check_inputs(self, lam: np.ndarray, species: np.ndarray, ids: np.ndarray, charges: np.ndarray | None,
-                      positions: np.ndarray | None, pair_sums: np.ndarray | None) -> None:
+                      positions: np.ndarray | None, pair_sums: np.ndarray | None,
+                      member_sums: np.ndarray | None) -> None:
         if not (lam.shape == species.shape == ids.shape) or lam.ndim != 1:
             raise ValueError(f"lambda, species and IDs must be equal 1-d arrays, got shapes "
                              f"{lam.shape}, {species.shape}, {ids.shape}")
@@ -249,14 +260,23 @@ class ReducerSet:
             raise ValueError("eh needs the ions' charges and unwrapped positions")
         if self.reducers.pair_correlation is not None and pair_sums is None:
             raise ValueError("corr needs the pairs' sums")
+        members = self.reducers.member_means
+        if members is not None and (member_sums is None or np.shape(member_sums) != members.sums.shape):
+            raise ValueError(f"an ensemble of {members.sums.size} members needs each member's sum of lambda, got "
+                             f"{None if member_sums is None else np.shape(member_sums)}")
 
-    def _count_ions(self, ev: Evaluation, lam: np.ndarray, species: np.ndarray) -> np.ndarray:
-        """The group's sums over all ranks (ions, Σλ, Σλ² per species: one all-reduce);
-        refuses a change of the ion count while time correlations follow ions."""
+    def _count_ions(self, ev: Evaluation, lam: np.ndarray, species: np.ndarray,
+                    member_sums: np.ndarray | None) -> np.ndarray:
+        """The group's sums over all ranks (ions, Σλ, Σλ² per species, and each ensemble
+        member's Σλ: one all-reduce); refuses a change of the ion count while time
+        correlations follow ions."""
         s = len(self.species)
-        totals = self._global_sum(np.concatenate(self.reducers.moments.batch_sums(lam, species)))
+        extra = np.asarray(member_sums, dtype=float) if self.reducers.member_means is not None else np.zeros(0)
+        totals = self._global_sum(np.concatenate([*self.reducers.moments.batch_sums(lam, species), extra]))
         ions, n = totals[:s], float(totals[:s].sum())
         self._last = (float(totals[s:2 * s].sum() / n) if n else float("nan"), n)
+        self._last_members = totals[3 * s:] / n if n else np.full(extra.shape, np.nan)
+        totals = totals[:3 * s]
         if self._time_correlated() and self.ions_per_species is not None and list(ions) != self.ions_per_species:
             raise ValueError(
                 f"the number of ions in the group changed at step {ev.step} (per species "
@@ -274,6 +294,8 @@ class ReducerSet:
         self.evaluations += 1
         r.moments.add_sums(totals[:s], totals[s:2 * s], totals[2 * s:])
         r.mean_series.update(self._last[0])
+        if r.member_means is not None:
+            r.member_means.update(self._last_members)
         if r.histogram is not None:
             r.histogram.update(lam, species)
         if r.pair_correlation is not None and pair_sums is not None:
@@ -336,14 +358,16 @@ class ReducerSet:
         Role ``domains``: from replicated values, no communication (the fix asks for it
         only when LAMMPS reads the vector, on any subset of ranks); ``replicas`` with a
         communicator: collective (pools the replicas)."""
-        series, moments = self.reducers.mean_series, self.reducers.moments
+        series, moments, members = self.reducers.mean_series, self.reducers.moments, self.reducers.member_means
         if self.role == "replicas" and self.comm is not None:
             series, moments = allreduce(series, self.comm), allreduce(moments, self.comm)
+            members = allreduce(members, self.comm) if members is not None else None
         _, _, variance = moments.total()
         weights = moments.count * moments.mean
         group_mean, n = self._last
         out = Observed(group_mean, n, series.mean(), series.stderr(), float(np.sqrt(variance)),
-                       pred_share_first=self.prediction_share(weights))
+                       pred_share_first=self.prediction_share(weights),
+                       model_uncertainty=members.uncertainty() if members is not None else float("nan"))
         self.eh_tau_ps = float("nan")
         if self.reducers.eh_collective is not None and self.timeline.interval_ps is not None:
             out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first, self.eh_tau_ps = \
@@ -402,6 +426,15 @@ class ReducerSet:
         moments = merged.moments
         out = {**lambda_summary(moments, merged.mean_series, self.species, definition),
                "evaluations": self.evaluations}
+        members = merged.member_means
+        out["lambda_pred"]["model_uncertainty"] = finite(members.uncertainty()) if members is not None else None
+        out["lambda_pred"]["model_uncertainty_definition"] = (
+            f"standard deviation (ddof 1) of the {members.sums.size} ensemble members' Lambda_pred; for a "
+            "jackknife ensemble (ridge and field solvers) the jackknife standard error from the finite set of "
+            "training systems. Not a statistical error of this run; says nothing outside the training domain"
+            if members is not None else "a single model: no ensemble, no model uncertainty")
+        if members is not None:
+            out["lambda_pred"]["member_lambda_pred"] = [finite(v) for v in members.member_lambda()]
         interval = self.timeline.interval_ps
         tc = merged.time_correlation
         if tc is not None:
