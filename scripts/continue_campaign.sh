@@ -4,6 +4,8 @@
 #   bash scripts/continue_campaign.sh grid       # the training grid (training/grid.json); systems whose
 #                                                # production failed the diffusive check are replanned once
 #   bash scripts/continue_campaign.sh replicas   # fresh replicas with dense labels (training/replicas.json)
+#   bash scripts/continue_campaign.sh sizes      # the ion-size family (training/grid_sizes.json)
+#   JOBS=1 bash scripts/continue_campaign.sh …   # on one core, leaving the other free
 #   tail -f runs/<campaign>/<campaign>.log        # watch
 #   git add training/progress training/data training/systems.json training/replica_systems.json \
 #       && git commit -m "Campaign progress"      # now and then
@@ -17,7 +19,8 @@ case "$CAMPAIGN" in
     grid) ARGS=(generate training/grid.json --table training/systems.json --replan-failed) ;;
     replicas) ARGS=(replicas training/replicas.json --table training/replica_systems.json
                     --card-table training/systems.json) ;;
-    *) echo "usage: bash scripts/continue_campaign.sh grid|replicas" >&2; exit 2 ;;
+    sizes) ARGS=(generate training/grid_sizes.json --table training/systems_sizes.json --replan-failed) ;;
+    *) echo "usage: bash scripts/continue_campaign.sh grid|replicas|sizes" >&2; exit 2 ;;
 esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_env.sh"

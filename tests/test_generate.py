@@ -187,3 +187,38 @@ def test_run_order_resuming_then_longest_role_first():
     todo = [train[0], train[1], heldout[1], heldout[0]]
     order = run_order(grid, todo, {train[1].name: 3, train[0].name: 0})
     assert [s.name for s in order] == [train[1].name, heldout[0].name, heldout[1].name, train[0].name]
+
+
+def test_a_variant_with_two_cation_sizes_and_heavier_ions(tiny_grid, tmp_path):
+    """A grid variant reaches the input as its variables: half the cations a second type of
+    another size (both one model species in the record), every mass scaled; its name says so."""
+    grid = json.loads(tiny_grid.read_text())
+    grid.update(name="tinyvar", train={"concentrations_mol_per_l": [], "dielectric_constants": []},
+                max_production_ps={"train": 80.0, "heldout": 80.0}, min_production_segments=1, max_pilot_segments=1,
+                variants=[{"conc": 1.0, "eps": 20, "role": "train", "sigma_cation": 2.5, "sigma_cation2": 4.5,
+                           "fraction2": 0.5, "mass_scale": 2.0}])
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(grid))
+    (system,) = load_grid(path).systems
+    assert system.name == "c1.000_e20_s2.5x4.5f0.5_m2_r1"
+    proc = generate(path, tmp_path)
+    log = next((tmp_path / "data").rglob("seg000.log")).read_text()
+    # the input's own echo of the coefficients: Lorentz means of the sizes, masses x2
+    assert "pair_coeff 1 3 0.5 3.5 " in log and "pair_coeff 2 3 0.5 4.5 " in log
+    assert "mass            1 40" in log and "mass 3 40" in log and "mass            2 120" in log
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = read_record(next((tmp_path / "records").rglob("*.npz")))
+    assert list(record["species"]) == ["cation", "anion"]
+    assert np.bincount(record["species_index"]).tolist() == [20, 20]  # 10 + 10 cations of two sizes
+    assert record["metadata"]["species_charges"] == [1.0, -1.0]
+
+
+def test_bad_variants_are_refused(tmp_path):
+    grid = json.loads((ROOT / "training" / "grid.json").read_text())
+    for bad, message in (({"conc": 1.0, "eps": 20, "role": "train", "sigma_cation2": 4.5}, "second cation"),
+                         ({"conc": 1.0, "eps": 20, "role": "train", "mass": 2.0}, "unknown keys"),
+                         ({"conc": 1.0, "eps": 20, "role": "test"}, "role must be")):
+        path = tmp_path / "g.json"
+        path.write_text(json.dumps(dict(grid, variants=[bad])))
+        with pytest.raises(Exception, match=message):
+            load_grid(path)

@@ -167,8 +167,10 @@ def lambda_of_origins(collective: np.ndarray, metadata: dict) -> float:
 
 
 def write_record(path: str | Path, ions: IonSet, species_names: list[str], box_origin: np.ndarray,
-                 arrays: dict[str, np.ndarray], metadata: dict) -> Path:
-    """Write a record (write to a temporary file, then rename)."""
+                 arrays: dict[str, np.ndarray], metadata: dict, species_index: np.ndarray | None = None) -> Path:
+    """Write a record (write to a temporary file, then rename). ``species_index``: each
+    ion's index into ``species_names`` (default: the rank of its atom type among the
+    types present, one species per type)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(metadata, format=FORMAT, unit=UNIT, n_origins=int(len(arrays["collective"])),
@@ -176,7 +178,8 @@ def write_record(path: str | Path, ions: IonSet, species_names: list[str], box_o
                 localcond_version=__version__)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, id=ions.ids, species=np.array(species_names),
-                            species_index=ions.species_index(), charge=ions.charges,
+                            species_index=ions.species_index() if species_index is None else species_index,
+                            charge=ions.charges,
                             cell=ions.cell, box_origin=box_origin, pbc=np.array(ions.pbc),
                             metadata=json.dumps(meta), **arrays)
     return path

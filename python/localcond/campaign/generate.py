@@ -66,7 +66,7 @@ from localcond.errors import LocalcondError
 from localcond.io.files import write_json
 
 ROOT = Path(__file__).resolve().parents[3]
-SPECIES = ["cation", "anion"]  # atom types 1 and 2 of the model electrolyte
+SPECIES = ["cation", "anion", "cation"]  # atom types 1, 2 and 3 (a second cation size) of the model electrolyte
 
 
 class SystemRun:
@@ -197,7 +197,9 @@ class SystemRun:
         first = segments[0]
         ions = IonSet(first["id"], first["type"], first["charge"], float(first["volume"]),
                       first["cell"], tuple(bool(b) for b in first["pbc"]))
-        names = [SPECIES[int(t) - 1] for t in ions.species]
+        of_type = [SPECIES[int(t) - 1] for t in ions.species]
+        names = list(dict.fromkeys(of_type))  # a mixture's two cation types are one species
+        index = np.array([names.index(of_type[k]) for k in ions.species_index()], dtype=np.int64)
         metadata = {
             "grid": grid.name, "system": self.system.name, "role": self.system.role,
             "concentration_mol_per_l": full["concentration_mol_per_l"],
@@ -206,15 +208,15 @@ class SystemRun:
             "origin_stride_ps": plan["stride_ps"], "label_radii_A": plan["label_radii_A"],
             "labels": {"form": "slope", "exact": "label_exact",
                        **{f"truncated_R{r:g}": f"label_truncated_R{r:g}" for r in plan["label_radii_A"]}},
-            "species_names": names, "species_charges": [float(ions.charges[ions.types == t][0])
-                                                        for t in ions.species],
+            "species_names": names, "species_charges": [float(ions.charges[index == k][0])
+                                                        for k in range(len(names))],
             "molar_conductivity": lam, "nernst_einstein": full["nernst_einstein"],
             "diffusive_check_passed": passed, "diffusive_warnings": warnings,
-            "command": f"localcond generate {grid.name} (grid file training/grid.json)",
+            "command": f"localcond generate {grid.name} (grid file training/{grid.path.name})",
             "commit": git_commit(),
         }
         path = self.records / f"{self.system.name}.npz"
-        write_record(path, ions, names, first["box_origin"], arrays, metadata)
+        write_record(path, ions, names, first["box_origin"], arrays, metadata, species_index=index)
         from localcond.campaign.dataset import lambda_of_origins
 
         same = lambda_of_origins(arrays["collective"], metadata)
@@ -357,6 +359,6 @@ def _update_table(table: Path, grid: GridSpec, results: list[dict]) -> None:
     by_name.update({r["system"]: r for r in results})
     order = {s.name: i for i, s in enumerate(grid.systems)}
     rows = sorted(by_name.values(), key=lambda r: order.get(r["system"], 1 << 30))
-    write_json(table, {"grid": grid.name, "command": "localcond generate training/grid.json --jobs 2",
+    write_json(table, {"grid": grid.name, "command": f"localcond generate training/{grid.path.name} --jobs 2",
                         "systems": rows})
 

@@ -1,6 +1,16 @@
 """The training grid (``training/grid.json``): the model electrolyte, the protocol
 of ``localcond generate`` and its systems, read and checked once; per-segment seeds.
 
+Besides the (c, ε) product of ``train`` and the ``heldout`` list, a grid may list
+``variants``: systems of the same model electrolyte with other ions, each with a
+role and any of ``sigma_cation`` (Å, default 3.0), ``sigma_cation2`` and
+``fraction2`` (a second cation type of that size making up that fraction of the
+cations; the model sees both as one species), and ``mass_scale`` (every mass times
+this: other dynamics, the same equilibrium structure). They reach the LAMMPS input
+as its variables ``sigp``, ``sigq``, ``xmix`` and ``mscale``
+(lammps_inputs/electrolyte/in.electrolyte) and the system's name as suffixes
+(``_s2.5``, ``_s2.5x4.5f0.5``, ``_m4``).
+
 Units: concentrations in mol/L, times in ps (fs for the MD timestep), lengths in Å.
 """
 
@@ -24,6 +34,44 @@ class SystemSpec:
     conc: float
     eps: float
     replica: int
+    ions: tuple[tuple[str, float], ...] = ()  # a variant's LAMMPS variables (module docstring)
+
+    @property
+    def lammps_variables(self) -> dict[str, str]:
+        return {name: repr(value) for name, value in self.ions}
+
+
+VARIANT_KEYS = {"sigma_cation": "sigp", "sigma_cation2": "sigq", "fraction2": "xmix", "mass_scale": "mscale"}
+
+
+def variant_suffix(ions: dict[str, float]) -> str:
+    """The name's suffix of a variant (module docstring); empty for the plain electrolyte."""
+    out = ""
+    if "sigp" in ions or "sigq" in ions:
+        out += f"_s{ions.get('sigp', 3.0):g}"
+        if "sigq" in ions:
+            out += f"x{ions['sigq']:g}f{ions['xmix']:g}"
+    if "mscale" in ions:
+        out += f"_m{ions['mscale']:g}"
+    return out
+
+
+def _variant(item: dict, where: Path) -> SystemSpec:
+    unknown = sorted(set(item) - set(VARIANT_KEYS) - {"conc", "eps", "role", "replica", "why"})
+    if unknown:
+        raise LocalcondError(f"grid file {where}: variant {item} has unknown keys {unknown}")
+    ions = {VARIANT_KEYS[k]: float(item[k]) for k in VARIANT_KEYS if k in item}
+    if ("sigq" in ions) != ("xmix" in ions) or not 0.0 <= ions.get("xmix", 0.5) < 1.0:
+        raise LocalcondError(f"grid file {where}: variant {item}: a second cation needs sigma_cation2 and a "
+                             "fraction2 in [0, 1)")
+    if any(v <= 0 for k, v in ions.items() if k != "xmix"):
+        raise LocalcondError(f"grid file {where}: variant {item}: sizes and mass scales must be positive")
+    if item.get("role") not in ("train", "heldout"):
+        raise LocalcondError(f"grid file {where}: variant {item}: role must be 'train' or 'heldout'")
+    replica = int(item.get("replica", 1))
+    name = f"c{float(item['conc']):.3f}_e{float(item['eps']):g}{variant_suffix(ions)}_r{replica}"
+    return SystemSpec(name, item["role"], float(item["conc"]), float(item["eps"]), replica,
+                      tuple(sorted(ions.items())))
 
 
 @dataclass(frozen=True)
@@ -48,6 +96,7 @@ class GridSpec:
     reference_window_ps: tuple[float, float]
     kinisi_max_dielectric: float  # kinisi also beside training systems with ε at most this
     systems: tuple[SystemSpec, ...]
+    path: Path = Path("grid.json")  # the grid file
 
     def steps(self, ps: float) -> int:
         return int(round(ps * 1000.0 / self.timestep_fs))
@@ -77,7 +126,7 @@ def load_grid(path: str | Path) -> GridSpec:
     spec = read_json(path, "grid file")
     try:
         systems = []
-        train = spec["train"]
+        train = spec.get("train", {"concentrations_mol_per_l": [], "dielectric_constants": []})
         for replica in range(1, int(train.get("replicas", 1)) + 1):
             for conc in train["concentrations_mol_per_l"]:
                 for eps in train["dielectric_constants"]:
@@ -87,6 +136,7 @@ def load_grid(path: str | Path) -> GridSpec:
             replica = int(item.get("replica", 1))
             systems.append(SystemSpec(system_name(item["conc"], item["eps"], replica), "heldout",
                                       float(item["conc"]), float(item["eps"]), replica))
+        systems.extend(_variant(item, path) for item in spec.get("variants", []))
         labels = spec.get("labels", {})
         grid = GridSpec(
             name=spec["name"],
@@ -109,6 +159,7 @@ def load_grid(path: str | Path) -> GridSpec:
             reference_window_ps=tuple(float(t) for t in spec.get("reference_window_ps", (100.0, 400.0))),
             kinisi_max_dielectric=float(spec.get("kinisi_max_dielectric", 0.0)),
             systems=tuple(systems),
+            path=path,
         )
     except KeyError as exc:
         raise LocalcondError(f"grid file {path}: missing key {exc}") from None

