@@ -495,12 +495,39 @@ const double *FixLocalCond::ion_charges()
   return ion_q.data();
 }
 
+/* ----------------------------------------------------------------------
+   The run's masses per type and its fix styles against the dynamics the model
+   was trained with (python/localcond/engine/domain.py:dynamics_note): a
+   warning, logged once while it stays the same.
+------------------------------------------------------------------------- */
+
+void FixLocalCond::check_dynamics()
+{
+  const int ntypes = atom->ntypes;
+  std::vector<double> lo(ntypes + 1, INFINITY), hi(ntypes + 1, -INFINITY), glo(ntypes + 1),
+      ghi(ntypes + 1);
+  for (int i = 0; i < atom->nlocal; ++i) {
+    const int t = atom->type[i];
+    const double m = atom->rmass_flag ? atom->rmass[i] : atom->mass[t];
+    lo[t] = std::min(lo[t], m);
+    hi[t] = std::max(hi[t], m);
+  }
+  MPI_Allreduce(lo.data(), glo.data(), ntypes + 1, MPI_DOUBLE, MPI_MIN, world);
+  MPI_Allreduce(hi.data(), ghi.data(), ntypes + 1, MPI_DOUBLE, MPI_MAX, world);
+  std::vector<std::string> styles;
+  for (const auto *fix : modify->get_fix_list()) styles.emplace_back(fix->style);
+  const std::string note = session->check_dynamics(std::vector<double>(glo.begin() + 1, glo.end()),
+                                                   std::vector<double>(ghi.begin() + 1, ghi.end()), styles);
+  if (comm->me == 0 && !note.empty()) error->warning(FLERR, "fix localcond {}: {}", id, note);
+}
+
 /* ---------------------------------------------------------------------- */
 
 void FixLocalCond::setup(int /*vflag*/)
 {
   check_ghost_cutoff();
   check_charges();
+  check_dynamics();
   check_group_has_ions();
   // once, and again only when it changes (a rerun sets up every frame)
   if (comm->me == 0 && neighbor_note != logged_neighbor_note)

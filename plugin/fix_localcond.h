@@ -104,6 +104,7 @@ class FixLocalCond : public Fix {
   void parse_arguments(int, char **);
   void open_session();
   void check_charges();
+  void check_dynamics();
   void sum_molecule_charges();
   const double *ion_charges();    // per local atom: the atom's charge, or its molecule's
   void check_ghost_cutoff();

@@ -324,6 +324,35 @@ void PythonSession::check_charges(const std::vector<double> &q_min, const std::v
   agree(problem, "");
 }
 
+std::string PythonSession::check_dynamics(const std::vector<double> &mass_min, const std::vector<double> &mass_max,
+                                          const std::vector<std::string> &fix_styles)
+{
+  std::string problem, note;
+  {
+    GilLock gil;
+    auto numbers = [](const std::vector<double> &values) {
+      PyObject *list = PyList_New(0);
+      for (double v : values) {
+        PyObject *item = PyFloat_FromDouble(v);
+        PyList_Append(list, item);
+        Py_DECREF(item);
+      }
+      return list;
+    };
+    PyObject *kwargs = PyDict_New();
+    set_item(kwargs, "mass_min", numbers(mass_min));
+    set_item(kwargs, "mass_max", numbers(mass_max));
+    set_item(kwargs, "fix_styles", string_list(fix_styles, false));
+    PyObject *result = call_named(session, "check_dynamics", kwargs);
+    const char *out = (result && PyUnicode_Check(result)) ? PyUnicode_AsUTF8(result) : nullptr;
+    if (out) note = out;
+    Py_XDECREF(result);
+    if (PyErr_Occurred() || !result) problem = take_python_error();
+  }
+  agree(problem, "");
+  return note;
+}
+
 /* ----------------------------------------------------------------------
    Local to this rank (LAMMPS may read a fix's global vector on some ranks
    only, e.g. from a Python driver on rank 0): a failure stops this rank

@@ -86,7 +86,11 @@ class PythonSession : protected LAMMPS_NS::Pointers {
                       const std::string &moved, const std::vector<ArrayView> &arrays);
   // Every type's lowest and highest charge (all ranks) against its species' charge (collective).
   void check_charges(const std::vector<double> &q_min, const std::vector<double> &q_max);
-  // The fix's 9 global values after the last observe (local to the rank: no communication).
+  // Every type's lowest and highest mass (all ranks) and the run's fix styles against the
+  // model's training dynamics (collective); returns the warning to log (empty when none).
+  std::string check_dynamics(const std::vector<double> &mass_min, const std::vector<double> &mass_max,
+                             const std::vector<std::string> &fix_styles);
+  // The fix's global values after the last observe (local to the rank: no communication).
   void vector(double *values);
   void write(LAMMPS_NS::bigint step);
   std::string state();

@@ -31,12 +31,13 @@ import torch
 from localcond import __version__
 from localcond.errors import ModelOutputError
 from localcond.io.files import check_writable_prefix
-from localcond.engine.domain import WARN_AFTER, outside_note
+from localcond.engine.domain import (WARN_AFTER, descriptor_features, dynamics_note, outside_note,
+                                    structure_note)
 from localcond.engine.neighbors import smallest_periodic_width
 from localcond.engine.options import MANGLED, FixOptions, KEYWORD_NAMES, fix_usage, is_text, parse_fix_keywords
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.timeline import Evaluation
-from localcond.engine.runtime import LoadedModel, evaluate_members, load_model, n_members
+from localcond.engine.runtime import LoadedModel, evaluate_descriptors, evaluate_members, load_model, n_members
 from localcond.engine.species import check_charge_ranges, map_types
 
 
@@ -114,6 +115,13 @@ class FixSession:
         self.summary = describe(model, self.type_species_index)
         self.observed = 0
         self.domain_checked = False
+        # the structure check (engine/domain.py): this rank's sums of the descriptors per
+        # species and its ion count over the evaluations before the check; None without a domain
+        domain = (md.training or {}).get("domain") if md.trained else None
+        # (the group "all" only: the training systems' features cover all their ions)
+        self.domain_sums = np.zeros(len(domain["mean"]) + 1) if (domain and group == "all"
+                                                                 and hasattr(model.module, "descriptors")) else None
+        self.dynamics_logged: str | None = None
 
     def layout(self) -> dict[str, Any]:
         """What the plugin needs once, by name: the model's cutoff and receptive field (Å)
@@ -130,6 +138,17 @@ class FixSession:
                 "file": options.file or "", "every": options.every,
                 "corr_rmax": corr.rmax if corr else 0.0, "corr_bins": corr.bins if corr else 0,
                 "eh": options.reducers.eh is not None}
+
+    def check_dynamics(self, *, mass_min: Sequence[float], mass_max: Sequence[float],
+                       fix_styles: Sequence[str]) -> str:
+        """Every type's lowest and highest mass (all ranks) and the run's fix styles against
+        the training dynamics in the model's metadata (:func:`dynamics_note`): the warning
+        to log, once per fix while it stays the same; empty when none."""
+        note = dynamics_note(self.model.metadata, self.type_species_index, mass_min, mass_max, fix_styles) or ""
+        if note == self.dynamics_logged:
+            return ""
+        self.dynamics_logged = note
+        return note
 
     def check_charges(self, *, q_min: Sequence[float], q_max: Sequence[float]) -> None:
         """Every type's lowest and highest charge (e, over all ranks; min > max: no atoms)
@@ -159,6 +178,11 @@ class FixSession:
         np.frombuffer(out, dtype=np.float64)[:] = values
         if members is not None:
             self.member_sums = members.sum(axis=1)
+        if self.domain_sums is not None and not self.domain_checked:
+            p = evaluate_descriptors(self.model, species_a, edge_index_a, edge_vec_a, n_local)
+            if p is not None:
+                self.domain_sums += np.append(descriptor_features(species_a[:n_local], p,
+                                                                  len(self.model.metadata.species)), n_local)
         return elapsed
 
     def observe(self, *, step: int, dt_ps: float, nevery: int, phase: str, moved: str | None,
@@ -197,6 +221,11 @@ class FixSession:
             note = outside_note(self.model.metadata, self.reducers.observed().lambda_pred)
             if note:
                 notes = [*notes, note]
+            if self.domain_sums is not None:  # collective: every rank reaches this check at once
+                totals = self.reducers.global_sum(self.domain_sums)
+                note = structure_note(self.model.metadata, totals[:-1] / totals[-1]) if totals[-1] else None
+                if note:
+                    notes = [*notes, note]
         if self.prefix is not None and self.write_every and self.observed % self.write_every == 0:
             self.write(step)
         return "\n".join(notes)

@@ -34,14 +34,14 @@ import numpy as np
 
 from localcond import __version__
 from localcond.engine.ase import LocalConductivity
-from localcond.engine.domain import WARN_AFTER, outside_note
+from localcond.engine.domain import WARN_AFTER, descriptor_features, dynamics_note, outside_note, structure_note
 from localcond.io.files import check_writable_prefix
 from localcond.engine.neighbors import periodic_edges, smallest_periodic_width
 from localcond.engine.options import ReducerOptions
 from localcond.engine.reducers.reducer_set import ReducerSet
 from localcond.engine.reducers.spatial import PairCorrelation
 from localcond.engine.reducers.timeline import Evaluation
-from localcond.engine.runtime import n_members
+from localcond.engine.runtime import evaluate_descriptors, n_members
 
 
 class ConductivityObserver:
@@ -69,9 +69,17 @@ class ConductivityObserver:
                                    share_validated=md.species_share_validated,
                                    n_members=n_members(calculator.model))
         self.domain_checked = False
+        # the structure check (engine/domain.py): descriptor sums per species and the ion count
+        domain = (md.training or {}).get("domain") if md.trained else None
+        self.domain_sums = (np.zeros(len(domain["mean"]) + 1)
+                            if domain and hasattr(calculator.model.module, "descriptors") else None)
+        self.dynamics_checked = False
 
     def __call__(self) -> None:
         lam = self.calc.get_property("local_conductivity", self.atoms)
+        if not self.dynamics_checked:
+            self.dynamics_checked = True
+            self._check_masses()
         members = self.calc.results.get("local_conductivity_members")
         species = self.calc.species_indices(self.atoms)
         evaluated = species >= 0
@@ -87,13 +95,37 @@ class ConductivityObserver:
                               0.5 * smallest_periodic_width(self.atoms.cell.array, self.atoms.pbc),
                               member_sums=members[:, evaluated].sum(axis=1) if members is not None else None)
         self.calls += 1
+        if self.domain_sums is not None and not self.domain_checked:
+            self._add_descriptors(evaluated, species[evaluated])
         if not self.domain_checked and self.reducers.evaluations >= WARN_AFTER:
             self.domain_checked = True  # once: see localcond.engine.domain
-            note = outside_note(self.calc.model.metadata, self.reducers.observed().lambda_pred)
-            if note:
+            notes = [outside_note(self.calc.model.metadata, self.reducers.observed().lambda_pred)]
+            if self.domain_sums is not None and self.domain_sums[-1] > 0:  # this replica's own structure
+                notes.append(structure_note(self.calc.model.metadata, self.domain_sums[:-1] / self.domain_sums[-1]))
+            for note in filter(None, notes):
                 warnings.warn(note, stacklevel=2)
         if self.write_every and self.calls % self.write_every == 0:
             self.write()
+
+    def _check_masses(self) -> None:
+        """The atoms' masses per model species against the training dynamics (engine/domain.py;
+        the thermostat of ASE dynamics is not known here and is not checked)."""
+        species = self.calc.species_indices(self.atoms)
+        masses = self.atoms.get_masses()
+        n = len(self.charges)
+        lo = [float(masses[species == s].min()) if np.any(species == s) else np.inf for s in range(n)]
+        hi = [float(masses[species == s].max()) if np.any(species == s) else -np.inf for s in range(n)]
+        note = dynamics_note(self.calc.model.metadata, list(range(n)), lo, hi, None)
+        if note:
+            warnings.warn(note.replace("atoms of type", "atoms of species index"), stacklevel=3)
+
+    def _add_descriptors(self, evaluated: np.ndarray, species: np.ndarray) -> None:
+        atoms = self.atoms
+        edge_index, edge_vec = periodic_edges(atoms.get_positions()[evaluated], atoms.cell.array, tuple(atoms.pbc),
+                                              self.calc.model.metadata.cutoff)
+        p = evaluate_descriptors(self.calc.model, species, edge_index, edge_vec, int(evaluated.sum()))
+        assert self.domain_sums is not None and p is not None
+        self.domain_sums += np.append(descriptor_features(species, p, len(self.charges)), evaluated.sum())
 
     def _pair_sums(self, evaluated: np.ndarray, lam: np.ndarray, species: np.ndarray) -> np.ndarray:
         """This call's pair sums [4, S, S, bins] over ordered pairs of evaluated ions within RMAX."""

@@ -120,6 +120,24 @@ def n_members(model: LoadedModel) -> int:
     return model.members
 
 
+def evaluate_descriptors(
+    model: LoadedModel, species: np.ndarray, edge_index: np.ndarray, edge_vec: np.ndarray,
+    n_local: int,
+) -> np.ndarray | None:
+    """The model's descriptors [n_local, F] (float64) from its ``descriptors`` method, or
+    None for a model without one (localcond.engine.domain's structure check)."""
+    if not hasattr(model.module, "descriptors"):
+        return None
+    try:
+        with torch.inference_mode():
+            out = model.module.descriptors(torch.as_tensor(np.asarray(species, dtype=np.int64)),
+                                           torch.as_tensor(np.asarray(edge_index, dtype=np.int64)),
+                                           torch.as_tensor(np.asarray(edge_vec)).to(model.dtype), int(n_local))
+    except Exception as exc:  # TorchScript wraps errors in long multi-line traces
+        raise ModelEvaluationError(f"the model's descriptors raised an error: {_last_line(exc)}") from exc
+    return out.detach().to(torch.float64).numpy()
+
+
 def evaluate(
     model: LoadedModel, species: np.ndarray, edge_index: np.ndarray, edge_vec: np.ndarray,
     n_local: int,

@@ -106,6 +106,13 @@ class SharedDescriptorEnsemble(torch.nn.Module):
         self.heads = torch.nn.ModuleList(heads)
 
     @torch.jit.export
+    def descriptors(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                    n_local: int) -> torch.Tensor:
+        """The shared descriptor p [n_local, F] that every member reads (the features of the
+        model's descriptor domain, localcond.engine.domain)."""
+        return self.descriptor.descriptors(species, edge_index, edge_vec, n_local)
+
+    @torch.jit.export
     def members(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         features = self.descriptor.descriptors(species, edge_index, edge_vec, n_local)

@@ -138,3 +138,32 @@ def jackknife_members(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray, alpha: 
     thetas = np.array(thetas)
     members = theta_all + (n - 1) / np.sqrt(n) * (thetas - thetas.mean(axis=0))
     return [LinearFit(float(t[0]), t[1:]) for t in members]
+
+
+DOMAIN_MARGIN = 2.0  # outside: farther than this times the farthest training system left out
+
+
+def domain_distance(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The root-mean-square over features of (x − mean)/std (dimensionless; x [..., S·F]):
+    how far a system's features lie from the training systems', in units of their spread."""
+    return np.sqrt(np.mean(((np.asarray(x) - mean) / std) ** 2, axis=-1))
+
+
+def descriptor_domain(x: np.ndarray, names: list[str]) -> dict:
+    """The training systems' features X [n, S·F] as a domain: their mean and standard
+    deviation per feature (columns without spread get 1, as :func:`standardise` gives), each
+    system's distance from the others when it is left out (:func:`domain_distance`, the
+    statistics of the other n − 1), and the threshold: DOMAIN_MARGIN times the largest of
+    those. A run whose mean X lies farther is outside what the model was trained on."""
+    if len(x) < 3:
+        raise ValueError("a descriptor domain needs at least 3 training systems")
+    loo = {}
+    for k, name in enumerate(names):
+        others = np.delete(x, k, axis=0)
+        loo[name] = float(domain_distance(x[k], *standardise(others)))
+    mean, std = standardise(x)
+    return {"feature": "X = per species s, (1/N) sum over the ions i of s of p_i (p the model's descriptors, "
+                       "N all evaluated ions), averaged over frames: the features the ridge fit reads",
+            "distance": "root-mean-square over features of (X - mean) / std",
+            "mean": mean.tolist(), "std": std.tolist(), "leave_one_out_distance": loo,
+            "margin": DOMAIN_MARGIN, "threshold": DOMAIN_MARGIN * max(loo.values())}

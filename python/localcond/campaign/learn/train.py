@@ -61,6 +61,7 @@ from localcond.io.files import atomic_path, read_dataclass, read_json
 from localcond.campaign.learn import ridge
 from localcond.campaign.learn.data import Batch, SystemData, collate, load_system
 from localcond.campaign.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble, Sum
+from localcond.engine.domain import dynamics_problem
 from localcond.model.contract import ModelMetadata
 from localcond.model.export import save_model
 from localcond.model.families import make_model
@@ -88,6 +89,9 @@ class TrainConfig:
     dtype: str = "float32"
     solver: str = "adam"
     alphas: list[float] = field(default_factory=list)  # ridge penalties to choose from (default: ridge.py)
+    # the training runs' dynamics, copied to the model's metadata for the live check
+    # (localcond.engine.domain.dynamics_note): {"masses": {species: amu}, "thermostat": {"style": …}, …}
+    dynamics: dict = field(default_factory=dict)
 
     def digest(self, data: str = "") -> str:
         """Identifies a training run: the configuration and (``data``) the records' checksums."""
@@ -111,6 +115,10 @@ def load_config(path: str | Path) -> TrainConfig:
                              "'truncated_R25'")
     if config.ensemble < 1 or config.epochs < 1 or config.batch_frames < 1:
         raise LocalcondError(f"{path}: ensemble, epochs and batch_frames must be positive")
+    if config.dynamics:
+        problem = dynamics_problem(config.dynamics)
+        if problem:
+            raise LocalcondError(f"{path}: dynamics: {problem}")
     if config.solver not in SOLVERS:
         raise LocalcondError(f"{path}: solver must be one of {SOLVERS}, got {config.solver!r}")
     if config.solver == "ridge":
@@ -480,6 +488,9 @@ class Trainer:
             infos.append(info)
             self.log(f"member {m + 1}/{count} done: {json.dumps(info)[:200]}")
         ensemble = self._ensemble(members)
+        unknown = sorted(set(self.config.dynamics.get("masses", {})) - set(self.species))
+        if unknown:
+            raise LocalcondError(f"dynamics: masses of {unknown}, which are not among the species {self.species}")
         spread = self._ensemble_spread(members)
         windows = sorted({tuple(s.metadata["tau_window_ps"]) for s in self.systems})
         temperatures = sorted({s.metadata["temperature_k"] for s in self.systems})
@@ -494,6 +505,9 @@ class Trainer:
             training={"mode": self.config.mode, "label": self.config.label, "label_form": "slope",
                       "tau_windows_ps": [list(w) for w in windows], "members": infos,
                       "ensemble_spread": spread,
+                      **({"domain": ridge.descriptor_domain(self._ridge.x, [s.name for s in self.systems])}
+                         if self._ridge is not None else {}),
+                      **({"dynamics": self.config.dynamics} if self.config.dynamics else {}),
                       "config": asdict(self.config), "command": command,
                       "records": [str(p) for p in self.paths], "localcond_version": __version__},
         )

@@ -196,7 +196,7 @@ class ReducerSet:
     def size(self) -> int:
         return self.comm.size if self.comm is not None else 1
 
-    def _global_sum(self, values: np.ndarray) -> np.ndarray:
+    def global_sum(self, values: np.ndarray) -> np.ndarray:
         """Sum over the ranks of one system (domains); a replica's own values otherwise."""
         if self.comm is None or self.role == "replicas":
             return values
@@ -272,7 +272,7 @@ class ReducerSet:
         correlations follow ions."""
         s = len(self.species)
         extra = np.asarray(member_sums, dtype=float) if self.reducers.member_means is not None else np.zeros(0)
-        totals = self._global_sum(np.concatenate([*self.reducers.moments.batch_sums(lam, species), extra]))
+        totals = self.global_sum(np.concatenate([*self.reducers.moments.batch_sums(lam, species), extra]))
         ions, n = totals[:s], float(totals[:s].sum())
         self._last = (float(totals[s:2 * s].sum() / n) if n else float("nan"), n)
         self._last_members = totals[3 * s:] / n if n else np.full(extra.shape, np.nan)
@@ -316,7 +316,7 @@ class ReducerSet:
         if r.eh_collective is not None:
             charge_rows = np.zeros((len(self.species), ids.size))  # [S, n]: q_i in its species' row
             charge_rows[species, np.arange(ids.size)] = q
-            m_global = self._global_sum(charge_rows @ x)  # M_s = Σ_{i∈s} q_i r_i [S, 3]
+            m_global = self.global_sum(charge_rows @ x)  # M_s = Σ_{i∈s} q_i r_i [S, 3]
         if decision.duplicate:
             def moved_here() -> float:
                 moved = 0.0
@@ -326,7 +326,7 @@ class ReducerSet:
                     moved += r.eh_self.ions.moved(own_ids, own_x, POSITION_TOLERANCE)
                 return moved
 
-            if self._global_sum(np.array([agreed(self.comm, moved_here)]))[0] > 0:
+            if self.global_sum(np.array([agreed(self.comm, moved_here)]))[0] > 0:
                 decision = self.timeline.restart_here(
                     ev, decision.count, "the atoms moved since the last evaluation of this step, "
                     "without dynamics (a command between runs such as displace_atoms)")
