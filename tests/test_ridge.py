@@ -117,6 +117,15 @@ def test_trained_ridge_model_equals_the_fit_in_numpy(tmp_path, records):
     np.testing.assert_allclose([r["lambda_pred"]["ensemble_spread"] for r in result["systems"]], se,
                                rtol=2e-3, atol=0.05)
     assert np.all(np.abs(got / lam - 1) < 0.05)  # Λ = mean of g is within reach of the descriptors
+    # the descriptor domain: each training system's distance, from its record through the
+    # exported descriptors, is that of its numpy features; the spreads are the training
+    # systems' own (ddof 0), so the mean squared distance is the share of features that vary
+    domain = load_model(path).metadata.training["domain"]
+    distances = np.array([r["domain_distance"] for r in result["systems"]])
+    z = (x - np.array(domain["mean"])) / np.array(domain["std"])
+    np.testing.assert_allclose(distances, np.sqrt(np.mean(z ** 2, axis=1)), rtol=1e-4)
+    assert np.mean(distances ** 2) == pytest.approx(np.mean(x.std(axis=0) > 0), rel=1e-6)
+    assert result["domain_threshold"] == pytest.approx(2.0 * max(domain["leave_one_out_distance"].values()))
 
 
 @pytest.mark.parametrize("change, message", [

@@ -116,3 +116,24 @@ def test_fix_with_the_default_model_equals_predict(tmp_path):
     header = next(k for k in range(len(log) - 1, -1, -1) if log[k].split()[:1] == ["Step"] and "f_lc[10]" in log[k])
     last = log[header + 1 + len(frames) - 1].split()  # thermo every evaluation of the production run
     assert float(last[log[header].split().index("f_lc[10]")]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_default_model_dynamics_are_the_training_runs():
+    """The dynamics in the default model's metadata (the fix's mass and thermostat check,
+    localcond/engine/domain.py) are those the training grid ran: read from the grid's
+    LAMMPS input and grid file, not from the configuration that typed them."""
+    import re
+
+    text = (ROOT / "lammps_inputs" / "electrolyte" / "in.electrolyte").read_text()
+    grid = json.loads((ROOT / "training" / "grid.json").read_text())
+    dynamics = read_metadata(model_path()).training["dynamics"]
+    masses = {int(t): float(m) for t, m in re.findall(r"^mass\s+(\d)\s+\$\(([\d.]+)\*v_mscale\)", text, re.M)}
+    assert dynamics["masses"] == {"cation": masses[1], "anion": masses[2]}
+    damp = re.search(r"^fix\s+\S+\s+all\s+langevin\s+\$\{temp\}\s+\$\{temp\}\s+([\d.]+)", text, re.M).group(1)
+    assert dynamics["thermostat"]["style"] == "langevin" and dynamics["thermostat"]["damp_fs"] == float(damp)
+    assert re.search(r"^fix\s+\S+\s+all\s+nve\b", text, re.M) and dynamics["thermostat"]["with"] == "fix nve"
+    assert dynamics["thermostat"]["temperature_k"] == grid["temperature_k"]
+    assert dynamics["timestep_fs"] == grid["timestep_fs"]
+    sigp = float(re.search(r"^variable\s+sigp\s+index\s+([\d.]+)", text, re.M).group(1))
+    sigma_anion = float(re.search(r"^pair_coeff\s+2 2\s+[\d.]+\s+([\d.]+)", text, re.M).group(1))
+    assert dynamics["ion_sigma_A"] == {"cation": sigp, "anion": sigma_anion}

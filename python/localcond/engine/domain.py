@@ -75,11 +75,12 @@ def dynamics_problem(dynamics: dict) -> str | None:
 
 
 def dynamics_note(metadata: ModelMetadata, type_species_index: Sequence[int], mass_min: Sequence[float],
-                  mass_max: Sequence[float], fix_styles: Sequence[str] | None) -> str | None:
+                  mass_max: Sequence[float], fix_styles: Sequence[str] | None, by_type: bool = True) -> str | None:
     """A warning when the run's masses (per atom type, over all atoms: lowest and highest;
     min > max for a type without atoms) or its fixes differ from the training dynamics
     (module docstring); None when they agree or the metadata record none. ``fix_styles``
-    None: the thermostat is not known (ASE) and not checked."""
+    None: the thermostat is not known (ASE) and not checked. ``by_type`` False: the
+    entries are the model's species in order (ASE), named by species alone."""
     dynamics = (metadata.training or {}).get("dynamics") if metadata.trained else None
     if not dynamics:
         return None
@@ -94,7 +95,8 @@ def dynamics_note(metadata: ModelMetadata, type_species_index: Sequence[int], ma
             continue
         if max(abs(lo - expected), abs(hi - expected)) > MASS_TOLERANCE * expected:
             shown = f"{lo:.6g}" if abs(hi - lo) <= MASS_TOLERANCE * expected else f"{lo:.6g} to {hi:.6g}"
-            problems.append(f"atoms of type {t} ({name}) have mass {shown}, the training runs {expected:g}")
+            where = f"type {t} ({name})" if by_type else f"species {name}"
+            problems.append(f"atoms of {where} have mass {shown}, the training runs {expected:g}")
     thermostat = dynamics.get("thermostat", {})
     style = thermostat.get("style")
     if style and fix_styles is not None and not any(f == style or f.startswith(style + "/") for f in fix_styles):
@@ -116,18 +118,31 @@ def descriptor_features(species: np.ndarray, descriptors: np.ndarray, n_species:
     return sums.reshape(-1)
 
 
-def structure_note(metadata: ModelMetadata, features: np.ndarray) -> str | None:
-    """A warning when the run's mean features X lie farther from the training systems'
-    than the metadata's threshold (module docstring); None inside or without a domain."""
+def spread_distance(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The root-mean-square over features of (x − mean)/std (dimensionless; x [..., S·F]):
+    how far a system's features lie from the training systems', in units of their spread."""
+    return np.sqrt(np.mean(((np.asarray(x) - mean) / std) ** 2, axis=-1))
+
+
+def domain_distance(metadata: ModelMetadata, features: np.ndarray) -> float | None:
+    """D = rms over features of (X − mean)/std for mean features X (module docstring), in
+    training spreads; None without a domain in the metadata or for features of another shape."""
     domain = (metadata.training or {}).get("domain") if metadata.trained else None
     if not domain or not np.all(np.isfinite(features)):
         return None
     mean, std = np.asarray(domain["mean"]), np.asarray(domain["std"])
     if features.shape != mean.shape:
         return None
-    distance = float(np.sqrt(np.mean(((features - mean) / std) ** 2)))
-    if distance <= domain["threshold"]:
+    return float(spread_distance(features, mean, std))
+
+
+def structure_note(metadata: ModelMetadata, features: np.ndarray) -> str | None:
+    """A warning when the run's mean features X lie farther from the training systems'
+    than the metadata's threshold (module docstring); None inside or without a domain."""
+    distance = domain_distance(metadata, features)
+    if distance is None or distance <= metadata.training["domain"]["threshold"]:
         return None
+    domain = metadata.training["domain"]
     farthest = max(domain["leave_one_out_distance"].values())
     return (f"WARNING: the structure of this run lies outside the model's training domain: its mean descriptors "
             f"are {distance:.3g} training spreads from the training systems' (threshold {domain['threshold']:.3g}, "

@@ -115,9 +115,9 @@ class ConductivityObserver:
         n = len(self.charges)
         lo = [float(masses[species == s].min()) if np.any(species == s) else np.inf for s in range(n)]
         hi = [float(masses[species == s].max()) if np.any(species == s) else -np.inf for s in range(n)]
-        note = dynamics_note(self.calc.model.metadata, list(range(n)), lo, hi, None)
+        note = dynamics_note(self.calc.model.metadata, list(range(n)), lo, hi, None, by_type=False)
         if note:
-            warnings.warn(note.replace("atoms of type", "atoms of species index"), stacklevel=3)
+            warnings.warn(note, stacklevel=3)
 
     def _add_descriptors(self, evaluated: np.ndarray, species: np.ndarray) -> None:
         atoms = self.atoms

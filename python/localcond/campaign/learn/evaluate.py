@@ -10,6 +10,10 @@ correlated), combined in quadrature with nothing else; the ensemble spread
 are split into interpolation (concentration and ε inside the training
 ranges) and extrapolation.
 
+For a model with a descriptor domain (ridge models, :mod:`localcond.engine.domain`), each
+system's ``domain_distance``: how many training spreads its mean descriptors lie from the
+training systems' (beside the model's ``domain_threshold``, above which the fix warns).
+
 Beside the model, a structure-free baseline: a smooth surrogate of Λ over the
 state point fitted to the training systems alone — ln Λ quadratic in
 x = ln c and y = 1/ε (the Bjerrum length is ∝ 1/ε), weighted least squares
@@ -29,13 +33,16 @@ from localcond.campaign.dataset import positions, read_record
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path
 from localcond.engine.neighbors import periodic_edges
-from localcond.engine.runtime import load_model
+from localcond.engine.domain import descriptor_features, domain_distance
+from localcond.engine.runtime import evaluate_descriptors, load_model
 
 BOOTSTRAP = 2000
 
 
-def frame_means(model, record: dict) -> np.ndarray:
-    """[n_members, n_frames]: each member's mean λ over the ions of each stored frame."""
+def frame_means(model, record: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """[n_members, n_frames]: each member's mean λ over the ions of each stored frame; and,
+    for a model with descriptors, the record's mean features X over its frames
+    (:func:`localcond.engine.domain.descriptor_features` / number of ions), else None."""
     meta = model.metadata
     names = [str(s) for s in record["species"]]
     unknown = [n for n in names if n not in meta.species]
@@ -45,6 +52,7 @@ def frame_means(model, record: dict) -> np.ndarray:
     pbc = tuple(bool(b) for b in record["pbc"])
     has_members = hasattr(model.module, "members")
     out = []
+    features = []
     with torch.inference_mode():
         for k in range(len(record["collective"])):
             edge_index, edge_vec = periodic_edges(positions(record, k), record["cell"], pbc, meta.cutoff)
@@ -52,7 +60,10 @@ def frame_means(model, record: dict) -> np.ndarray:
                     int(species.shape[0]))
             values = model.module.members(*args) if has_members else model.module(*args)[None]
             out.append(values.double().mean(dim=1).numpy())
-    return np.array(out).T
+            p = evaluate_descriptors(model, species.numpy(), edge_index, edge_vec, int(species.shape[0]))
+            if p is not None:
+                features.append(descriptor_features(species.numpy(), p, len(meta.species)) / species.shape[0])
+    return np.array(out).T, (np.mean(features, axis=0) if features else None)
 
 
 def bootstrap_error(values: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
@@ -78,7 +89,8 @@ def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: 
     for path in record_paths:
         record = read_record(path)
         meta = record["metadata"]
-        means = frame_means(model, record)
+        means, features = frame_means(model, record)
+        distance = domain_distance(model.metadata, features) if features is not None else None
         pred = means.mean(axis=0)
         value = float(pred.mean())
         error = bootstrap_error(pred, record["segment"])
@@ -98,11 +110,14 @@ def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: 
                        "error_covers_long_lags": meta["system"] in (long_lag_errors or {}),
                        "unit": "S cm^2 mol^-1"},
             "relative_error": (value - lam["value"]) / lam["value"], "z": float(z),
+            **({"domain_distance": distance} if distance is not None else {}),
         })
     _classify(rows)
     surrogate(rows)
     return {"model": str(Path(model_path).resolve()), "model_kind": model.metadata.kind,
             "training": {k: model.metadata.training.get(k) for k in ("mode", "label", "tau_windows_ps")},
+            **({"domain_threshold": model.metadata.training["domain"]["threshold"]}
+               if (model.metadata.training or {}).get("domain") else {}),
             "systems": rows, "summary": _summary(rows), "localcond_version": __version__}
 
 

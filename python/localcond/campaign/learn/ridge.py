@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from localcond.engine.domain import spread_distance
+
 DEFAULT_ALPHAS = tuple(float(10.0 ** e) for e in np.arange(-4.0, 3.01, 0.5))
 
 
@@ -143,16 +145,10 @@ def jackknife_members(x: np.ndarray, lam: np.ndarray, sigma: np.ndarray, alpha: 
 DOMAIN_MARGIN = 2.0  # outside: farther than this times the farthest training system left out
 
 
-def domain_distance(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """The root-mean-square over features of (x − mean)/std (dimensionless; x [..., S·F]):
-    how far a system's features lie from the training systems', in units of their spread."""
-    return np.sqrt(np.mean(((np.asarray(x) - mean) / std) ** 2, axis=-1))
-
-
 def descriptor_domain(x: np.ndarray, names: list[str]) -> dict:
     """The training systems' features X [n, S·F] as a domain: their mean and standard
     deviation per feature (columns without spread get 1, as :func:`standardise` gives), each
-    system's distance from the others when it is left out (:func:`domain_distance`, the
+    system's distance from the others when it is left out (:func:`spread_distance`, the
     statistics of the other n − 1), and the threshold: DOMAIN_MARGIN times the largest of
     those. A run whose mean X lies farther is outside what the model was trained on."""
     if len(x) < 3:
@@ -160,7 +156,7 @@ def descriptor_domain(x: np.ndarray, names: list[str]) -> dict:
     loo = {}
     for k, name in enumerate(names):
         others = np.delete(x, k, axis=0)
-        loo[name] = float(domain_distance(x[k], *standardise(others)))
+        loo[name] = float(spread_distance(x[k], *standardise(others)))
     mean, std = standardise(x)
     return {"feature": "X = per species s, (1/N) sum over the ions i of s of p_i (p the model's descriptors, "
                        "N all evaluated ions), averaged over frames: the features the ridge fit reads",
