@@ -674,7 +674,9 @@ void FixLocalCond::observe(const char *phase)
       session->observe(update->ntimestep, dt_ps, nevery, phase, moved_note, arrays);
   global_current = false;
   moved_note.clear();
-  if (comm->me == 0 && !notes.empty()) utils::logmesg(lmp, "fix localcond {}: {}\n", id, notes);
+  if (comm->me == 0 && !notes.empty())    // one line each, each named by the fix
+    for (const auto &line : utils::split_lines(notes))
+      if (!line.empty()) utils::logmesg(lmp, "fix localcond {}: {}\n", id, line);
   t_reduce += wall_seconds() - t0;
 }
 

@@ -160,6 +160,8 @@ def test_a_concentrated_electrolyte_is_outside_the_structure_domain(tmp_path):
     training dynamics are not questioned."""
     log = electrolyte(tmp_path, conc=5.0)
     assert log.count(STRUCTURE) == 1 and DYNAMICS not in log
+    # each of the evaluation's notes is a line of its own that names the fix
+    assert all(line.startswith("fix localcond lc: WARNING") for line in log.splitlines() if STRUCTURE in line)
 
 
 def test_the_ase_observer_checks_masses_and_structure(tmp_path):

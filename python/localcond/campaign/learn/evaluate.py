@@ -188,10 +188,15 @@ def parity_plot(result: dict, path: str | Path) -> Path:
     path = Path(path)
     fig, ax = plt.subplots(figsize=(5, 5))
     styles = {"train": ("o", "tab:blue"), "interpolation": ("*", "tab:green"),
-              "extrapolation": ("s", "tab:red")}
+              "extrapolation": ("s", "tab:red"), "not used in training": ("D", "tab:grey")}
+
+    def group(r: dict) -> str:
+        if r["role"] == "heldout":
+            return r.get("held_out_kind", "not used in training")
+        return "train" if r["role"] == "train" else "not used in training"
+
     for name, (marker, colour) in styles.items():
-        sel = [r for r in result["systems"] if (r["role"] == "train") == (name == "train")
-               and (name == "train" or r.get("held_out_kind") == name)]
+        sel = [r for r in result["systems"] if group(r) == name]
         if sel:
             ax.errorbar([r["lambda"]["value"] for r in sel], [r["lambda_pred"]["value"] for r in sel],
                         xerr=[r["lambda"]["total_error"] for r in sel],
@@ -205,7 +210,8 @@ def parity_plot(result: dict, path: str | Path) -> Path:
     ax.set_xlabel("Λ Einstein–Helfand (S cm²/mol)")
     ax.set_ylabel("Λ_pred = ⟨f⟩ (S cm²/mol)")
     ax.set_title(result.get("model_kind", ""))
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
