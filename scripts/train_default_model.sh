@@ -17,7 +17,9 @@ OUT="$ROOT/runs/train/default"
 cd "$ROOT"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 "$VENV/bin/localcond" train training/configs/default.json
-"$VENV/bin/localcond" evaluate "$OUT/model.pt" --records "training/data/implicit-v2/*.npz" \
+"$VENV/bin/localcond" evaluate "$OUT/model.pt" \
+    --records "training/data/implicit-v2/*.npz" "training/data/implicit-v3-sizes/*.npz" \
+    --grids training/grid.json training/grid_sizes.json \
     --json "$OUT/eval.json" --plot training/default_model_parity.png
 "$VENV/bin/python" - "$OUT" <<'PY'
 import json, shutil, subprocess, sys

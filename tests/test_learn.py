@@ -188,6 +188,35 @@ def test_surrogate_reproduces_a_function_of_its_own_form():
         assert r["surrogate"]["value"] == pytest.approx(r["lambda"]["value"], rel=1e-9)
 
 
+def test_size_surrogate_and_held_out_classes_by_hand():
+    """Λ = exp(5 + 0.3 ln c − 4/ε − 0.2 σ) with σ the cations' mean size is inside the size
+    surrogate's family: exact on held-out sizes and on a mixture (its mean size); the
+    state-point surrogate cannot follow the size. A mass-scaled system is a control, a
+    size outside the training sizes an extrapolation."""
+    from localcond.campaign.grid import SystemSpec
+    from localcond.campaign.learn.evaluate import _classify, ions_description, size_surrogate, surrogate
+
+    def row(c, eps, role, **ions):
+        description = ions_description(SystemSpec("x", role, c, eps, 1, tuple(sorted(ions.items()))))
+        lam = float(np.exp(5 + 0.3 * np.log(c) - 4.0 / eps - 0.2 * description["sigma_cation_mean"]))
+        return {"role": role, "concentration_mol_per_l": c, "dielectric_constant": eps, "ions": description,
+                "lambda": {"value": lam, "total_error": 0.05 * lam}}
+
+    rows = [row(c, e, "train") for c in (0.2, 0.5, 1.0, 1.5) for e in (10, 20, 30)]
+    rows += [row(c, e, "train", sigp=s) for c, e in ((0.35, 14), (0.75, 20), (1.0, 10)) for s in (2.5, 5.0)]
+    held = [row(0.6, 14, "heldout", sigp=4.0), row(0.6, 14, "heldout", sigp=2.5, sigq=4.5, xmix=0.5),
+            row(0.6, 14, "heldout", mscale=4.0), row(0.6, 14, "heldout", sigp=6.0)]
+    assert held[1]["ions"]["sigma_cation_mean"] == pytest.approx(3.5)
+    rows += held
+    _classify(rows)
+    surrogate(rows)
+    size_surrogate(rows)
+    assert [r["held_out_kind"] for r in held] == ["interpolation", "interpolation", "control", "extrapolation"]
+    for r in rows:
+        assert r["surrogate_size"]["value"] == pytest.approx(r["lambda"]["value"], rel=1e-9)
+    assert abs(held[0]["surrogate"]["relative_error"]) > 0.05  # exp(−0.2 × 1) away from the 3 Å systems
+
+
 def test_power_spectrum_family_trains_with_standardised_descriptors(tmp_path, records):
     records_dir, truth = records
     torch.set_num_threads(1)

@@ -25,7 +25,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         table = read_json(args.long_lag_errors, "replica table")
         long_lag = {r["system"]: r["long_lag_check"]["total_error"] for r in table["systems"]
                     if r.get("long_lag_check", {}).get("tested")}
-    result = evaluate(args.model, record_paths(args.records), long_lag)
+    grids = None
+    if args.grids:
+        from localcond.campaign.grid import load_grid
+
+        grids = [load_grid(g) for g in args.grids]
+    result = evaluate(args.model, record_paths(args.records), long_lag, grids)
     path = write_json(args.json, result)
     plot = parity_plot(result, args.plot or str(path.with_suffix(".png")))
     for row in result["systems"]:
@@ -79,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "field is defined on, doc/design.md 1.6)")
     p.add_argument("--long-lag-errors", metavar="TABLE", help="replica table (training/replica_systems.json): "
                    "z against the errors that also cover long lags (its long_lag_check)")
+    p.add_argument("--grids", nargs="+", metavar="GRID", help="the grid files the records came from "
+                   "(training/grid.json training/grid_sizes.json): each system's ion sizes and masses, for the "
+                   "size surrogate and the held-out classes (a mass-scaled system is a control)")
     p.add_argument("--shares", help="replica table (training/replica_systems.json) whose measured species "
                    "shares of Lambda_EH the model's shares are compared with")
     p.set_defaults(func=_cmd_evaluate)

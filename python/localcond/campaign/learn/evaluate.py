@@ -18,7 +18,12 @@ Beside the model, a structure-free baseline: a smooth surrogate of Λ over the
 state point fitted to the training systems alone — ln Λ quadratic in
 x = ln c and y = 1/ε (the Bjerrum length is ∝ 1/ε), weighted least squares
 with σ(ln Λ) = σ_Λ / Λ. It needs the state point; the model needs only the
-structure.
+structure. Given the grid files (``--grids``), each system's ions are known: when the
+training systems have several cation sizes, a second surrogate adds a quadratic in
+the cations' mean size; a held-out system with other masses is a ``control`` (same
+structure, other dynamics: a model of structure alone must miss it), and held-out
+systems are interpolation only inside the training sizes too. Λ_NE of the same run
+(no cross-correlations) is the third baseline.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from localcond.campaign.dataset import positions, read_record
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path
 from localcond.engine.neighbors import periodic_edges
+from localcond.campaign.grid import GridSpec, SystemSpec
 from localcond.engine.domain import descriptor_features, domain_distance
 from localcond.engine.runtime import evaluate_descriptors, load_model
 
@@ -79,12 +85,17 @@ def bootstrap_error(values: np.ndarray, groups: np.ndarray, seed: int = 0) -> fl
     return float(means.std(ddof=1))
 
 
-def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: dict[str, float] | None = None) -> dict:
+def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: dict[str, float] | None = None,
+             grids: list[GridSpec] | None = None) -> dict:
     """Λ_pred of ``model_path`` beside each record's Λ. ``long_lag_errors``: per system, an
     error of Λ that also covers long lags (the replica table's ``long_lag_check.total_error``,
-    :mod:`localcond.campaign.long_lag`), used for z in place of the record's."""
+    :mod:`localcond.campaign.long_lag`), used for z in place of the record's. ``grids``: the
+    grid files the records came from, whose variants give each system's ions (cation size,
+    mixture, mass scale; :mod:`localcond.campaign.grid`) for the size surrogate and the
+    classes of held-out systems."""
     model = load_model(model_path)
     trained_on = set(model.metadata.training_systems)
+    ions_of = {spec.name: ions_description(spec) for grid in grids or [] for spec in grid.systems}
     rows = []
     for path in record_paths:
         record = read_record(path)
@@ -111,9 +122,15 @@ def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: 
                        "unit": "S cm^2 mol^-1"},
             "relative_error": (value - lam["value"]) / lam["value"], "z": float(z),
             **({"domain_distance": distance} if distance is not None else {}),
+            **({"ions": ions_of[meta["system"]]} if meta["system"] in ions_of else {}),
         })
+        if "nernst_einstein" in meta:
+            ne = float(meta["nernst_einstein"]["value"])
+            rows[-1]["nernst_einstein"] = {"value": ne, "relative_error": (ne - lam["value"]) / lam["value"],
+                                           "definition": "Lambda_NE of the same run (self-diffusion only)"}
     _classify(rows)
     surrogate(rows)
+    size_surrogate(rows)
     return {"model": str(Path(model_path).resolve()), "model_kind": model.metadata.kind,
             "training": {k: model.metadata.training.get(k) for k in ("mode", "label", "tau_windows_ps")},
             **({"domain_threshold": model.metadata.training["domain"]["threshold"]}
@@ -143,6 +160,44 @@ def surrogate(rows: list[dict]) -> None:
                               "definition": "ln Lambda quadratic in ln c and 1/eps, fitted to training systems"}
 
 
+def ions_description(spec: SystemSpec) -> dict[str, float]:
+    """A grid system's ions in words: ``sigma_cation`` (Å), ``sigma_cation2`` and
+    ``fraction2`` (a second cation size and its share of the cations), ``mass_scale``,
+    with the defaults of the plain electrolyte, and ``sigma_cation_mean`` = the cations'
+    mean size."""
+    ions = dict(spec.ions)
+    sigma, sigma2, x = ions.get("sigp", 3.0), ions.get("sigq", 0.0), ions.get("xmix", 0.0)
+    return {"sigma_cation": sigma, "sigma_cation2": sigma2, "fraction2": x,
+            "mass_scale": ions.get("mscale", 1.0), "sigma_cation_mean": (1.0 - x) * sigma + x * sigma2}
+
+
+def size_surrogate(rows: list[dict]) -> None:
+    """Add ``surrogate_size`` to every row with known ions when the training systems have
+    more than one cation size: ln Λ quadratic in x = ln c and y = 1/ε, plus a + b σ + c σ²
+    in the cations' mean size σ (Å), weighted as :func:`surrogate`. It sees the state point
+    and the size; not the structure (a mixture is its mean size) nor the masses."""
+    train = [r for r in rows if r["role"] == "train" and r.get("dielectric_constant") and "ions" in r]
+    if len(train) < 9 or len({r["ions"]["sigma_cation_mean"] for r in train}) < 3:
+        return
+
+    def features(r: dict) -> np.ndarray:
+        x, y, sigma = np.log(r["concentration_mol_per_l"]), 1.0 / r["dielectric_constant"], \
+            r["ions"]["sigma_cation_mean"]
+        return np.array([1.0, x, y, x * x, y * y, x * y, sigma, sigma * sigma])
+
+    a = np.array([features(r) for r in train])
+    b = np.log([r["lambda"]["value"] for r in train])
+    w = np.array([r["lambda"]["value"] / r["lambda"]["total_error"] for r in train])
+    coef, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
+    for r in rows:
+        if r.get("dielectric_constant") and "ions" in r:
+            value = float(np.exp(features(r) @ coef))
+            r["surrogate_size"] = {"value": value,
+                                   "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
+                                   "definition": "ln Lambda quadratic in ln c and 1/eps and in the cations' mean "
+                                                 "size, fitted to training systems"}
+
+
 def _role(meta: dict, trained_on: set[str]) -> str:
     """'train' (the model saw it), 'heldout' (the record says so), or 'excluded' (a training
     record the model did not use, e.g. one that failed the diffusive check)."""
@@ -157,10 +212,16 @@ def _classify(rows: list[dict]) -> None:
         return
     c = [r["concentration_mol_per_l"] for r in train]
     e = [r["dielectric_constant"] for r in train]
+    sizes = [r["ions"]["sigma_cation_mean"] for r in train if "ions" in r]
     for r in rows:
         if r["role"] == "heldout" and r["concentration_mol_per_l"] is not None:
+            if r.get("ions", {}).get("mass_scale", 1.0) != 1.0:
+                r["held_out_kind"] = "control"  # other dynamics: a model of structure must miss it
+                continue
             inside = (min(c) <= r["concentration_mol_per_l"] <= max(c)
-                      and min(e) <= r["dielectric_constant"] <= max(e))
+                      and min(e) <= r["dielectric_constant"] <= max(e)
+                      and (not sizes or "ions" not in r
+                           or min(sizes) <= r["ions"]["sigma_cation_mean"] <= max(sizes)))
             r["held_out_kind"] = "interpolation" if inside else "extrapolation"
 
 
@@ -168,14 +229,16 @@ def _summary(rows: list[dict]) -> dict:
     out = {}
     for name, sel in (("train", [r for r in rows if r["role"] == "train"]),
                       ("interpolation", [r for r in rows if r.get("held_out_kind") == "interpolation"]),
-                      ("extrapolation", [r for r in rows if r.get("held_out_kind") == "extrapolation"])):
+                      ("extrapolation", [r for r in rows if r.get("held_out_kind") == "extrapolation"]),
+                      ("control", [r for r in rows if r.get("held_out_kind") == "control"])):
         if sel:
             out[name] = {"n": len(sel),
                          "mean_abs_relative_error": float(np.mean([abs(r["relative_error"]) for r in sel])),
                          "within_2_combined_sigma": int(sum(abs(r["z"]) <= 2 for r in sel))}
-            if all("surrogate" in r for r in sel):
-                out[name]["surrogate_mean_abs_relative_error"] = float(
-                    np.mean([abs(r["surrogate"]["relative_error"]) for r in sel]))
+            for baseline in ("surrogate", "surrogate_size", "nernst_einstein"):
+                if all(baseline in r for r in sel):
+                    out[name][f"{baseline}_mean_abs_relative_error"] = float(
+                        np.mean([abs(r[baseline]["relative_error"]) for r in sel]))
     return out
 
 
@@ -188,7 +251,8 @@ def parity_plot(result: dict, path: str | Path) -> Path:
     path = Path(path)
     fig, ax = plt.subplots(figsize=(5, 5))
     styles = {"train": ("o", "tab:blue"), "interpolation": ("*", "tab:green"),
-              "extrapolation": ("s", "tab:red"), "not used in training": ("D", "tab:grey")}
+              "extrapolation": ("s", "tab:red"), "control": ("v", "tab:purple"),
+              "not used in training": ("D", "tab:grey")}
 
     def group(r: dict) -> str:
         if r["role"] == "heldout":
