@@ -62,6 +62,17 @@ PyObject *string_list(const std::vector<std::string> &words, bool null_is_none)
   return list;
 }
 
+PyObject *float_list(const std::vector<double> &values)
+{
+  PyObject *list = PyList_New(0);
+  for (double v : values) {
+    PyObject *item = PyFloat_FromDouble(v);
+    PyList_Append(list, item);
+    Py_DECREF(item);
+  }
+  return list;
+}
+
 // obj.method(**kwargs), stealing the reference to kwargs; not made when a Python error is
 // already set (an argument that could not be converted), which then stays set
 PyObject *call_named(PyObject *obj, const char *method, PyObject *kwargs)
@@ -305,18 +316,9 @@ void PythonSession::check_charges(const std::vector<double> &q_min, const std::v
   std::string problem;
   {
     GilLock gil;
-    auto numbers = [](const std::vector<double> &values) {
-      PyObject *list = PyList_New(0);
-      for (double v : values) {
-        PyObject *item = PyFloat_FromDouble(v);
-        PyList_Append(list, item);
-        Py_DECREF(item);
-      }
-      return list;
-    };
     PyObject *kwargs = PyDict_New();
-    set_item(kwargs, "q_min", numbers(q_min));
-    set_item(kwargs, "q_max", numbers(q_max));
+    set_item(kwargs, "q_min", float_list(q_min));
+    set_item(kwargs, "q_max", float_list(q_max));
     PyObject *result = call_named(session, "check_charges", kwargs);
     Py_XDECREF(result);
     if (PyErr_Occurred() || !result) problem = take_python_error();
@@ -330,18 +332,9 @@ std::string PythonSession::check_dynamics(const std::vector<double> &mass_min, c
   std::string problem, note;
   {
     GilLock gil;
-    auto numbers = [](const std::vector<double> &values) {
-      PyObject *list = PyList_New(0);
-      for (double v : values) {
-        PyObject *item = PyFloat_FromDouble(v);
-        PyList_Append(list, item);
-        Py_DECREF(item);
-      }
-      return list;
-    };
     PyObject *kwargs = PyDict_New();
-    set_item(kwargs, "mass_min", numbers(mass_min));
-    set_item(kwargs, "mass_max", numbers(mass_max));
+    set_item(kwargs, "mass_min", float_list(mass_min));
+    set_item(kwargs, "mass_max", float_list(mass_max));
     set_item(kwargs, "fix_styles", string_list(fix_styles, false));
     PyObject *result = call_named(session, "check_dynamics", kwargs);
     const char *out = (result && PyUnicode_Check(result)) ? PyUnicode_AsUTF8(result) : nullptr;

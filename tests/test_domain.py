@@ -57,22 +57,31 @@ def test_the_fix_says_it_once_when_far_outside(tmp_path, models):
 
 
 def test_the_ase_observer_warns_once(tmp_path, models):
+    said = observed_warnings(models["far"], ["Li", "P"], {"P": "PF6"}, tmp_path / "run", calls=25, seed=0)
+    assert sum("far outside" in m for m in said) == 1
+
+
+def observed_warnings(model, symbols, species, prefix, calls, seed, masses=None):
+    """The warnings of an ASE observer over ``calls`` calls on 8 pairs of ``symbols`` in a
+    10 Å box, moved at random between calls."""
     from ase import Atoms
 
     from localcond.engine.ase import LocalConductivity
     from localcond.engine.observer import ConductivityObserver
 
-    rng = np.random.default_rng(0)
-    atoms = Atoms(["Li", "P"] * 8, positions=rng.random((16, 3)) * 10, cell=np.eye(3) * 10, pbc=True)
-    calc = LocalConductivity(models["far"], species={"P": "PF6"})
+    rng = np.random.default_rng(seed)
+    atoms = Atoms(symbols * 8, positions=rng.random((16, 3)) * 10, cell=np.eye(3) * 10, pbc=True)
+    if masses is not None:
+        atoms.set_masses(masses * 8)
+    calc = LocalConductivity(str(model), species=species)
     atoms.calc = calc
-    obs = ConductivityObserver(atoms, calc, tmp_path / "run")
+    obs = ConductivityObserver(atoms, calc, prefix)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for _ in range(25):
+        for _ in range(calls):
             atoms.positions += rng.normal(scale=0.1, size=(16, 3))
             obs()
-    assert sum("far outside" in str(w.message) for w in caught) == 1
+    return [str(w.message) for w in caught]
 
 
 # -- the dynamics and the structure (descriptor domain) ---------------------------------------
@@ -169,30 +178,13 @@ def test_the_ase_observer_checks_masses_and_structure(tmp_path):
     runs' 20 and 60 (said once, by species); 16 ions in a 10 Å box (about 27 mol/L) are
     outside the structure domain (said once, after WARN_AFTER calls). With the training
     masses, the masses say nothing."""
-    from ase import Atoms
-
-    from localcond.engine.ase import LocalConductivity
-    from localcond.engine.observer import ConductivityObserver
     from localcond.model.default import model_path
 
-    rng = np.random.default_rng(1)
-    atoms = Atoms(["Na", "Cl"] * 8, positions=rng.random((16, 3)) * 10, cell=np.eye(3) * 10, pbc=True)
-    calc = LocalConductivity(str(model_path()), species={"Na": "cation", "Cl": "anion"})
-    atoms.calc = calc
-    obs = ConductivityObserver(atoms, calc, tmp_path / "dense")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(12):
-            atoms.positions += rng.normal(scale=0.1, size=(16, 3))
-            obs()
-    said = [str(w.message) for w in caught]
+    said = observed_warnings(model_path(), ["Na", "Cl"], {"Na": "cation", "Cl": "anion"}, tmp_path / "dense",
+                             calls=12, seed=1)
     assert sum(DYNAMICS in m for m in said) == 1
     assert any("species cation have mass 22.9898" in m and "species anion have mass 35.45" in m for m in said)
     assert sum(STRUCTURE in m for m in said) == 1
-
-    atoms.set_masses([20.0, 60.0] * 8)
-    obs = ConductivityObserver(atoms, calc, tmp_path / "light")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        obs()
-    assert not any(DYNAMICS in str(w.message) for w in caught)
+    said = observed_warnings(model_path(), ["Na", "Cl"], {"Na": "cation", "Cl": "anion"}, tmp_path / "light",
+                             calls=1, seed=1, masses=[20.0, 60.0])
+    assert not any(DYNAMICS in m for m in said)
