@@ -198,3 +198,17 @@ def test_replica_section_states_calibration_and_the_systems_that_moved():
     assert f"rms z = {math.sqrt((0.25 + 1.44 + 0.81) / 3):.2f}" in text and "Errors calibrated: yes" in text
     assert "| s1 | 3–6 | 1483 ± 19 | 1649 ± 69 | +2.30 | 149 | 20 → 150 |" in text
     assert "| s0 |" not in text and "1 of 3 systems gain one" in text
+
+
+def test_another_table_has_its_own_companions(tmp_path):
+    """A table systems_X.json beside the grid's systems.json takes data_card_notes_X.md (and
+    no other table's notes or replicas), and the card says how to remake it."""
+    table = tmp_path / "systems_x.json"
+    table.write_text(json.dumps({"grid": "implicit-v2", "systems": ROWS}))
+    (tmp_path / "data_card_notes.md").write_text("the other table's note\n")
+    (tmp_path / "replica_systems.json").write_text("not this table's replicas: never read")
+    (tmp_path / "data_card_notes_x.md").write_text(NOTES + "\n")
+    grid = small_grid(tmp_path)
+    text = write_data_card(grid, table, tmp_path / "CARD.md", None).read_text()
+    assert NOTES in text and "the other table's note" not in text
+    assert f"--table {table}" in text and f"localcond data-card --grid {grid} --table {table}" in text

@@ -13,12 +13,15 @@ from localcond.model.two_scale import make_two_scale_model
 
 
 def test_pooled_share_is_the_inverse_variance_mean():
-    card = {"species_share_of_conductivity": {"1": {"value": 0.70, "stderr": 0.02}}}
-    replica = {"species_share_of_conductivity": {"1": {"value": 0.80, "stderr": 0.04}}}
+    def row(t_plus, error):  # the tables' shares per atom type: cations 1, anions 2, summing to 1
+        return {"species_share_of_conductivity": {"1": {"value": t_plus, "stderr": error},
+                                                  "2": {"value": 1.0 - t_plus, "stderr": error}}}
+
+    card, replica = row(0.70, 0.02), row(0.80, 0.04)
     value, error = pooled_share(card, replica)
     assert value == pytest.approx((0.70 / 0.02**2 + 0.80 / 0.04**2) / (1 / 0.02**2 + 1 / 0.04**2))
     assert error == pytest.approx((1 / 0.02**2 + 1 / 0.04**2) ** -0.5)
-    assert pooled_share(card, None) == (0.70, 0.02) and pooled_share({}, None) == (None, None)
+    assert pooled_share(card, None) == pytest.approx((0.70, 0.02)) and pooled_share({}, None) == (None, None)
 
 
 def test_exported_weights_reproduce_the_standardised_fit():

@@ -211,6 +211,23 @@ def test_a_variant_with_two_cation_sizes_and_heavier_ions(tiny_grid, tmp_path):
     assert list(record["species"]) == ["cation", "anion"]
     assert np.bincount(record["species_index"]).tolist() == [20, 20]  # 10 + 10 cations of two sizes
     assert record["metadata"]["species_charges"] == [1.0, -1.0]
+    # the table keeps a share of Lambda_EH per atom type; they sum to 1 (sum_s dM_s = dM), so
+    # the cations' t+ of the mixture is both cation types' shares, 1 - the anions'
+    from localcond.campaign.generate import cation_share
+
+    (row,) = json.loads((tmp_path / "systems.json").read_text())["systems"]
+    shares = {t: v["value"] for t, v in row["species_share_of_conductivity"].items()}
+    assert sorted(shares) == ["1", "2", "3"] and sum(shares.values()) == pytest.approx(1.0, abs=1e-9)
+    assert cation_share(row)["value"] == pytest.approx(shares["1"] + shares["3"], abs=1e-9)
+    assert cation_share(row)["stderr"] == row["species_share_of_conductivity"]["2"]["stderr"]
+
+
+def test_cation_share_of_a_plain_electrolyte_is_its_first_type():
+    from localcond.campaign.generate import cation_share
+
+    row = {"species_share_of_conductivity": {"1": {"value": 0.7, "stderr": 0.02},
+                                             "2": {"value": 0.3, "stderr": 0.02}}}
+    assert cation_share(row)["value"] == pytest.approx(0.7) and cation_share({}) is None
 
 
 def test_bad_variants_are_refused(tmp_path):

@@ -193,8 +193,8 @@ def test_size_surrogate_and_held_out_classes_by_hand():
     surrogate's family: exact on held-out sizes and on a mixture (its mean size); the
     state-point surrogate cannot follow the size. A mass-scaled system is a control, a
     size outside the training sizes an extrapolation."""
-    from localcond.campaign.grid import SystemSpec
-    from localcond.campaign.learn.evaluate import _classify, ions_description, size_surrogate, surrogate
+    from localcond.campaign.grid import SystemSpec, ions_description
+    from localcond.campaign.learn.evaluate import _classify, size_surrogate, surrogate
 
     def row(c, eps, role, **ions):
         description = ions_description(SystemSpec("x", role, c, eps, 1, tuple(sorted(ions.items()))))

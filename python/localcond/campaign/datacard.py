@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import constants
 
-from localcond.campaign.generate import ROOT
-from localcond.campaign.grid import COULOMB_BJERRUM_A, GridSpec, load_grid
+from localcond.campaign.generate import ROOT, cation_share
+from localcond.campaign.grid import COULOMB_BJERRUM_A, GridSpec, ions_description, load_grid
 from localcond.campaign.labels.kinisi_check import SAMPLES_COUNTED_OVER
 from localcond.campaign.labels.windows import BLOCKS_PER_LAG, Z_CHECK, Z_TREND, critical_z
 from localcond.io.files import atomic_path, write_text
@@ -157,10 +158,12 @@ def reference_z(row: dict) -> float:
 
 
 def _input_name(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    for base in (Path.cwd(), ROOT):
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def protocol(grid: GridSpec) -> list[str]:
@@ -172,6 +175,14 @@ def protocol(grid: GridSpec) -> list[str]:
         f"production ≤ {grid.max_production_ps[role] / 1000:g} ns"
         for role in grid.target_statistical_error)
     clamps = ", ".join(f"{role} ≤ {k}" for role, k in longest_segments.items())
+    variants = []
+    for system in (s for s in grid.systems if s.ions):
+        ions = ions_description(system)
+        size = (f"cations σ {ions['sigma_cation']:g} Å and, {_percent(ions['fraction2'])} of them, "
+                f"{ions['sigma_cation2']:g} Å (one species in the record)" if ions["fraction2"] > 0
+                else f"cation σ {ions['sigma_cation']:g} Å")
+        variants.append(f"{system.name}: {size}" + (f", every mass × {ions['mass_scale']:g}"
+                                                   if ions["mass_scale"] != 1.0 else ""))
     return [
         f"- Model (`{_input_name(grid.input_file)}`): {grid.npairs} pairs of charged soft spheres (purely "
         "repulsive WCA cores; cation σ 3.0 Å, mass 20 g/mol; anion σ 4.5 Å, mass 60 g/mol) in a continuum "
@@ -179,6 +190,8 @@ def protocol(grid: GridSpec) -> list[str]:
         f"in for the solvent; T = {grid.temperature_k:g} K, timestep {grid.timestep_fs:g} fs, frames every "
         f"{grid.frame_ps:g} ps, equilibration {grid.equilibration_ps:g} ps. "
         f"l_B = {COULOMB_BJERRUM_A:g} Å / ε at 298 K.",
+        *([f"- Variants (the grid file's `variants`; otherwise as above): {'; '.join(variants)}."]
+          if variants else []),
         "- Coulomb: PPPM at relative force accuracy 10⁻⁴, stencil order 3, real-space cutoff "
         "18 Å · (c / 1 mol/L)^(−1/3) clamped to 16–26 Å. The cutoff grows with the box; it only splits "
         "the same Ewald sum differently at the same accuracy (2–2.7× faster than 12 Å with order 5).",
@@ -222,7 +235,7 @@ def protocol(grid: GridSpec) -> list[str]:
 
 def _system_line(row: dict, note: str) -> str:
     lam = row["molar_conductivity"]
-    share = row["species_share_of_conductivity"].get("1")
+    share = cation_share(row)
     plan = row["plan"]
     production = f"{row['production_ps'] / 1000:g}"
     if _clamped(row):
@@ -400,16 +413,19 @@ def figures_section(overview: str, windows: str) -> list[str]:
 
 
 def render(grid: GridSpec, rows: list[dict], figures: tuple[str, str] | None,
-           truncation: dict | None = None, replicas: dict | None = None) -> str:
-    """The card's Markdown; ``figures``: paths of the overview and window figures relative to the card."""
+           truncation: dict | None = None, replicas: dict | None = None,
+           commands: tuple[str, str] = ("localcond generate training/grid.json --jobs 2",
+                                        "localcond data-card")) -> str:
+    """The card's Markdown; ``figures``: paths of the overview and window figures relative to the
+    card; ``commands``: the ones that regenerate the grid and the card."""
     out = [
         f"# Data card: grid `{grid.name}`", "",
-        "Ground truth v2: model 1:1 electrolytes (charged soft spheres in a continuum dielectric, "
+        "Ground truth: model 1:1 electrolytes (charged soft spheres in a continuum dielectric, "
         "Langevin friction standing in for the solvent) simulated with LAMMPS, each with its "
         "Einstein–Helfand molar conductivity Λ in a diffusive window chosen from the data, Λ_NE, "
         "their errors and checks, and a compact per-ion training record. Regenerate with "
-        "`localcond generate training/grid.json --jobs 2` (resumable from the committed per-segment "
-        "progress in `training/progress/`), then `localcond data-card`.", "",
+        f"`{commands[0]}` (resumable from the committed per-segment "
+        f"progress in `training/progress/`), then `{commands[1]}`.", "",
         "## Model and protocol", "", *protocol(grid), "",
         "## Checks", "", *[f"- {line}" for line in checks(grid, rows)], "",
         "## Systems", "", *systems_table(rows), "",
@@ -450,10 +466,12 @@ def plot_overview(rows: list[dict], path: Path) -> None:
     axes = fig.subplots(1, 2)
     series = (("molar_conductivity", "total_error"), ("ratio", "stderr"))
     train = [r for r in rows if r["role"] == "train"]
-    groups = [(f"ε = {eps:g}", dict(marker="o"),
-               sorted((r for r in train if r["dielectric_constant"] == eps),
+    # one line per ε and variant (a grid variant's name suffix, e.g. _s2.5: lines never join two sizes)
+    keys = sorted({(r["dielectric_constant"], _variant_of(r["system"])) for r in train})
+    groups = [(f"ε = {eps:g}" + (f", {variant.lstrip('_')}" if variant else ""), dict(marker="o"),
+               sorted((r for r in train if (r["dielectric_constant"], _variant_of(r["system"])) == (eps, variant)),
                       key=lambda r: r["concentration_mol_per_l"]))
-              for eps in sorted({r["dielectric_constant"] for r in train})]
+              for eps, variant in keys]
     groups.append(("held out", dict(fmt="k*", markersize=10), [r for r in rows if r["role"] == "heldout"]))
     failed = [r for r in rows if not r["diffusive_check_passed"]]
     for ax, (key, err) in zip(axes, series):
@@ -474,9 +492,21 @@ def plot_overview(rows: list[dict], path: Path) -> None:
     axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     axes[1].set_ylabel("Λ / Λ_NE")
     axes[1].axhline(1.0, color="grey", lw=0.5)
+    for ax, (key, _) in zip(axes, series):  # a held-out variant says which it is
+        for r in groups[-1][2]:
+            if _variant_of(r["system"]):
+                ax.annotate(_variant_of(r["system"]).lstrip("_"), (r["concentration_mol_per_l"], r[key]["value"]),
+                            xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path, OVERVIEW_DPI)
+
+
+def _variant_of(system: str) -> str:
+    """A grid variant's suffix of a system's name (``_s2.5``, ``_m4``; localcond.campaign.grid),
+    empty for the plain electrolyte."""
+    match = re.fullmatch(r"c[\d.]+_e[\d.]+(.*)_r\d+", system)
+    return match.group(1) if match else ""
 
 
 def panel_layout(rows: list[dict]) -> tuple[int, int, dict[str, tuple[int, int]]]:
@@ -607,8 +637,15 @@ def write_data_card(grid_path: str | Path, table: str | Path, out: str | Path,
     """Write the card ``out`` (Markdown) for the grid's rows of ``table``; with ``plot_path``
     also figure 1 there and figure 2 beside it (:func:`windows_plot_path`). Appends
     ``data_card_notes.md`` and reads ``truncation_study.json`` and ``replica_systems.json``
-    (independent replicas, :mod:`localcond.campaign.replicas`) next to the table if present."""
+    (independent replicas, :mod:`localcond.campaign.replicas`) next to the table if present;
+    a table ``systems_X.json`` has its own: ``data_card_notes_X.md``, and so on."""
     grid = load_grid(grid_path)
+    suffix = Path(table).stem.removeprefix("systems")
+
+    def companion(name: str) -> Path:
+        stem, ext = name.split(".")
+        return Path(table).with_name(f"{stem}{suffix}.{ext}")
+
     table, out = Path(table), Path(out)
     order = {s.name: i for i, s in enumerate(grid.systems)}
     rows = sorted((r for r in json.loads(table.read_text())["systems"] if r.get("grid") == grid.name),
@@ -620,11 +657,16 @@ def write_data_card(grid_path: str | Path, table: str | Path, out: str | Path,
         plot_overview(rows, overview)
         plot_windows(rows, windows)
         figures = (os.path.relpath(overview, out.parent), os.path.relpath(windows, out.parent))
-    study = table.with_name("truncation_study.json")
-    replicas = table.with_name("replica_systems.json")
+    study = companion("truncation_study.json")
+    replicas = companion("replica_systems.json")
+    commands = (f"localcond generate {_input_name(Path(grid_path).resolve())} --table {table} --jobs 2",
+                f"localcond data-card --grid {grid_path} --table {table} --out {out}"
+                + (f" --plot {plot_path}" if plot_path else ""))
+    if suffix == "" and Path(grid_path).name == "grid.json":  # the defaults of both commands
+        commands = ("localcond generate training/grid.json --jobs 2", "localcond data-card")
     text = render(grid, rows, figures, json.loads(study.read_text()) if study.exists() else None,
-                  json.loads(replicas.read_text()) if replicas.exists() else None)
-    notes = table.with_name("data_card_notes.md")
+                  json.loads(replicas.read_text()) if replicas.exists() else None, commands)
+    notes = companion("data_card_notes.md")
     if notes.exists():
         text += "\n" + notes.read_text()
     _write_text(out, text)

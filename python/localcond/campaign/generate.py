@@ -69,6 +69,20 @@ ROOT = Path(__file__).resolve().parents[3]
 SPECIES = ["cation", "anion", "cation"]  # atom types 1, 2 and 3 (a second cation size) of the model electrolyte
 
 
+def cation_share(row: dict) -> dict | None:
+    """The cations' share of Λ_EH, t+ = <ΔM_+ · ΔM> / <|ΔM|²>, from a table row's shares per
+    atom type (``species_share_of_conductivity``). The shares of all types sum to 1, so with
+    one anion type t+ = 1 − its share, with the same standard error; a mixture's two cation
+    types need no covariance. None when the row has no shares."""
+    shares = row.get("species_share_of_conductivity") or {}
+    anions = [t for t in shares if SPECIES[int(t) - 1] == "anion"]
+    if len(anions) != 1:
+        return None
+    share = shares[anions[0]]
+    return {"value": 1.0 - share["value"], "stderr": share["stderr"],
+            "definition": "1 - the anions' share of Lambda_EH (t+ for the cations)"}
+
+
 class SystemRun:
     """One system of a grid: its segments (:class:`~localcond.campaign.segments.Segments`),
     its two-stage plan (:class:`~localcond.campaign.plan.Planner`) and the result of its

@@ -56,6 +56,17 @@ def variant_suffix(ions: dict[str, float]) -> str:
     return out
 
 
+def ions_description(spec: SystemSpec) -> dict[str, float]:
+    """A grid system's ions in words: ``sigma_cation`` (Å), ``sigma_cation2`` and
+    ``fraction2`` (a second cation size and its share of the cations), ``mass_scale``,
+    with the defaults of the plain electrolyte, and ``sigma_cation_mean`` = the cations'
+    mean size."""
+    ions = dict(spec.ions)
+    sigma, sigma2, x = ions.get("sigp", 3.0), ions.get("sigq", 0.0), ions.get("xmix", 0.0)
+    return {"sigma_cation": sigma, "sigma_cation2": sigma2, "fraction2": x,
+            "mass_scale": ions.get("mscale", 1.0), "sigma_cation_mean": (1.0 - x) * sigma + x * sigma2}
+
+
 def _variant(item: dict, where: Path) -> SystemSpec:
     unknown = sorted(set(item) - set(VARIANT_KEYS) - {"conc", "eps", "role", "replica", "why"})
     if unknown:

@@ -45,7 +45,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         shares = None
         if args.shares:
             table = read_json(args.shares, "replica table")
-            shares = {r["system"]: r["species_share_of_conductivity"]["1"] for r in table["systems"]}
+            from localcond.campaign.generate import cation_share
+
+            shares = {r["system"]: cation_share(r) for r in table["systems"]}
         roles = {r["system"]: r["role"] for r in result["systems"]}
         result["field"] = check_field(args.model, record_paths(args.dense), args.tau_lambda_ps, shares, roles)
         path = write_json(args.json, result)

@@ -38,7 +38,7 @@ from localcond.campaign.dataset import positions, read_record
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path
 from localcond.engine.neighbors import periodic_edges
-from localcond.campaign.grid import GridSpec, SystemSpec
+from localcond.campaign.grid import GridSpec, ions_description
 from localcond.engine.domain import descriptor_features, domain_distance
 from localcond.engine.runtime import evaluate_descriptors, load_model
 
@@ -158,17 +158,6 @@ def surrogate(rows: list[dict]) -> None:
             value = float(np.exp(features(r) @ coef))
             r["surrogate"] = {"value": value, "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
                               "definition": "ln Lambda quadratic in ln c and 1/eps, fitted to training systems"}
-
-
-def ions_description(spec: SystemSpec) -> dict[str, float]:
-    """A grid system's ions in words: ``sigma_cation`` (Å), ``sigma_cation2`` and
-    ``fraction2`` (a second cation size and its share of the cations), ``mass_scale``,
-    with the defaults of the plain electrolyte, and ``sigma_cation_mean`` = the cations'
-    mean size."""
-    ions = dict(spec.ions)
-    sigma, sigma2, x = ions.get("sigp", 3.0), ions.get("sigq", 0.0), ions.get("xmix", 0.0)
-    return {"sigma_cation": sigma, "sigma_cation2": sigma2, "fraction2": x,
-            "mass_scale": ions.get("mscale", 1.0), "sigma_cation_mean": (1.0 - x) * sigma + x * sigma2}
 
 
 def size_surrogate(rows: list[dict]) -> None:

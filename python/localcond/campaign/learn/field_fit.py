@@ -45,6 +45,7 @@ import torch
 
 from localcond import __version__
 from localcond.campaign.dataset import unusable_for_training
+from localcond.campaign.generate import cation_share
 from localcond.campaign.learn.field_check import DenseRecord, calibration, read_dense
 from localcond.engine.neighbors import periodic_edges
 from localcond.errors import LocalcondError
@@ -137,7 +138,7 @@ def pooled_share(card_row: dict, replica_row: dict | None) -> tuple[float | None
     the replica."""
     values = []
     for row in (card_row, replica_row):
-        share = (row or {}).get("species_share_of_conductivity", {}).get("1")
+        share = cation_share(row or {})
         if share and share.get("stderr"):
             values.append((share["value"], share["stderr"]))
     if not values:
