@@ -20,7 +20,11 @@ the slope-form labels over [2, 5], [5, 10] and [10, 20] ps of the dense records
   (:func:`localcond.campaign.learn.field_check.calibration`).
 
 Run: PYTHONPATH=python .venv/bin/python training/label_window_study.py
-(writes training/label_window_study.json, about a minute).
+(writes training/label_window_study.json, about a minute). On other dense records,
+e.g. the 496-origin held-out set of training/replicas_heldout_dense.json:
+``… label_window_study.py --records "runs/dense/records/implicit-v2-heldout-dense/*.npz"
+--out training/label_window_study_dense.json`` (the pooled training-system numbers are
+then absent).
 """
 
 from __future__ import annotations
@@ -84,10 +88,20 @@ def bootstrap(stat, n_origins: int, block: int, draws: int = 300, seed: int = 0)
 
 
 def main() -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", default=str(ROOT / "data/implicit-v2-replica/*.npz"))
+    parser.add_argument("--out", type=Path, default=ROOT / "label_window_study.json")
+    args = parser.parse_args()
     card = {r["system"]: r for r in json.loads((ROOT / "systems.json").read_text())["systems"]}
-    records = [read_dense(p) for p in sorted(glob.glob(str(ROOT / "data/implicit-v2-replica/*.npz")))]
-    out = {"command": "PYTHONPATH=python .venv/bin/python training/label_window_study.py",
-           "pair_distance_A": R_PAIR, "windows": []}
+    records = [read_dense(p) for p in sorted(glob.glob(args.records))]
+    if not records:
+        raise SystemExit(f"no dense records match {args.records}")
+    shown = args.records.removeprefix(str(ROOT.parent) + "/")
+    out = {"command": " ".join(["PYTHONPATH=python .venv/bin/python training/label_window_study.py", *sys.argv[1:]]),
+           "records": shown, "pair_distance_A": R_PAIR, "windows": []}
     pairs = {r.metadata["system"]: paired(r) for r in records}
     for t1, t2 in WINDOWS:
         rows, z, diffs, within = [], [], [], []
@@ -119,24 +133,26 @@ def main() -> None:
             if record.metadata["role"] == "train":
                 relative = per_origin / lam["value"]
                 diffs.append(block_means(relative[np.isfinite(relative)], 2 * t2, record.metadata["stride_ps"]))
-        pooled = np.concatenate(diffs)
+        pooled = np.concatenate(diffs) if diffs else None  # training systems only
         values = np.array([v for v, e in within if e > 0])
         weights = np.array([1 / e**2 for v, e in within if e > 0])
         out["windows"].append({
             "window_ps": [t1, t2], "rms_z": float(np.sqrt(np.mean(np.square(z)))), "mean_z": float(np.mean(z)),
-            "paired_minus_free_relative_to_lambda": float(pooled.mean()),
-            "paired_minus_free_stderr": float(pooled.std(ddof=1) / math.sqrt(len(pooled))),
+            "paired_minus_free_relative_to_lambda": float(pooled.mean()) if pooled is not None else None,
+            "paired_minus_free_stderr": (float(pooled.std(ddof=1) / math.sqrt(len(pooled)))
+                                         if pooled is not None else None),
             "within_species_paired_minus_free_relative": float((values * weights).sum() / weights.sum()),
             "within_species_stderr": float(1 / math.sqrt(weights.sum())),
             "systems": rows})
         w = out["windows"][-1]
         held = [r for r in rows if r["role"] == "heldout"]
-        print(f"[{t1:g}, {t2:g}] ps: rms z {w['rms_z']:.2f} (mean {w['mean_z']:+.2f}); paired - free "
-              f"{w['paired_minus_free_relative_to_lambda']:+.3f} +- {w['paired_minus_free_stderr']:.3f} of Lambda; "
+        pooled_text = (f"paired - free {w['paired_minus_free_relative_to_lambda']:+.3f} +- "
+                       f"{w['paired_minus_free_stderr']:.3f} of Lambda; " if pooled is not None else "")
+        print(f"[{t1:g}, {t2:g}] ps: rms z {w['rms_z']:.2f} (mean {w['mean_z']:+.2f}); {pooled_text}"
               f"within species {w['within_species_paired_minus_free_relative']:+.3f} +- {w['within_species_stderr']:.3f}; "
               "species-only field on held-out: " + ", ".join(
                   f"{r['species_only_field_slope']:.2f} +- {r['species_only_field_slope_stderr']:.2f}" for r in held))
-    (ROOT / "label_window_study.json").write_text(json.dumps(out, indent=1) + "\n")
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
