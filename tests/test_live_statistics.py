@@ -199,16 +199,16 @@ def test_vector_reports_lambda_eh_at_the_longest_lag_with_an_error():
         red.observe(Evaluation(10 * t, 0.002, 10, "run"), np.zeros(n), species, np.arange(1, n + 1), q, x[t])
         out = red.observed()
         if np.isnan(out.lambda_eh):
-            assert np.isnan(out.lambda_eh_stderr) and np.isnan(red.eh_tau_ps)
+            assert np.isnan(out.lambda_eh_stderr) and np.isnan(out.eh_tau_ps)
             seen_nan += 1
             continue
-        lag = int(round(red.eh_tau_ps / 0.02))
+        lag = int(round(out.eh_tau_ps / 0.02))
         dm = m[lag:t + 1] - m[:t + 1 - lag]
-        assert out.lambda_eh == pytest.approx(prefactor * (dm**2).sum(axis=1).mean() / red.eh_tau_ps, rel=1e-10)
+        assert out.lambda_eh == pytest.approx(prefactor * (dm**2).sum(axis=1).mean() / out.eh_tau_ps, rel=1e-10)
         assert np.isfinite(out.lambda_eh_stderr) and lag < t  # never the single-origin end
         assert (t + 1 - lag) >= 4 * max(1, int(np.ceil(2 * lag / block))) * block - block
         seen_value += 1
-    assert seen_nan >= 15 and seen_value >= 60 and red.eh_tau_ps < nlags * 0.02
+    assert seen_nan >= 15 and seen_value >= 60 and out.eh_tau_ps < nlags * 0.02
 
 
 def run(timeline: Timeline, calls: list[tuple]) -> list:

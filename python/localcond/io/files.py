@@ -107,12 +107,16 @@ T = TypeVar("T")
 def read_dataclass(path: str | Path, cls: type[T], what: str) -> T:
     """A dataclass from a JSON object's fields; unknown keys and wrong arguments are a
     LocalcondError naming the file."""
-    data = read_json(path, what)
+    return dataclass_from(read_json(path, what), cls, path)
+
+
+def dataclass_from(data: dict, cls: type[T], where: str | Path) -> T:
+    """A dataclass from a JSON object already read from ``where`` (see :func:`read_dataclass`)."""
     known = set(getattr(cls, "__dataclass_fields__"))
     unknown = sorted(set(data) - known)
     if unknown:
-        raise LocalcondError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+        raise LocalcondError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
     try:
         return cls(**data)
     except TypeError as exc:
-        raise LocalcondError(f"{path}: {exc}") from None
+        raise LocalcondError(f"{where}: {exc}") from None

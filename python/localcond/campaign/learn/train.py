@@ -57,7 +57,7 @@ import torch
 from localcond import __version__
 from localcond.campaign.dataset import unusable_for_training
 from localcond.errors import LocalcondError
-from localcond.io.files import atomic_path, read_dataclass, read_json
+from localcond.io.files import atomic_path, dataclass_from, read_json
 from localcond.campaign.learn import ridge
 from localcond.campaign.learn.data import Batch, SystemData, collate, load_system
 from localcond.campaign.learn.modules import Ensemble, Scaled, SharedDescriptorEnsemble, Sum
@@ -101,8 +101,9 @@ class TrainConfig:
 
 def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
-    config = read_dataclass(path, TrainConfig, "training configuration")
-    given = set(read_json(path, "training configuration"))  # which keys the file sets
+    data = read_json(path, "training configuration")
+    config = dataclass_from(data, TrainConfig, path)
+    given = set(data)  # which keys the file sets
     base = path.parent
     config.records = [str((base / r).resolve()) if not os.path.isabs(r) else r for r in config.records]
     config.out = str((base / config.out).resolve()) if not os.path.isabs(config.out) else config.out

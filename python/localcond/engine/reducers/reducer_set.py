@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,10 +147,11 @@ class Observed:
     eh_share_first: float = float("nan")
     pred_share_first: float = float("nan")
     model_uncertainty: float = float("nan")
+    eh_tau_ps: float = field(default=float("nan"), metadata={"in_vector": False})  # the lag of Λ_EH, ps
 
     def as_dict(self) -> dict[str, float]:
         """By name, in the order of the fix's global vector f_ID[1..10] (doc/fix_localcond.rst)."""
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.metadata.get("in_vector", True)}
 
 
 class ReducerSet:
@@ -180,7 +181,6 @@ class ReducerSet:
         self._last_members = np.zeros(0)  # the last evaluation's group mean of each member's λ
         self.ions_per_species: list[float] | None = None
         self.evaluations = 0  # evaluations counted in the instantaneous statistics
-        self.eh_tau_ps = float("nan")  # the lag of Λ_EH in the last observed()
         # convergence with run length, at 1, 2, 4, … and every TRACE_EVERY counted evaluations:
         # [evaluations, step, running Λ_pred, its error, Λ_EH, its error, its lag τ (ps)] with Λ_EH
         # at the longest lag whose error is determined (:meth:`_eh_determined`; None until one is)
@@ -242,7 +242,7 @@ class ReducerSet:
         if decision.count and (k & (k - 1) == 0 or k % TRACE_EVERY == 0):
             out = self.observed()
             self.trace.append([k, ev.step, finite(out.lambda_pred), finite(out.lambda_pred_stderr),
-                               finite(out.lambda_eh), finite(out.lambda_eh_stderr), finite(self.eh_tau_ps)])
+                               finite(out.lambda_eh), finite(out.lambda_eh_stderr), finite(out.eh_tau_ps)])
         return notes
 
     def _time_correlated(self) -> list[str]:
@@ -368,9 +368,8 @@ class ReducerSet:
         out = Observed(group_mean, n, series.mean(), series.stderr(), float(np.sqrt(variance)),
                        pred_share_first=self.prediction_share(weights),
                        model_uncertainty=members.uncertainty() if members is not None else float("nan"))
-        self.eh_tau_ps = float("nan")
         if self.reducers.eh_collective is not None and self.timeline.interval_ps is not None:
-            out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first, self.eh_tau_ps = \
+            out.lambda_eh, out.lambda_eh_stderr, out.eh_share_first, out.eh_tau_ps = \
                 self._eh_determined(self.reducers.eh_collective)
         return out
 
