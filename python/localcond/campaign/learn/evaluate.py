@@ -28,6 +28,7 @@ systems are interpolation only inside the training sizes too. Λ_NE of the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -138,26 +139,37 @@ def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: 
             "systems": rows, "summary": _summary(rows), "localcond_version": __version__}
 
 
-def surrogate(rows: list[dict]) -> None:
-    """Add ``surrogate`` (Λ of the state-point fit to the training systems) to every row
-    whose concentration and ε are known; needs at least 6 training systems."""
-    train = [r for r in rows if r["role"] == "train" and r.get("dielectric_constant")]
-    if len(train) < 6:
-        return
+def _state_point(r: dict) -> list[float]:
+    """[1, x, y, x², y², xy] with x = ln c, y = 1/ε: ln Λ quadratic in the state point."""
+    x, y = np.log(r["concentration_mol_per_l"]), 1.0 / r["dielectric_constant"]
+    return [1.0, x, y, x * x, y * y, x * y]
 
-    def features(r: dict) -> np.ndarray:
-        x, y = np.log(r["concentration_mol_per_l"]), 1.0 / r["dielectric_constant"]
-        return np.array([1.0, x, y, x * x, y * y, x * y])
 
+def _fit_log_lambda(rows: list[dict], usable: Callable[[dict], bool], features: Callable[[dict], list[float]],
+                    key: str, definition: str) -> None:
+    """ln Λ linear in ``features``, weighted least squares with σ(ln Λ) = σ_Λ / Λ over the
+    training rows that are ``usable``; its Λ and relative error under ``key`` in every
+    usable row."""
+    train = [r for r in rows if r["role"] == "train" and usable(r)]
     a = np.array([features(r) for r in train])
     b = np.log([r["lambda"]["value"] for r in train])
     w = np.array([r["lambda"]["value"] / r["lambda"]["total_error"] for r in train])
     coef, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
-    for r in rows:
-        if r.get("dielectric_constant"):
-            value = float(np.exp(features(r) @ coef))
-            r["surrogate"] = {"value": value, "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
-                              "definition": "ln Lambda quadratic in ln c and 1/eps, fitted to training systems"}
+    for r in filter(usable, rows):
+        value = float(np.exp(np.asarray(features(r)) @ coef))
+        r[key] = {"value": value, "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
+                  "definition": definition}
+
+
+def surrogate(rows: list[dict]) -> None:
+    """Add ``surrogate`` (Λ of the state-point fit to the training systems) to every row
+    whose concentration and ε are known; needs at least 6 training systems."""
+    def usable(r: dict) -> bool:
+        return bool(r.get("dielectric_constant"))
+
+    if sum(r["role"] == "train" and usable(r) for r in rows) >= 6:
+        _fit_log_lambda(rows, usable, _state_point, "surrogate",
+                        "ln Lambda quadratic in ln c and 1/eps, fitted to training systems")
 
 
 def size_surrogate(rows: list[dict]) -> None:
@@ -165,26 +177,16 @@ def size_surrogate(rows: list[dict]) -> None:
     more than one cation size: ln Λ quadratic in x = ln c and y = 1/ε, plus a + b σ + c σ²
     in the cations' mean size σ (Å), weighted as :func:`surrogate`. It sees the state point
     and the size; not the structure (a mixture is its mean size) nor the masses."""
-    train = [r for r in rows if r["role"] == "train" and r.get("dielectric_constant") and "ions" in r]
+    def usable(r: dict) -> bool:
+        return bool(r.get("dielectric_constant")) and "ions" in r
+
+    train = [r for r in rows if r["role"] == "train" and usable(r)]
     if len(train) < 9 or len({r["ions"]["sigma_cation_mean"] for r in train}) < 3:
         return
-
-    def features(r: dict) -> np.ndarray:
-        x, y, sigma = np.log(r["concentration_mol_per_l"]), 1.0 / r["dielectric_constant"], \
-            r["ions"]["sigma_cation_mean"]
-        return np.array([1.0, x, y, x * x, y * y, x * y, sigma, sigma * sigma])
-
-    a = np.array([features(r) for r in train])
-    b = np.log([r["lambda"]["value"] for r in train])
-    w = np.array([r["lambda"]["value"] / r["lambda"]["total_error"] for r in train])
-    coef, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
-    for r in rows:
-        if r.get("dielectric_constant") and "ions" in r:
-            value = float(np.exp(features(r) @ coef))
-            r["surrogate_size"] = {"value": value,
-                                   "relative_error": (value - r["lambda"]["value"]) / r["lambda"]["value"],
-                                   "definition": "ln Lambda quadratic in ln c and 1/eps and in the cations' mean "
-                                                 "size, fitted to training systems"}
+    _fit_log_lambda(rows, usable, lambda r: _state_point(r) + [r["ions"]["sigma_cation_mean"],
+                                                               r["ions"]["sigma_cation_mean"] ** 2],
+                    "surrogate_size", "ln Lambda quadratic in ln c and 1/eps and in the cations' mean size, "
+                                      "fitted to training systems")
 
 
 def _role(meta: dict, trained_on: set[str]) -> str:
