@@ -188,3 +188,27 @@ def test_the_ase_observer_checks_masses_and_structure(tmp_path):
     said = observed_warnings(model_path(), ["Na", "Cl"], {"Na": "cation", "Cl": "anion"}, tmp_path / "light",
                              calls=1, seed=1, masses=[20.0, 60.0])
     assert not any(DYNAMICS in m for m in said)
+
+
+def test_a_rerun_is_not_said_to_lack_the_thermostat(tmp_path):
+    """A rerun of the grid's dump integrates nothing: the thermostat is the dump's, not
+    visible to the fix, and goes unchecked; the masses (from the restart) still are."""
+    from helpers import run_lmp
+    from localcond.model.default import model_path
+
+    log = electrolyte(tmp_path, mscale=4)
+    assert log.count(DYNAMICS) == 1 and "no fix langevin" not in log
+    pairs = "\n".join(f"pair_coeff {a} {b} 0.5 {s} {s * 2 ** (1 / 6)}" for a, b, s in ((1, 1, 3.0), (2, 2, 4.5),
+                                                                                      (1, 2, 3.75)))
+    run_lmp(tmp_path, f"""read_restart t.restart
+pair_style lj/cut/coul/long 16.0
+{pairs}
+pair_modify shift yes
+kspace_style pppm 1.0e-4
+dielectric 14
+fix lcr all localcond 1 {model_path()} types cation anion
+rerun t.dump dump x y z box yes label x xu label y yu label z zu
+""")
+    log = (tmp_path / "log.lammps").read_text()
+    assert log.count(DYNAMICS) == 1 and "WARNING: WARNING" not in log
+    assert "type 1 (cation) have mass 80" in log and "no fix langevin" not in log

@@ -143,8 +143,10 @@ class FixSession:
                        fix_styles: Sequence[str]) -> str:
         """Every type's lowest and highest mass (all ranks) and the run's fix styles against
         the training dynamics in the model's metadata (:func:`dynamics_note`): the warning
-        to log, once per fix while it stays the same; empty when none."""
-        note = dynamics_note(self.model.metadata, self.type_species_index, mass_min, mass_max, fix_styles) or ""
+        to log, once per fix while it stays the same; empty when none. ``fix_styles`` empty:
+        no fix integrates (a rerun), and the thermostat is not checked."""
+        note = dynamics_note(self.model.metadata, self.type_species_index, mass_min, mass_max,
+                             list(fix_styles) or None) or ""
         if note == self.dynamics_logged:
             return ""
         self.dynamics_logged = note
