@@ -164,10 +164,11 @@ def test_heavier_ions_are_said_once(tmp_path, nprocs):
     assert STRUCTURE not in log
 
 
-def test_a_concentrated_electrolyte_is_outside_the_structure_domain(tmp_path):
-    """5 mol/L, far above the grid's 2 mol/L: the descriptors say so once, and the
-    training dynamics are not questioned."""
-    log = electrolyte(tmp_path, conc=5.0)
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_a_concentrated_electrolyte_is_outside_the_structure_domain(tmp_path, nprocs):
+    """5 mol/L, far above the grid's 2 mol/L: the descriptors (summed over ranks) say so
+    once, and the training dynamics are not questioned."""
+    log = electrolyte(tmp_path, nprocs, conc=5.0)
     assert log.count(STRUCTURE) == 1 and DYNAMICS not in log
     # each of the evaluation's notes is a line of its own that names the fix
     assert all(line.startswith("fix localcond lc: WARNING") for line in log.splitlines() if STRUCTURE in line)
