@@ -144,3 +144,43 @@ def test_share_figure_plots_each_system_at_its_shares():
               if line.get_marker() in ("*", "o")]
     assert points == [(0.74, 0.62), (0.7, 1.4)]  # c has no measured share
     assert "a (z = -6.0)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def _split(path, root, box_origin_of_second=np.zeros(3)):
+    """The planted record cut into two segment files of one system, as ``localcond
+    replicas`` writes them with dense_labels.segments 2 (the second listed first)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays.pop("metadata")))
+    half = ORIGINS // 2
+    paths = []
+    for k, part in ((1, slice(half, None)), (0, slice(0, half))):
+        out = dict(arrays, positions_u16=arrays["positions_u16"][part], time_ps=arrays["time_ps"][part],
+                   a=arrays["a"][part], box_origin=box_origin_of_second if k == 1 else arrays["box_origin"])
+        paths.append(root / (f"sys.seg{k}.npz" if k else "sys.npz"))
+        np.savez(paths[-1], metadata=json.dumps({**meta, "system": "sys", "segment": k, "replica_set": "set"}), **out)
+    return paths
+
+
+def test_segments_of_one_system_are_joined_in_order(planted, tmp_path):
+    """read_dense_systems joins a system's segment records along the origins, segment 0
+    first whatever the order given: labels, positions and the calibration equal those of
+    the uncut record."""
+    from localcond.campaign.learn.field_check import read_dense_systems
+
+    record, model = planted[0], planted[1]
+    [joined] = read_dense_systems(_split(record.path, tmp_path))
+    assert joined.metadata["segments"] == [0, 1]
+    np.testing.assert_array_equal(joined.window_labels(5.0), record.window_labels(5.0))
+    np.testing.assert_array_equal(joined.positions(ORIGINS - 1), record.positions(ORIGINS - 1))
+    got = calibration(field_values(model, joined), joined.window_labels(5.0), stride_ps=5.0, span_ps=10.0)
+    want = calibration(field_values(model, record), record.window_labels(5.0), stride_ps=5.0, span_ps=10.0)
+    assert got["slope"] == want["slope"] and got["slope_stderr"] == want["slope_stderr"]
+
+
+def test_records_of_different_runs_are_not_joined(planted, tmp_path):
+    from localcond.campaign.learn.field_check import read_dense_systems
+    from localcond.errors import LocalcondError
+
+    with pytest.raises(LocalcondError, match="different runs"):
+        read_dense_systems(_split(planted[0].path, tmp_path, box_origin_of_second=np.ones(3)))

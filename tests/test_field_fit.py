@@ -52,3 +52,15 @@ def test_exported_weights_reproduce_the_standardised_fit():
     expected = thetas @ design.T  # [K, n]
     got = exported.members(torch.as_tensor(species), ei, ev, 20).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+def test_pooled_share_takes_every_run_of_the_system():
+    def row(t_plus, error):
+        return {"species_share_of_conductivity": {"1": {"value": t_plus, "stderr": error},
+                                                  "2": {"value": 1.0 - t_plus, "stderr": error}}}
+
+    runs = [(0.70, 0.02), (0.80, 0.04), (0.60, 0.05)]
+    value, error = pooled_share(*(row(*r) for r in runs), None)
+    weights = [1 / e**2 for _, e in runs]
+    assert value == pytest.approx(sum(w * v for w, (v, _) in zip(weights, runs)) / sum(weights))
+    assert error == pytest.approx(sum(weights) ** -0.5)

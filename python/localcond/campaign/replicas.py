@@ -11,8 +11,10 @@ A replica file (JSON, e.g. ``training/replicas.json``) names a base grid
   segments of the grid's length, each analysed as ``localcond generate``
   analyses a segment (displacement statistics in sub-blocks, committed in
   ``training/progress/<replica set>/<system>/``, resumable on a new machine);
-- **dense labels** from the first production segment: ``origins[role]``
-  origins every ``stride_ps`` from the start of production, each with the
+- **dense labels** from each of the first ``dense_labels.segments`` production
+  segments (default 1; segment 0 in ``<system>.npz``, segment k in
+  ``<system>.seg<k>.npz``): ``origins[role]``
+  origins every ``stride_ps`` from the start of the segment, each with the
   ions' positions (16-bit fractional, as in a training record) and, at every
   lag τ of ``lags_ps``, the per-ion quantity
 
@@ -64,6 +66,7 @@ class ReplicaSpec:
     stride_ps: float
     lags_ps: tuple[float, ...]
     origins: dict[str, int]
+    dense_segments: int = 1
 
 
 def load_replica_spec(path: str | Path) -> ReplicaSpec:
@@ -74,11 +77,15 @@ def load_replica_spec(path: str | Path) -> ReplicaSpec:
         out = ReplicaSpec(name=spec["name"], path=path, base_grid=(path.parent / spec["base_grid"]).resolve(),
                           segments=int(spec["segments"]), stride_ps=float(dense["stride_ps"]),
                           lags_ps=tuple(float(t) for t in dense["lags_ps"]),
-                          origins={k: int(v) for k, v in dense["origins"].items()})
+                          origins={k: int(v) for k, v in dense["origins"].items()},
+                          dense_segments=int(dense.get("segments", 1)))
     except KeyError as exc:
         raise LocalcondError(f"replica file {path}: missing key {exc}") from None
     if out.segments < 1 or out.stride_ps <= 0 or not out.lags_ps:
         raise LocalcondError(f"replica file {path}: needs segments >= 1, stride_ps > 0 and some lags")
+    if not 1 <= out.dense_segments <= out.segments:
+        raise LocalcondError(f"replica file {path}: dense_labels.segments must be 1 ... segments "
+                             f"({out.segments}), got {out.dense_segments}")
     return out
 
 
@@ -110,8 +117,9 @@ def dense_labels(segment: Segment, stride_frames: int, lag_frames: tuple[int, ..
 
 class ReplicaRun:
     """One system's replica: the grid's segment machinery under the replica set's name
-    (so its own seeds and directories), plus the dense labels of segment 0, written
-    before that segment's marker (so a marker means both are done)."""
+    (so its own seeds and directories), plus the dense labels of its first
+    ``dense_segments`` segments, each written before that segment's marker (so a marker
+    means both are done)."""
 
     def __init__(self, spec: ReplicaSpec, grid: GridSpec, system: SystemSpec, data_dir: Path,
                  progress_dir: Path, records_dir: Path, log=print) -> None:
@@ -119,14 +127,19 @@ class ReplicaRun:
         self.grid = replace(grid, name=spec.name)
         self.base_grid_name = grid.name
         self.segments = Segments(self.grid, system, data_dir, progress_dir, kinisi=False, log=log,
-                                 before_marker=self._dense_from_first)
-        self.dense_file = records_dir / spec.name / f"{system.name}.npz"
+                                 before_marker=self._dense_from)
+        self.dense_file = self.dense_path(records_dir, 0)
+        self.records_dir = records_dir
 
-    def _dense_from_first(self, k: int, segment: Segment) -> None:
-        if k == 0 and not self.dense_file.exists():
-            self.write_dense(segment)
+    def dense_path(self, records_dir: Path, k: int) -> Path:
+        suffix = "" if k == 0 else f".seg{k}"
+        return records_dir / self.spec.name / f"{self.system.name}{suffix}.npz"
 
-    def write_dense(self, segment: Segment) -> Path:
+    def _dense_from(self, k: int, segment: Segment) -> None:
+        if k < self.spec.dense_segments and not self.dense_path(self.records_dir, k).exists():
+            self.write_dense(segment, k)
+
+    def write_dense(self, segment: Segment, k: int = 0) -> Path:
         grid, spec = self.grid, self.spec
         stride = int(round(spec.stride_ps / grid.frame_ps))
         lags = tuple(int(round(t / grid.frame_ps)) for t in spec.lags_ps)
@@ -142,21 +155,22 @@ class ReplicaRun:
             "label_prefactor_S_cm2_per_mol_per_e2A2_per_ps": molar_conductivity_prefactor(
                 grid.temperature_k, n_salt),
             "label": "lambda_i(t0; tau) = n_ions * prefactor * a[o, l, i]; a = q_i dr_i . dM / tau (e^2 A^2/ps)",
-            "seed": seed(spec.name, self.system.name, 0),
+            "seed": seed(spec.name, self.system.name, k), "segment": k,
             "command": f"localcond replicas {spec.path.name}", "commit": git_commit(),
             "localcond_version": __version__,
         }
-        self.dense_file.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.dense_file) as tmp, open(tmp, "wb") as handle:
+        path = self.dense_path(self.records_dir, k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(handle, id=ions.ids, type=ions.types, charge=ions.charges, cell=ions.cell,
                                 box_origin=segment.box_origin, pbc=np.array(ions.pbc),
                                 metadata=json.dumps(meta), **arrays)
-        update_manifest(self.dense_file.parent, self.dense_file,
+        update_manifest(path.parent, path,
                         {"system": self.system.name, "role": self.system.role, "command": meta["command"],
                          "commit": meta["commit"]}, DENSE_FORMAT)
-        self.log(f"  {self.system.name}: dense labels, {len(arrays['time_ps'])} origins "
-                 f"({self.dense_file.stat().st_size / 1e3:.0f} kB)")
-        return self.dense_file
+        self.log(f"  {self.system.name}: dense labels of segment {k}, {len(arrays['time_ps'])} origins "
+                 f"({path.stat().st_size / 1e3:.0f} kB)")
+        return path
 
     def summary(self, card_row: dict | None) -> dict:
         """The replica's Λ at the base grid's window for this system and the windows of the rule."""

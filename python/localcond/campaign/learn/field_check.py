@@ -90,6 +90,38 @@ def read_dense(path: str | Path, names_by_type: dict[int, str] | None = None) ->
                        arrays["time_ps"], arrays["lags_ps"], arrays["a"])
 
 
+def read_dense_systems(paths: list[Path] | list[str]) -> list[DenseRecord]:
+    """One record per system: the records of one system (a replica set's segments,
+    ``<system>.npz``, ``<system>.seg1.npz``, …) joined along the origins, in segment order.
+    Their ions, cell and lags must be the same (one run's consecutive segments)."""
+    groups: dict[str, list[DenseRecord]] = {}
+    for path in paths:
+        record = read_dense(path)
+        groups.setdefault(record.metadata.get("system", Path(path).stem), []).append(record)
+    out = []
+    for system, records in groups.items():
+        records.sort(key=lambda r: int(r.metadata.get("segment", 0)))
+        first = records[0]
+        for other in records[1:]:
+            if (other.species_names != first.species_names or not np.array_equal(other.cell, first.cell)
+                    or not np.array_equal(other.box_origin, first.box_origin)
+                    or not np.array_equal(other.lags_ps, first.lags_ps)
+                    or other.metadata.get("replica_set") != first.metadata.get("replica_set")):
+                raise LocalcondError(f"{other.path} and {first.path}: records of {system} from different runs "
+                                     "(ions, box, lags or replica set differ) cannot be joined")
+        if len({int(r.metadata.get("segment", 0)) for r in records}) != len(records):
+            raise LocalcondError(f"{system}: two records of the same segment ({', '.join(str(r.path) for r in records)})")
+        if len(records) == 1:
+            out.append(first)
+            continue
+        meta = {**first.metadata, "segments": [int(r.metadata.get("segment", 0)) for r in records]}
+        out.append(DenseRecord(first.path, meta, first.species_names, first.cell, first.box_origin, first.pbc,
+                               np.concatenate([r.positions_u16 for r in records]),
+                               np.concatenate([r.time_ps for r in records]), first.lags_ps,
+                               np.concatenate([r.a for r in records])))
+    return out
+
+
 def field_values(model: LoadedModel, record: DenseRecord) -> np.ndarray:
     """[O, N]: the model's λ_i at every origin (the ensemble mean when it has members)."""
     meta = model.metadata
@@ -166,19 +198,20 @@ def species_share(pred: np.ndarray, first: np.ndarray, measured: dict | None) ->
 
 def check_field(model_path: str | Path, dense_paths: list[Path], tau_lambda_ps: float,
                 measured_shares: dict[str, dict] | None = None, roles: dict[str, str] | None = None) -> list[dict]:
-    """Per system (one dense record each): the calibration of labels against λ_i at
-    τ_λ and the first species' share of Λ_pred beside ``measured_shares[system]``."""
+    """Per system (its dense records joined, :func:`read_dense_systems`): the calibration
+    of labels against λ_i at τ_λ and the first species' share of Λ_pred beside
+    ``measured_shares[system]``."""
     from localcond.engine.runtime import load_model
 
     model = load_model(model_path)
     rows = []
-    for path in dense_paths:
-        record = read_dense(path)
+    for record in read_dense_systems(dense_paths):
+        path = record.path
         system = record.metadata.get("system", Path(path).stem)
         pred = field_values(model, record)
         first = np.array([n == model.metadata.species[0] for n in record.species_names])
         rows.append({
-            "system": system, "record": str(path),
+            "system": system, "record": str(path), "segments": record.metadata.get("segments", [0]),
             "role": (roles or {}).get(system, record.metadata.get("role")),
             "calibration": {**calibration(pred, record.window_labels(tau_lambda_ps), record.metadata["stride_ps"],
                                           2.0 * tau_lambda_ps),

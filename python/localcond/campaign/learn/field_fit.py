@@ -13,20 +13,23 @@ rows), in the standardised design φ_i = [1, p_i, p̄_i] per species block:
   error that covers long lags (``long_lag_check.total_error`` of the replica
   table, :mod:`localcond.campaign.long_lag`);
 - **the first species' share** — the mean over origins of (1/N) Σ_{i of species 0} φ_i
-  against t Λ, t the measured share of Λ_EH pooled over the grid's run and the
-  replica (inverse variance), error σ_t Λ ⊕ t σ_Λ.
+  against t Λ, t the measured share of Λ_EH pooled over the grid's run, the replica
+  and the tables of ``share_tables`` (inverse variance), error σ_t Λ ⊕ t σ_Λ.
 
 Weighted least squares with a ridge penalty α_own on the weights of p (which vary
 ion to ion) and α_around on those of p̄ (which vary little within a system),
-intercepts free. The penalties are chosen by leave-one-training-system-out: among
-the pairs whose pooled within-system calibration slope of the left-out systems'
-labels on their predictions lies within ``slope_tolerance`` of 1, the one with the
-smallest χ² of the left-out Λ and shares (the held-out systems play no part).
+intercepts free. The penalties are chosen by leave-one-training-system-out, by the
+checks a model must pass (issue 24, item 5): among the pairs whose pooled
+within-system calibration slope of the left-out systems' labels on their predictions
+lies in ``slope_range`` (0.8–1.2, the held-out criterion), the one with the smallest
+mean χ² of the left-out Λ and shares (the held-out systems play no part).
 Members: the jackknife of the fit over training systems (as
 :func:`localcond.campaign.learn.ridge.jackknife_members`), so that their mean is the
 fit and their spread its uncertainty from the finite set of systems. After the fit,
 the held-out systems are checked (Λ, share, calibration) for the card and for the
-metadata's ``validation`` — reported, never used to choose.
+metadata's ``validation`` — reported, never used to choose — on ``heldout_dense``
+when given (the dense held-out set of ``training/replicas_heldout_dense.json``, its
+segments joined), else on the held-out records among ``dense``.
 
 Units: λ, Λ in S cm² mol⁻¹; lengths in Å; times in ps.
 """
@@ -46,7 +49,7 @@ import torch
 from localcond import __version__
 from localcond.campaign.dataset import unusable_for_training
 from localcond.campaign.generate import cation_share
-from localcond.campaign.learn.field_check import DenseRecord, calibration, read_dense
+from localcond.campaign.learn.field_check import DenseRecord, calibration, read_dense_systems
 from localcond.engine.neighbors import periodic_edges
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path, read_dataclass, read_json
@@ -68,7 +71,9 @@ class FieldConfig:
     label_window_ps: list[float] = field(default_factory=lambda: [5.0, 10.0])
     alphas_own: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])
     alphas_around: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3])
-    slope_tolerance: float = 0.1
+    slope_range: list[float] = field(default_factory=lambda: list(SLOPE_RANGE))
+    heldout_dense: list[str] = field(default_factory=list)  # held-out records for the checks (globs)
+    share_tables: list[str] = field(default_factory=list)  # more replica tables whose shares are pooled
     solver: str = "field"
 
 
@@ -81,6 +86,8 @@ def load_field_config(path: str | Path) -> FieldConfig:
         return p if os.path.isabs(p) else str((base / p).resolve())
 
     config.dense = [resolve(p) for p in config.dense]
+    config.heldout_dense = [resolve(p) for p in config.heldout_dense]
+    config.share_tables = [resolve(p) for p in config.share_tables]
     config.table, config.replica_table, config.out = (resolve(config.table), resolve(config.replica_table),
                                                       resolve(config.out))
     if config.model.get("family") != "two-scale":
@@ -90,37 +97,78 @@ def load_field_config(path: str | Path) -> FieldConfig:
         raise LocalcondError(f"{path}: label_window_ps must be [tau, 2 tau], got {config.label_window_ps}")
     if any(not (math.isfinite(a) and a > 0) for a in config.alphas_own + config.alphas_around):
         raise LocalcondError(f"{path}: penalties must be positive numbers")
+    if len(config.slope_range) != 2 or not config.slope_range[0] < config.slope_range[1]:
+        raise LocalcondError(f"{path}: slope_range must be [low, high], got {config.slope_range}")
     return config
 
 
 @dataclass
 class SystemRows:
-    """One system's data, in the standardised design: normal-equation blocks and what the
-    checks need."""
+    """One system's data: its raw features (float32, to keep thousands of origins in
+    memory) and what the normal equations and the checks need. The standardised design
+    φ = [1, (x − mean)/std] per species block is formed a few origins at a time."""
 
     name: str
     role: str
     labels: np.ndarray  # [O, N]
-    design: np.ndarray  # [O, N, P] standardised
-    first: np.ndarray  # [N] bool: ions of the first species
+    raw: np.ndarray  # [O, N, 2F]
+    species: np.ndarray  # [N] species index
+    scale: list[tuple[np.ndarray, np.ndarray]]  # per species: mean, std of the raw features
     lam: float
     lam_error: float
     share: float | None
     share_error: float | None
     stride_ps: float
+    means: tuple[np.ndarray, np.ndarray] | None = None  # mean_rows(), once computed
+
+    CHUNK = 16  # origins per piece of the design
+
+    @property
+    def first(self) -> np.ndarray:
+        return self.species == 0
+
+    def design(self, origins: slice) -> np.ndarray:
+        """[o, N, P]: the standardised design of some origins."""
+        raw = self.raw[origins].astype(np.float64)
+        block = 1 + raw.shape[-1]
+        out = np.zeros(raw.shape[:2] + (len(self.scale) * block,))
+        for k, (mean, std) in enumerate(self.scale):
+            ions = self.species == k
+            out[:, ions, k * block] = 1.0
+            out[:, ions, k * block + 1:(k + 1) * block] = (raw[:, ions] - mean) / std
+        return out
+
+    def pieces(self):
+        for start in range(0, self.raw.shape[0], self.CHUNK):
+            yield slice(start, start + self.CHUNK)
 
     def label_blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        z = self.design - self.design.mean(axis=1, keepdims=True)
         y = self.labels - self.labels.mean(axis=1, keepdims=True)
         weight = 1.0 / (2.0 * y.var())
-        z2 = z.reshape(-1, z.shape[-1])
-        return weight * (z2.T @ z2), weight * (z2.T @ y.reshape(-1))
+        a = b = 0.0
+        for part in self.pieces():
+            z = self.design(part)
+            z = (z - z.mean(axis=1, keepdims=True)).reshape(-1, z.shape[-1])
+            a = a + z.T @ z
+            b = b + z.T @ y[part].reshape(-1)
+        return weight * a, weight * b
 
     def mean_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """(x̄, x̄ of the first species' share): the design's mean over ions and origins, and
         the mean over origins of (1/N) Σ over the first species' ions."""
-        n = self.design.shape[1]
-        return self.design.mean(axis=(0, 1)), (self.design[:, self.first].sum(axis=1) / n).mean(axis=0)
+        if self.means is None:
+            n_origins, n = self.raw.shape[:2]
+            total = first = 0.0
+            for part in self.pieces():
+                z = self.design(part)
+                total = total + z.sum(axis=(0, 1))
+                first = first + z[:, self.first].sum(axis=(0, 1))
+            self.means = (total / (n_origins * n), first / (n_origins * n))
+        return self.means
+
+    def predict(self, theta: np.ndarray) -> np.ndarray:
+        """[O, N]: λ of one parameter vector at every ion and origin."""
+        return np.concatenate([self.design(part) @ theta for part in self.pieces()])
 
     def mean_blocks(self) -> tuple[np.ndarray, np.ndarray]:
         xbar, xfirst = self.mean_rows()
@@ -133,11 +181,12 @@ class SystemRows:
         return a, b
 
 
-def pooled_share(card_row: dict, replica_row: dict | None) -> tuple[float | None, float | None]:
-    """The first species' measured share of Λ_EH: inverse-variance mean of the grid's run and
-    the replica."""
+def pooled_share(*rows: dict | None) -> tuple[float | None, float | None]:
+    """The first species' measured share of Λ_EH: inverse-variance mean over independent
+    runs of one system (the grid's run, its replicas; rows of the card and replica tables,
+    None where a table lacks the system)."""
     values = []
-    for row in (card_row, replica_row):
+    for row in rows:
         share = cation_share(row or {})
         if share and share.get("stderr"):
             values.append((share["value"], share["stderr"]))
@@ -153,9 +202,20 @@ class FieldFit:
         paths = sorted({Path(p) for pattern in config.dense for p in glob.glob(pattern)})
         if not paths:
             raise LocalcondError(f"no dense-label records match {config.dense}")
-        self.records = [read_dense(p) for p in paths]
+        self.records = read_dense_systems(paths)
+        if config.heldout_dense:
+            checks = sorted({Path(p) for pattern in config.heldout_dense for p in glob.glob(pattern)})
+            if not checks:
+                raise LocalcondError(f"no dense-label records match {config.heldout_dense}")
+            checked = read_dense_systems(checks)
+            if any(r.metadata["role"] != "heldout" for r in checked):
+                raise LocalcondError(f"heldout_dense: {[str(r.path) for r in checked if r.metadata['role'] != 'heldout']}"
+                                     " are not held-out systems")
+            self.records = [r for r in self.records if r.metadata["role"] != "heldout"] + checked
         card = {r["system"]: r for r in read_json(config.table, "card table")["systems"]}
         replicas = {r["system"]: r for r in read_json(config.replica_table, "replica table")["systems"]}
+        self.more_shares = [{r["system"]: r for r in read_json(t, "replica table")["systems"]}
+                            for t in config.share_tables]
         self.species = ["cation", "anion"]
         self.charges = [1.0, -1.0]
         options = {k: v for k, v in config.model.items() if k != "family"}
@@ -181,8 +241,10 @@ class FieldFit:
     # -- data ---------------------------------------------------------------------------------
 
     def _features(self, record: DenseRecord) -> np.ndarray:
-        """[O, N, 2F]: p and p̄ of every ion at every origin (cached in ``out``)."""
-        cache = Path(self.config.out) / "features" / f"{record.metadata['system']}.npy"
+        """[O, N, 2F] (float32): p and p̄ of every ion at every origin (cached in ``out``,
+        by system and number of origins)."""
+        n_origins = len(record.time_ps)
+        cache = Path(self.config.out) / "features" / f"{record.metadata['system']}.{n_origins}.npy"
         if cache.exists():
             return np.load(cache)
         species = torch.as_tensor(self.species_of[record.metadata["system"]])
@@ -192,7 +254,7 @@ class FieldFit:
                 ei, ev = periodic_edges(record.positions(k), record.cell, record.pbc, self.module.cutoff)
                 own, around = self.module.features(species, torch.as_tensor(ei),
                                                    torch.as_tensor(ev, dtype=torch.float64), len(species))
-                out.append(torch.cat([own, around], dim=1).numpy())
+                out.append(torch.cat([own, around], dim=1).numpy().astype(np.float32))
         values = np.array(out)
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
@@ -205,6 +267,7 @@ class FieldFit:
         self.scale = []
         for k in range(len(self.species)):
             rows = np.concatenate([raw[n][:, self._of_species(n, k)].reshape(-1, raw[n].shape[-1]) for n in self.train])
+            rows = rows.astype(np.float64)
             std = rows.std(axis=0)
             self.scale.append((rows.mean(axis=0), np.where(std > 0, std, 1.0)))
 
@@ -217,20 +280,13 @@ class FieldFit:
 
     def _rows(self, record: DenseRecord, raw: np.ndarray) -> SystemRows:
         name = record.metadata["system"]
-        o, n, f2 = raw.shape
-        block = 1 + f2
-        design = np.zeros((o, n, len(self.species) * block))
-        for k, (mean, std) in enumerate(self.scale):
-            ions = self._of_species(name, k)
-            design[:, ions, k * block] = 1.0
-            design[:, ions, k * block + 1:(k + 1) * block] = (raw[:, ions] - mean) / std
         t1, _ = self.config.label_window_ps
         card = self.card[name]
         check = (self.replicas.get(name) or {}).get("long_lag_check") or {}
         lam = card["molar_conductivity"]
-        share, share_error = pooled_share(card, self.replicas.get(name))
-        return SystemRows(name, self.roles[name], record.window_labels(t1), design,
-                          self._of_species(name, 0), float(lam["value"]),
+        share, share_error = pooled_share(card, self.replicas.get(name), *(t.get(name) for t in self.more_shares))
+        return SystemRows(name, self.roles[name], record.window_labels(t1), raw, self.species_of[name], self.scale,
+                          float(lam["value"]),
                           float(check.get("total_error") or lam.get("total_error") or lam["stderr"]),
                           share, share_error, float(record.metadata["stride_ps"]))
 
@@ -277,13 +333,14 @@ class FieldFit:
             self.log(f"alpha_own {row['alpha_own']:g} alpha_around {row['alpha_around']:g}: leave-one-out "
                      f"slope {row['within_slope']:.2f}, chi2 Lambda {row['chi2_lambda']:.2f}, "
                      f"share {row['chi2_share']:.2f}")
-        calibrated = [r for r in table if abs(r["within_slope"] - 1.0) <= self.config.slope_tolerance]
+        low, high = self.config.slope_range
+        calibrated = [r for r in table if low <= r["within_slope"] <= high]
         if calibrated:
             best = min(calibrated, key=lambda r: r["chi2_lambda"] + r["chi2_share"])
         else:
             best = min(table, key=lambda r: abs(r["within_slope"] - 1.0))
-            self.log(f"WARNING: no penalties give a leave-one-out slope within {self.config.slope_tolerance} of 1; "
-                     f"taking the closest ({best['within_slope']:.2f})")
+            self.log(f"WARNING: no penalties give a leave-one-out slope in [{low:g}, {high:g}]; "
+                     f"taking the one closest to 1 ({best['within_slope']:.2f})")
         for key in ("alpha_own", "alpha_around"):
             values = getattr(self.config, key.replace("alpha_", "alphas_"))
             if len(values) > 1 and best[key] in (min(values), max(values)):
@@ -318,12 +375,12 @@ class FieldFit:
     def check(self, name: str, thetas: np.ndarray) -> dict:
         """Λ_pred, the first species' share and the calibration on one system's dense labels."""
         row = self.rows[name]
-        pred = row.design @ thetas.mean(axis=0)  # [O, N]
+        pred = row.predict(thetas.mean(axis=0))  # [O, N]
         lam = float(pred.mean())
         share = float(pred[:, row.first].sum() / pred.sum())
         t1, t2 = self.config.label_window_ps
         cal = calibration(pred, row.labels, row.stride_ps, t2)
-        members = np.array([float((row.design @ t).mean()) for t in thetas])
+        members = thetas @ row.mean_rows()[0]  # linear: each member's mean over ions and origins
         kind = "extrapolation" if self._outside(name) else "interpolation"
         out = {"system": name, "role": row.role, "kind": kind,
                "lambda_pred": lam, "lambda_pred_spread": float(members.std(ddof=1)) if len(members) > 1 else 0.0,
@@ -332,7 +389,7 @@ class FieldFit:
                "share": share, "share_measured": row.share, "share_error": row.share_error,
                "z_share": (share - row.share) / row.share_error if row.share_error else None,
                "slope": cal["slope"], "slope_stderr": cal["slope_stderr"], "intercept": cal["intercept"],
-               "lambda_std": float(pred.std())}
+               "lambda_std": float(pred.std()), "n_origins": int(pred.shape[0])}
         out["passes"] = {"lambda": abs(out["z_lambda"]) <= 2 and abs(out["relative_error"]) <= HELD_OUT_LIMITS[kind],
                          "share": out["z_share"] is not None and abs(out["z_share"]) <= 2,
                          "calibration": SLOPE_RANGE[0] <= out["slope"] <= SLOPE_RANGE[1]}
