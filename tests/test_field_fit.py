@@ -24,18 +24,20 @@ def test_pooled_share_is_the_inverse_variance_mean():
     assert pooled_share(card, None) == pytest.approx((0.70, 0.02)) and pooled_share({}, None) == (None, None)
 
 
-def test_exported_weights_reproduce_the_standardised_fit():
+@pytest.mark.parametrize("mode", ["relative", "by_species"])
+def test_exported_weights_reproduce_the_standardised_fit(mode):
     """Members fitted on standardised columns [1, p, p̄] per species, folded into raw
     weights: the exported module's members equal design @ θ on a fresh configuration."""
     rng = np.random.default_rng(5)
-    module, _ = make_two_scale_model(["cation", "anion"], [1.0, -1.0], cutoff=7.0, inner_cutoff=4.0)
+    module, _ = make_two_scale_model(["cation", "anion"], [1.0, -1.0], cutoff=7.0, inner_cutoff=4.0, around=mode)
     fit = FieldFit.__new__(FieldFit)
     fit.module, fit.species = module, ["cation", "anion"]
-    f = module.n_features
-    fit.scale = [(rng.normal(size=2 * f), rng.uniform(0.5, 2.0, size=2 * f)) for _ in range(2)]
+    f = module.n_features + module.n_around
+    fit.scale = [(rng.normal(size=f), rng.uniform(0.5, 2.0, size=f)) for _ in range(2)]
     thetas = rng.normal(size=(3, fit.n_params))
     bias, own, around = fit.raw_weights(thetas)
-    exported, _ = make_two_scale_model(["cation", "anion"], [1.0, -1.0], cutoff=7.0, inner_cutoff=4.0, members=3)
+    exported, _ = make_two_scale_model(["cation", "anion"], [1.0, -1.0], cutoff=7.0, inner_cutoff=4.0, members=3,
+                                       around=mode)
     exported.set_weights(bias, own, around)
 
     x = rng.random((20, 3)) * 12.0
@@ -44,7 +46,7 @@ def test_exported_weights_reproduce_the_standardised_fit():
     p, pbar = module.features(torch.as_tensor(species), ei, ev, 20)
     raw = np.concatenate([p.numpy(), pbar.numpy()], axis=1)
     design = np.zeros((20, fit.n_params))
-    block = 1 + 2 * f
+    block = 1 + f
     for k, (mean, std) in enumerate(fit.scale):
         ions = species == k
         design[ions, k * block] = 1.0

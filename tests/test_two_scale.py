@@ -53,6 +53,37 @@ def test_mean_spectra_equal_a_brute_force_sum_over_images():
         np.testing.assert_allclose(around[i].numpy(), total / count, rtol=1e-10, atol=1e-12)
 
 
+def test_means_by_species_equal_a_brute_force_sum_over_images():
+    """around="by_species": for each species t, the mean over the ions of species t (and
+    periodic images) within R of i, i itself included when it is of species t, of their
+    spectra in absolute channels; a species with no ion within R gives zeros."""
+    x, species, cell = salt(3)
+    species[0] = 0
+    species[1:] = np.where(np.arange(1, len(x)) % 3 == 0, 0, 1)
+    x[0] = [6.5, 6.5, 6.5]  # one A ion far from every other A: its A-mean is itself
+    module, _ = make_two_scale_model(["A", "B"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, around="by_species")
+    assert module.n_around == 2 * module.n_features
+    s = torch.as_tensor(species)
+    ei, ev = periodic_edges(x, cell, (True,) * 3, R)
+    _, around = module.features(s, torch.as_tensor(ei), torch.as_tensor(ev), len(x))
+    p = module.spectrum.descriptors(s, torch.as_tensor(ei), torch.as_tensor(ev), len(x)).numpy()
+    f = module.n_features
+    shifts = np.array(np.meshgrid(*[[-1, 0, 1]] * 3)).reshape(3, -1).T @ cell
+    for i in range(len(x)):
+        for t in (0, 1):
+            total, count = np.zeros(f), 0
+            for j in range(len(x)):
+                if species[j] != t:
+                    continue
+                for shift in shifts:
+                    d = np.linalg.norm(x[j] + shift - x[i])
+                    if d < R and (d > 0 or j == i):
+                        total += p[j]
+                        count += 1
+            expected = total / count if count else np.zeros(f)
+            np.testing.assert_allclose(around[i, t * f:(t + 1) * f].numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
 def test_relabelling_the_species_keeps_the_relative_mean():
     """Swap which species every ion is: each ion's relative-channel mean is unchanged
     (own species first either way), its own spectrum is not."""

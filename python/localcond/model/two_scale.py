@@ -7,10 +7,18 @@ cutoff R of i, i included, each written in *relative* species channels,
 
     λ_i = b_{k,s_i} + W_{k,s_i} · p_i + U_{k,s_i} · p̄_i      (member k; λ = mean over k)
 
-in S cm² mol⁻¹. Relative channels: ion j's density channel of species s is
-re-indexed as (s − s_j) mod S, so that "same as me" and "other than me" line up
-when spectra of ions of different species are averaged (for a 1:1 salt: own
-species, then counter-ions). W reads the ion's own structure, which varies from
+in S cm² mol⁻¹. Two ways to average the neighbours' spectra (``around``):
+
+- ``relative`` (default): one mean over all neighbours, in relative channels: ion
+  j's density channel of species s is re-indexed as (s − s_j) mod S, so that "same
+  as me" and "other than me" line up when spectra of ions of different species are
+  averaged (for a 1:1 salt: own species, then counter-ions); p̄ has F features;
+- ``by_species``: one mean per neighbour species t, over the neighbours of species t
+  (i included if it is of species t), each in the spectrum's own absolute channels,
+  so p̄ has S·F features. Averaged over a whole system this is the set of per-species
+  mean spectra that a system-mode fit of the one-scale model reads
+  (:func:`localcond.engine.domain.descriptor_features`); a species with no ion
+  within R contributes zeros. W reads the ion's own structure, which varies from
 ion to ion; p̄ averages over tens of ions, so it varies little within a system
 and carries what distinguishes state points (how paired the whole neighbourhood
 is). The fit (:mod:`localcond.campaign.learn.field_fit`) penalises the two
@@ -35,6 +43,7 @@ from localcond.model.export import torch_dtype
 from localcond.model.power_spectrum import PowerSpectrumConductivity
 
 KIND = "two-scale-power-spectrum"
+AROUND = ("relative", "by_species")
 
 
 def relative_channels(n_species: int, n_max: int, l_max: int) -> torch.Tensor:
@@ -64,36 +73,56 @@ class TwoScaleConductivity(torch.nn.Module):
     until a fit sets them: :meth:`set_weights`)."""
 
     def __init__(self, n_species: int, cutoff: float, inner_cutoff: float, n_max: int = 4, l_max: int = 4,
-                 members: int = 1, dtype: torch.dtype = torch.float64) -> None:
+                 members: int = 1, dtype: torch.dtype = torch.float64, around: str = "relative") -> None:
         super().__init__()
         if not 0 < inner_cutoff <= cutoff:
             raise ValueError(f"need 0 < inner_cutoff <= cutoff, got {inner_cutoff} and {cutoff} Å")
+        if around not in AROUND:
+            raise ValueError(f"around must be one of {AROUND}, got {around!r}")
         self.spectrum = PowerSpectrumConductivity(n_species, inner_cutoff, n_max, l_max, hidden=(), dtype=dtype)
         self.cutoff = float(cutoff)
         self.n_species = n_species
         self.n_features = self.spectrum.n_features
+        self.by_species = around == "by_species"
+        self.n_around = self.n_features * (n_species if self.by_species else 1)
         self.register_buffer("relative", relative_channels(n_species, n_max, l_max))
         self.register_buffer("bias", torch.zeros(members, n_species, dtype=dtype))
         self.register_buffer("local_weights", torch.zeros(members, n_species, self.n_features, dtype=dtype))
-        self.register_buffer("smooth_weights", torch.zeros(members, n_species, self.n_features, dtype=dtype))
+        self.register_buffer("smooth_weights", torch.zeros(members, n_species, self.n_around, dtype=dtype))
 
     @torch.jit.export
     def features(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                  n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(p [n_local, F], p̄ [n_local, F]): the output nodes' own spectra and the mean of the
-        relative-channel spectra of the nodes within ``cutoff`` of each, itself included.
-        Spectra of every node are computed, so ghost nodes need their edges (n_layers 2)."""
+        """(p [n_local, F], p̄ [n_local, F or S·F]): the output nodes' own spectra and the
+        mean of the spectra of the nodes within ``cutoff`` of each, itself included (module
+        docstring: ``around``). Spectra of every node are computed, so ghost nodes need
+        their edges (n_layers 2)."""
         n_nodes = species.shape[0]
         p = self.spectrum.descriptors(species, edge_index, edge_vec, n_nodes)
-        relative = torch.gather(p, 1, self.relative[species])
         center = edge_index[0]
         r = torch.linalg.vector_norm(edge_vec, dim=1)
         kept = torch.nonzero((center < n_local) & (r < self.cutoff)).squeeze(1)
-        sums = relative[:n_local].clone()
-        sums.index_add_(0, center[kept], relative[edge_index[1][kept]])
-        counts = torch.ones(n_local, dtype=p.dtype, device=p.device)
-        counts.index_add_(0, center[kept], torch.ones(kept.shape[0], dtype=p.dtype, device=p.device))
-        return p[:n_local], sums / counts.unsqueeze(1)
+        if not self.by_species:
+            relative = torch.gather(p, 1, self.relative[species])
+            sums = relative[:n_local].clone()
+            sums.index_add_(0, center[kept], relative[edge_index[1][kept]])
+            counts = torch.ones(n_local, dtype=p.dtype, device=p.device)
+            counts.index_add_(0, center[kept], torch.ones(kept.shape[0], dtype=p.dtype, device=p.device))
+            return p[:n_local], sums / counts.unsqueeze(1)
+        # by species: row (node, neighbour species) of [n_local * S, F]
+        f = self.n_features
+        s = self.n_species
+        sums = torch.zeros(n_local * s, f, dtype=p.dtype, device=p.device)
+        counts = torch.zeros(n_local * s, dtype=p.dtype, device=p.device)
+        own = torch.arange(n_local, device=p.device) * s + species[:n_local]
+        sums.index_add_(0, own, p[:n_local])
+        counts.index_add_(0, own, torch.ones(n_local, dtype=p.dtype, device=p.device))
+        neighbour = edge_index[1][kept]
+        rows = center[kept] * s + species[neighbour]
+        sums.index_add_(0, rows, p[neighbour])
+        counts.index_add_(0, rows, torch.ones(kept.shape[0], dtype=p.dtype, device=p.device))
+        means = sums / counts.clamp(min=1.0).unsqueeze(1)
+        return p[:n_local], means.reshape(n_local, s * f)
 
     @torch.jit.export
     def members(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
@@ -114,10 +143,11 @@ class TwoScaleConductivity(torch.nn.Module):
         """Members' parameters in raw descriptor units: bias [K, S], weights [K, S, F]."""
         k = bias.shape[0]
         shape = (k, self.n_species, self.n_features)
-        if bias.shape != (k, self.n_species) or local_weights.shape != shape or smooth_weights.shape != shape:
+        if (bias.shape != (k, self.n_species) or local_weights.shape != shape
+                or smooth_weights.shape != (k, self.n_species, self.n_around)):
             raise ValueError(f"need bias [K, {self.n_species}] and weights [K, {self.n_species}, "
-                             f"{self.n_features}], got {tuple(bias.shape)}, {tuple(local_weights.shape)}, "
-                             f"{tuple(smooth_weights.shape)}")
+                             f"{self.n_features}] and [K, {self.n_species}, {self.n_around}], got "
+                             f"{tuple(bias.shape)}, {tuple(local_weights.shape)}, {tuple(smooth_weights.shape)}")
         dtype = self.bias.dtype
         self.bias = bias.to(dtype).clone()
         self.local_weights = local_weights.to(dtype).clone()
@@ -126,14 +156,15 @@ class TwoScaleConductivity(torch.nn.Module):
 
 def make_two_scale_model(species: Sequence[str], charges: Sequence[float], cutoff: float = 30.0,
                          inner_cutoff: float = 10.0, n_max: int = 4, l_max: int = 4, members: int = 1,
-                         dtype: str = "float64") -> tuple[TwoScaleConductivity, ModelMetadata]:
+                         dtype: str = "float64", around: str = "relative") -> tuple[TwoScaleConductivity, ModelMetadata]:
     """The two-scale architecture with zero weights; its metadata say ``trained: false``.
     ``cutoff`` R and ``inner_cutoff`` rc in Å."""
     metadata = ModelMetadata(
         species=tuple(species), charges=tuple(float(q) for q in charges), cutoff=float(cutoff), n_layers=2,
         dtype=dtype, kind=KIND,
         description=(f"UNTRAINED two-scale power-spectrum model (zero weights; rc {float(inner_cutoff)} A, "
-                     f"R {float(cutoff)} A, n_max {n_max}, l_max {l_max})"),
+                     f"R {float(cutoff)} A, n_max {n_max}, l_max {l_max}, neighbours averaged {around})"),
         trained=False)
-    module = TwoScaleConductivity(len(species), cutoff, inner_cutoff, n_max, l_max, members, torch_dtype(metadata))
+    module = TwoScaleConductivity(len(species), cutoff, inner_cutoff, n_max, l_max, members, torch_dtype(metadata),
+                                  around)
     return module, metadata

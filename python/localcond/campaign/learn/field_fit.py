@@ -111,7 +111,7 @@ class SystemRows:
     name: str
     role: str
     labels: np.ndarray  # [O, N]
-    raw: np.ndarray  # [O, N, 2F]
+    raw: np.ndarray  # [O, N, F + F'] (F' = the module's n_around)
     species: np.ndarray  # [N] species index
     scale: list[tuple[np.ndarray, np.ndarray]]  # per species: mean, std of the raw features
     lam: float
@@ -241,7 +241,7 @@ class FieldFit:
     # -- data ---------------------------------------------------------------------------------
 
     def _features(self, record: DenseRecord) -> np.ndarray:
-        """[O, N, 2F] (float32): p and p̄ of every ion at every origin (cached in ``out``,
+        """[O, N, F + F'] (float32): p and p̄ of every ion at every origin (cached in ``out``,
         by system and number of origins)."""
         n_origins = len(record.time_ps)
         cache = Path(self.config.out) / "features" / f"{record.metadata['system']}.{n_origins}.npy"
@@ -276,7 +276,7 @@ class FieldFit:
 
     @property
     def n_params(self) -> int:
-        return len(self.species) * (1 + 2 * self.module.n_features)
+        return len(self.species) * (1 + self.module.n_features + self.module.n_around)
 
     def _rows(self, record: DenseRecord, raw: np.ndarray) -> SystemRows:
         name = record.metadata["system"]
@@ -293,8 +293,7 @@ class FieldFit:
     # -- fit ----------------------------------------------------------------------------------
 
     def _penalty(self, alpha_own: float, alpha_around: float) -> np.ndarray:
-        f = self.module.n_features
-        one = np.r_[0.0, np.full(f, alpha_own), np.full(f, alpha_around)]
+        one = np.r_[0.0, np.full(self.module.n_features, alpha_own), np.full(self.module.n_around, alpha_around)]
         return np.diag(np.tile(one, len(self.species)))
 
     def solve(self, names: list[str], alpha_own: float, alpha_around: float) -> np.ndarray:
@@ -356,13 +355,14 @@ class FieldFit:
         return full + (n - 1) / math.sqrt(n) * (thetas - thetas.mean(axis=0))
 
     def raw_weights(self, thetas: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Standardised parameters → bias [K, S], W [K, S, F], U [K, S, F] on raw features."""
+        """Standardised parameters → bias [K, S], W [K, S, F], U [K, S, F'] on raw features
+        (F' = the module's n_around)."""
         f = self.module.n_features
-        block = 1 + 2 * f
+        block = 1 + f + self.module.n_around
         k = thetas.shape[0]
         bias = np.zeros((k, len(self.species)))
         own = np.zeros((k, len(self.species), f))
-        around = np.zeros((k, len(self.species), f))
+        around = np.zeros((k, len(self.species), self.module.n_around))
         for s, (mean, std) in enumerate(self.scale):
             part = thetas[:, s * block:(s + 1) * block]
             weights = part[:, 1:] / std
