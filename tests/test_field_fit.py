@@ -66,3 +66,20 @@ def test_pooled_share_takes_every_run_of_the_system():
     weights = [1 / e**2 for _, e in runs]
     assert value == pytest.approx(sum(w * v for w, (v, _) in zip(weights, runs)) / sum(weights))
     assert error == pytest.approx(sum(weights) ** -0.5)
+
+
+def test_means_from_feature_sums_equal_the_design_mean():
+    """The Λ and share rows of a system known by its training record are formed from
+    per-species sums of the raw features; they equal the mean of the standardised design
+    over the same ions and frames formed ion by ion (SystemRows.mean_rows)."""
+    from localcond.campaign.learn.field_fit import SystemRows, means_from_sums
+
+    rng = np.random.default_rng(11)
+    frames, n, f = 7, 30, 5
+    species = (rng.random(n) < 0.4).astype(int)
+    raw = rng.normal(size=(frames, n, f)).astype(np.float32)
+    scale = [(rng.normal(size=f), rng.uniform(0.5, 2.0, size=f)) for _ in range(2)]
+    row = SystemRows("s", "train", None, raw, species, scale, 1.0, 1.0, None, None, 5.0)
+    sums = np.stack([raw[:, species == k].astype(np.float64).sum(axis=1).mean(axis=0) for k in range(2)])
+    for got, want in zip(means_from_sums(sums, species, scale), row.mean_rows()):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

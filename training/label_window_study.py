@@ -21,7 +21,8 @@ the slope-form labels over [2, 5], [5, 10] and [10, 20] ps of the dense records
 
 Run: PYTHONPATH=python .venv/bin/python training/label_window_study.py
 (writes training/label_window_study.json, about a minute). On other dense records,
-e.g. the 496-origin held-out set of training/replicas_heldout_dense.json:
+e.g. the held-out set of training/replicas_heldout_dense.json (4 segments of 496 origins
+per system, joined):
 ``… label_window_study.py --records "runs/dense/records/implicit-v2-heldout-dense/*.npz"
 --out training/label_window_study_dense.json`` (the pooled training-system numbers are
 then absent).
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localcond.campaign.learn.field_check import calibration, read_dense
+from localcond.campaign.learn.field_check import calibration, read_dense_systems
 from localcond.engine.neighbors import periodic_edges
 
 ROOT = Path(__file__).resolve().parent
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "label_window_study.json")
     args = parser.parse_args()
     card = {r["system"]: r for r in json.loads((ROOT / "systems.json").read_text())["systems"]}
-    records = [read_dense(p) for p in sorted(glob.glob(args.records))]
+    records = read_dense_systems(sorted(glob.glob(args.records)))  # a system's segments joined
     if not records:
         raise SystemExit(f"no dense records match {args.records}")
     shown = args.records.removeprefix(str(ROOT.parent) + "/")

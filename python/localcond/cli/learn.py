@@ -44,10 +44,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         shares = None
         if args.shares:
-            table = read_json(args.shares, "replica table")
-            from localcond.campaign.generate import cation_share
+            from localcond.campaign.learn.field_fit import pooled_share
 
-            shares = {r["system"]: cation_share(r) for r in table["systems"]}
+            tables = [{r["system"]: r for r in read_json(t, "table")["systems"]} for t in args.shares]
+            shares = {}
+            for name in {n for t in tables for n in t}:
+                value, error = pooled_share(*(t.get(name) for t in tables))
+                if value is not None:
+                    shares[name] = {"value": value, "stderr": error, "runs": sum(name in t for t in tables),
+                                    "definition": "the cations' share of Lambda_EH (1 - the anions'), inverse-"
+                                                  "variance mean over the tables given (independent runs)"}
         roles = {r["system"]: r["role"] for r in result["systems"]}
         result["field"] = check_field(args.model, record_paths(args.dense), args.tau_lambda_ps, shares, roles)
         path = write_json(args.json, result)
@@ -89,6 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grids", nargs="+", metavar="GRID", help="the grid files the records came from "
                    "(training/grid.json training/grid_sizes.json): each system's ion sizes and masses, for the "
                    "size surrogate and the held-out classes (a mass-scaled system is a control)")
-    p.add_argument("--shares", help="replica table (training/replica_systems.json) whose measured species "
-                   "shares of Lambda_EH the model's shares are compared with")
+    p.add_argument("--shares", nargs="+", metavar="TABLE",
+                   help="tables of independent runs (training/systems.json, training/replica_systems.json, the dense "
+                   "set's table) whose measured species shares of Lambda_EH, pooled by inverse variance, the model's "
+                   "shares are compared with")
     p.set_defaults(func=_cmd_evaluate)

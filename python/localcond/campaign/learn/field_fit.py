@@ -1,8 +1,9 @@
 """Fit a local conductivity *field* (doc/design.md §1.6): the two-scale linear model
 (:mod:`localcond.model.two_scale`) on three kinds of data at once.
 
-Per training system (dense-label records of ``localcond replicas`` with the card's
-rows), in the standardised design φ_i = [1, p_i, p̄_i] per species block:
+Per training system (dense-label records of ``localcond replicas``, training records of
+``localcond generate`` and the cards' rows), in the standardised design φ_i = [1, p_i, p̄_i]
+per species block:
 
 - **labels** — the slope-form per-ion labels over [τ_λ, 2τ_λ] (τ_λ = 5 ps), as
   within-frame contrasts: label and φ minus their means over the ions of the
@@ -11,7 +12,12 @@ rows), in the standardised design φ_i = [1, p_i, p̄_i] per species block:
   system's contrasts (neighbouring origins, 5 ps apart, share half their window);
 - **Λ** — the mean of φ over ions and origins against the card's Λ, with the
   error that covers long lags (``long_lag_check.total_error`` of the replica
-  table, :mod:`localcond.campaign.long_lag`);
+  table, :mod:`localcond.campaign.long_lag`). The mean is taken over the frames of
+  the system's training record when ``records`` has one (about 100 frames spread
+  over the grid's whole run, as the one-scale system fit and ``localcond evaluate``
+  take it), else over the dense origins (a few hundred ps of one run). A system with
+  a training record but no dense record (the ion-size family) enters with Λ and its
+  share only;
 - **the first species' share** — the mean over origins of (1/N) Σ_{i of species 0} φ_i
   against t Λ, t the measured share of Λ_EH pooled over the grid's run, the replica
   and the tables of ``share_tables`` (inverse variance), error σ_t Λ ⊕ t σ_Λ.
@@ -47,7 +53,7 @@ import numpy as np
 import torch
 
 from localcond import __version__
-from localcond.campaign.dataset import unusable_for_training
+from localcond.campaign.dataset import positions, read_record, unusable_for_training
 from localcond.campaign.generate import cation_share
 from localcond.campaign.learn.field_check import DenseRecord, calibration, read_dense_systems
 from localcond.engine.neighbors import periodic_edges
@@ -64,7 +70,7 @@ SLOPE_RANGE = (0.8, 1.2)
 @dataclass
 class FieldConfig:
     dense: list[str]  # dense-label records (globs), relative to the config file
-    table: str  # the card's table (training/systems.json)
+    tables: list[str]  # the cards' tables (training/systems.json, training/systems_sizes.json)
     replica_table: str  # training/replica_systems.json: long-lag errors, replica shares
     out: str
     model: dict = field(default_factory=lambda: {"family": "two-scale", "cutoff": 30.0, "inner_cutoff": 10.0})
@@ -74,6 +80,8 @@ class FieldConfig:
     slope_range: list[float] = field(default_factory=lambda: list(SLOPE_RANGE))
     heldout_dense: list[str] = field(default_factory=list)  # held-out records for the checks (globs)
     share_tables: list[str] = field(default_factory=list)  # more replica tables whose shares are pooled
+    records: list[str] = field(default_factory=list)  # training records (globs): the systems' mean features
+    grids: list[str] = field(default_factory=list)  # the grids of the systems: held-out classes (sizes, masses)
     solver: str = "field"
 
 
@@ -88,8 +96,10 @@ def load_field_config(path: str | Path) -> FieldConfig:
     config.dense = [resolve(p) for p in config.dense]
     config.heldout_dense = [resolve(p) for p in config.heldout_dense]
     config.share_tables = [resolve(p) for p in config.share_tables]
-    config.table, config.replica_table, config.out = (resolve(config.table), resolve(config.replica_table),
-                                                      resolve(config.out))
+    config.records = [resolve(p) for p in config.records]
+    config.grids = [resolve(p) for p in config.grids]
+    config.tables = [resolve(p) for p in config.tables]
+    config.replica_table, config.out = resolve(config.replica_table), resolve(config.out)
     if config.model.get("family") != "two-scale":
         raise LocalcondError(f"{path}: solver 'field' fits the 'two-scale' family, got {config.model.get('family')!r}")
     t1, t2 = config.label_window_ps
@@ -110,8 +120,8 @@ class SystemRows:
 
     name: str
     role: str
-    labels: np.ndarray  # [O, N]
-    raw: np.ndarray  # [O, N, F + F'] (F' = the module's n_around)
+    labels: np.ndarray | None  # [O, N]; None: a system known by its mean features only
+    raw: np.ndarray | None  # [O, N, F + F'] (F' = the module's n_around)
     species: np.ndarray  # [N] species index
     scale: list[tuple[np.ndarray, np.ndarray]]  # per species: mean, std of the raw features
     lam: float
@@ -181,6 +191,24 @@ class SystemRows:
         return a, b
 
 
+def means_from_sums(sums: np.ndarray, species: np.ndarray,
+                    scale: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(x̄, x̄ of the first species' share) of :meth:`SystemRows.mean_rows` from per-species
+    sums of the raw features over ions, averaged over frames (``sums`` [S, F + F']), for
+    ``species`` [N] and the standardisation ``scale``: the design is linear in the raw
+    features, so its mean needs only those sums."""
+    n = len(species)
+    block = sums.shape[1] + 1
+    xbar = np.zeros(len(scale) * block)
+    for s, (mean, std) in enumerate(scale):
+        fraction = float((species == s).sum()) / n
+        xbar[s * block] = fraction
+        xbar[s * block + 1:(s + 1) * block] = (sums[s] / n - fraction * mean) / std
+    xfirst = np.zeros_like(xbar)
+    xfirst[:block] = xbar[:block]
+    return xbar, xfirst
+
+
 def pooled_share(*rows: dict | None) -> tuple[float | None, float | None]:
     """The first species' measured share of Λ_EH: inverse-variance mean over independent
     runs of one system (the grid's run, its replicas; rows of the card and replica tables,
@@ -212,7 +240,7 @@ class FieldFit:
                 raise LocalcondError(f"heldout_dense: {[str(r.path) for r in checked if r.metadata['role'] != 'heldout']}"
                                      " are not held-out systems")
             self.records = [r for r in self.records if r.metadata["role"] != "heldout"] + checked
-        card = {r["system"]: r for r in read_json(config.table, "card table")["systems"]}
+        card = {r["system"]: r for table in config.tables for r in read_json(table, "card table")["systems"]}
         replicas = {r["system"]: r for r in read_json(config.replica_table, "replica table")["systems"]}
         self.more_shares = [{r["system"]: r for r in read_json(t, "replica table")["systems"]}
                             for t in config.share_tables]
@@ -227,16 +255,31 @@ class FieldFit:
         for record in self.records:
             name = record.metadata["system"]
             if name not in card:
-                raise LocalcondError(f"{record.path}: system {name} is not in {config.table}")
+                raise LocalcondError(f"{record.path}: system {name} is not in {', '.join(config.tables)}")
             raw[name] = self._features(record)
         self.roles = {r.metadata["system"]: r.metadata["role"] for r in self.records}
-        self.excluded = {n: why for n in raw if self.roles[n] == "train"
+        record_paths = sorted({Path(p) for pattern in config.records for p in glob.glob(pattern)})
+        if config.records and not record_paths:
+            raise LocalcondError(f"no training records match {config.records}")
+        training_records = {}
+        for path in record_paths:
+            meta = read_record(path)["metadata"]
+            if meta["system"] not in card:
+                raise LocalcondError(f"{path}: system {meta['system']} is not in {', '.join(config.tables)}")
+            training_records[meta["system"]] = path
+            self.roles.setdefault(meta["system"], meta["role"])
+        names = list(dict.fromkeys(list(raw) + list(training_records)))
+        self.excluded = {n: why for n in names if self.roles[n] == "train"
                          and (why := unusable_for_training(card[n])) is not None}
-        self.train = [n for n in raw if self.roles[n] == "train" and n not in self.excluded]
-        self.heldout = [n for n in raw if self.roles[n] == "heldout"]
+        self.train = [n for n in names if self.roles[n] == "train" and n not in self.excluded]
+        self.heldout = [n for n in names if self.roles[n] == "heldout"]
         self._standardise(raw)
         self.rows = {r.metadata["system"]: self._rows(r, raw[r.metadata["system"]]) for r in self.records}
-        self.blocks = {n: (self.rows[n].label_blocks(), self.rows[n].mean_blocks()) for n in self.train}
+        for name, path in training_records.items():
+            self._record_rows(name, path)
+        self.kinds = self._held_out_kinds()
+        self.blocks = {n: (self.rows[n].label_blocks() if self.rows[n].labels is not None else None,
+                           self.rows[n].mean_blocks()) for n in self.train}
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -263,10 +306,12 @@ class FieldFit:
         return values
 
     def _standardise(self, raw: dict[str, np.ndarray]) -> None:
-        """Per species, the mean and standard deviation of every feature over the training rows."""
+        """Per species, the mean and standard deviation of every feature over the training
+        systems' dense origins."""
         self.scale = []
         for k in range(len(self.species)):
-            rows = np.concatenate([raw[n][:, self._of_species(n, k)].reshape(-1, raw[n].shape[-1]) for n in self.train])
+            rows = np.concatenate([raw[n][:, self._of_species(n, k)].reshape(-1, raw[n].shape[-1])
+                                   for n in self.train if n in raw])
             rows = rows.astype(np.float64)
             std = rows.std(axis=0)
             self.scale.append((rows.mean(axis=0), np.where(std > 0, std, 1.0)))
@@ -278,17 +323,68 @@ class FieldFit:
     def n_params(self) -> int:
         return len(self.species) * (1 + self.module.n_features + self.module.n_around)
 
-    def _rows(self, record: DenseRecord, raw: np.ndarray) -> SystemRows:
-        name = record.metadata["system"]
-        t1, _ = self.config.label_window_ps
+    def _targets(self, name: str) -> tuple[float, float, float | None, float | None]:
+        """Λ, its error covering long lags where the replica table has one, and the pooled share."""
         card = self.card[name]
         check = (self.replicas.get(name) or {}).get("long_lag_check") or {}
         lam = card["molar_conductivity"]
         share, share_error = pooled_share(card, self.replicas.get(name), *(t.get(name) for t in self.more_shares))
+        return (float(lam["value"]), float(check.get("total_error") or lam.get("total_error") or lam["stderr"]),
+                share, share_error)
+
+    def _rows(self, record: DenseRecord, raw: np.ndarray) -> SystemRows:
+        name = record.metadata["system"]
+        t1, _ = self.config.label_window_ps
         return SystemRows(name, self.roles[name], record.window_labels(t1), raw, self.species_of[name], self.scale,
-                          float(lam["value"]),
-                          float(check.get("total_error") or lam.get("total_error") or lam["stderr"]),
-                          share, share_error, float(record.metadata["stride_ps"]))
+                          *self._targets(name), float(record.metadata["stride_ps"]))
+
+    def _record_rows(self, name: str, path: Path) -> None:
+        """The system's mean design over its training record's frames: it replaces the
+        dense origins' mean (or makes a row of its own, without labels)."""
+        record = read_record(path)
+        names = [str(n) for n in record["species"]]
+        species = np.array([self.species.index(names[k]) for k in record["species_index"]])
+        cache = Path(self.config.out) / "features" / f"{name}.record.npy"
+        if cache.exists():
+            sums = np.load(cache)
+        else:
+            sums = np.zeros((len(self.species), self.module.n_features + self.module.n_around))
+            torch_species = torch.as_tensor(species)
+            with torch.no_grad():
+                for k in range(len(record["time_ps"])):
+                    ei, ev = periodic_edges(positions(record, k), record["cell"], tuple(bool(b) for b in record["pbc"]),
+                                            self.module.cutoff)
+                    own, around = self.module.features(torch_species, torch.as_tensor(ei),
+                                                       torch.as_tensor(ev, dtype=torch.float64), len(species))
+                    both = torch.cat([own, around], dim=1).numpy()
+                    for s in range(len(self.species)):
+                        sums[s] += both[species == s].sum(axis=0)
+            sums /= len(record["time_ps"])
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, sums)
+            self.log(f"mean features of {name}: {len(record['time_ps'])} frames of its training record")
+        xbar, xfirst = means_from_sums(sums, species, self.scale)
+        if name in self.rows:
+            self.rows[name].means = (xbar, xfirst)
+            return
+        self.rows[name] = SystemRows(name, self.roles[name], None, None, species, self.scale, *self._targets(name),
+                                     float(record["metadata"].get("origin_stride_ps") or 0.0), means=(xbar, xfirst))
+
+    def _held_out_kinds(self) -> dict[str, str]:
+        """Each held-out system's class by ``localcond evaluate``'s rule: interpolation,
+        extrapolation (outside the training systems' c, ε or cation sizes) or control
+        (other masses)."""
+        from localcond.campaign.grid import ions_description, load_grid
+        from localcond.campaign.learn.evaluate import _classify
+
+        ions = {spec.name: ions_description(spec) for g in self.config.grids for spec in load_grid(g).systems}
+        rows = [{"system": n, "role": "train" if n in self.train else "heldout",
+                 "concentration_mol_per_l": self.card[n]["concentration_nominal_mol_per_l"],
+                 "dielectric_constant": self.card[n]["dielectric_constant"],
+                 **({"ions": ions[n]} if n in ions else {})} for n in self.train + self.heldout]
+        _classify(rows)
+        return {r["system"]: r["held_out_kind"] for r in rows if "held_out_kind" in r}
 
     # -- fit ----------------------------------------------------------------------------------
 
@@ -300,9 +396,10 @@ class FieldFit:
         a = self._penalty(alpha_own, alpha_around)
         b = np.zeros(self.n_params)
         for n in names:
-            (al, bl), (am, bm) = self.blocks[n]
-            a = a + al + am
-            b = b + bl + bm
+            labels, (am, bm) = self.blocks[n]
+            a, b = a + am, b + bm
+            if labels is not None:
+                a, b = a + labels[0], b + labels[1]
         return np.linalg.solve(a, b)
 
     def leave_one_out(self, alpha_own: float, alpha_around: float) -> dict:
@@ -313,9 +410,10 @@ class FieldFit:
         for name in self.train:
             theta = self.solve([m for m in self.train if m != name], alpha_own, alpha_around)
             row = self.rows[name]
-            (gl, bl), _ = self.blocks[name]
-            num += float(theta @ bl)
-            den += float(theta @ gl @ theta)
+            labels, _ = self.blocks[name]
+            if labels is not None:
+                num += float(theta @ labels[1])
+                den += float(theta @ labels[0] @ theta)
             xbar, xfirst = row.mean_rows()
             lam = float(xbar @ theta)
             chi_lam.append(((lam - row.lam) / row.lam_error) ** 2)
@@ -373,33 +471,38 @@ class FieldFit:
     # -- checks -------------------------------------------------------------------------------
 
     def check(self, name: str, thetas: np.ndarray) -> dict:
-        """Λ_pred, the first species' share and the calibration on one system's dense labels."""
+        """Λ_pred (the mean over the system's frames), and on its dense labels, where it has
+        them, the first species' share and the calibration."""
         row = self.rows[name]
-        pred = row.predict(thetas.mean(axis=0))  # [O, N]
-        lam = float(pred.mean())
-        share = float(pred[:, row.first].sum() / pred.sum())
-        t1, t2 = self.config.label_window_ps
-        cal = calibration(pred, row.labels, row.stride_ps, t2)
-        members = thetas @ row.mean_rows()[0]  # linear: each member's mean over ions and origins
-        kind = "extrapolation" if self._outside(name) else "interpolation"
+        theta = thetas.mean(axis=0)
+        xbar, xfirst = row.mean_rows()
+        lam = float(xbar @ theta)
+        members = thetas @ xbar  # linear: each member's mean over ions and frames
+        kind = self.kinds.get(name, "interpolation")
+        if row.labels is not None:
+            pred = row.predict(theta)  # [O, N]
+            share = float(pred[:, row.first].sum() / pred.sum())
+            t1, t2 = self.config.label_window_ps
+            cal = calibration(pred, row.labels, row.stride_ps, t2)
+            field_rows = {"slope": cal["slope"], "slope_stderr": cal["slope_stderr"], "intercept": cal["intercept"],
+                          "lambda_std": float(pred.std()), "n_origins": int(pred.shape[0])}
+        else:
+            share = float(xfirst @ theta) / lam
+            field_rows = {"slope": None, "slope_stderr": None, "intercept": None, "lambda_std": None,
+                          "n_origins": 0}
         out = {"system": name, "role": row.role, "kind": kind,
                "lambda_pred": lam, "lambda_pred_spread": float(members.std(ddof=1)) if len(members) > 1 else 0.0,
                "lambda": row.lam, "lambda_error": row.lam_error,
                "z_lambda": (lam - row.lam) / row.lam_error, "relative_error": lam / row.lam - 1.0,
                "share": share, "share_measured": row.share, "share_error": row.share_error,
-               "z_share": (share - row.share) / row.share_error if row.share_error else None,
-               "slope": cal["slope"], "slope_stderr": cal["slope_stderr"], "intercept": cal["intercept"],
-               "lambda_std": float(pred.std()), "n_origins": int(pred.shape[0])}
-        out["passes"] = {"lambda": abs(out["z_lambda"]) <= 2 and abs(out["relative_error"]) <= HELD_OUT_LIMITS[kind],
+               "z_share": (share - row.share) / row.share_error if row.share and row.share_error else None,
+               **field_rows}
+        limit = HELD_OUT_LIMITS.get(kind)
+        out["passes"] = {"lambda": None if limit is None else bool(abs(out["z_lambda"]) <= 2
+                                                                   and abs(out["relative_error"]) <= limit),
                          "share": out["z_share"] is not None and abs(out["z_share"]) <= 2,
-                         "calibration": SLOPE_RANGE[0] <= out["slope"] <= SLOPE_RANGE[1]}
+                         "calibration": None if out["slope"] is None else SLOPE_RANGE[0] <= out["slope"] <= SLOPE_RANGE[1]}
         return out
-
-    def _outside(self, name: str) -> bool:
-        """Outside the training systems' concentration range (the card's held-out kind)."""
-        conc = [self.card[n]["concentration_nominal_mol_per_l"] for n in self.train]
-        c = self.card[name]["concentration_nominal_mol_per_l"]
-        return not min(conc) <= c <= max(conc)
 
     # -- export -------------------------------------------------------------------------------
 
@@ -408,10 +511,7 @@ class FieldFit:
         thetas = self.members(best["alpha_own"], best["alpha_around"])
         checks = [self.check(n, thetas) for n in self.heldout]
         for c in checks:
-            self.log(f"held-out {c['system']}: Lambda_pred {c['lambda_pred']:.0f} against {c['lambda']:.0f} +- "
-                     f"{c['lambda_error']:.0f} (z {c['z_lambda']:+.1f}, {100 * c['relative_error']:+.1f} %); share "
-                     f"{c['share']:.3f} against {c['share_measured']:.3f} +- {c['share_error']:.3f}; calibration slope "
-                     f"{c['slope']:.2f} +- {c['slope_stderr']:.2f}; passes {c['passes']}")
+            self.log(describe_check(c))
         options = {k: v for k, v in self.config.model.items() if k != "family"}
         module, _ = make_two_scale_model(self.species, self.charges, members=len(thetas), **options)
         module.set_weights(*self.raw_weights(thetas))
@@ -442,6 +542,17 @@ class FieldFit:
     def _temperature(self) -> float | None:
         temperatures = {r.metadata.get("temperature_k") for r in self.records}
         return float(temperatures.pop()) if len(temperatures) == 1 else None
+
+
+def describe_check(c: dict) -> str:
+    """One held-out check in a line."""
+    share = (f"share {c['share']:.3f} against {c['share_measured']:.3f} +- {c['share_error']:.3f} (z {c['z_share']:+.1f})"
+             if c["z_share"] is not None else f"share {c['share']:.3f} (none measured)")
+    slope = (f"calibration slope {c['slope']:.2f} +- {c['slope_stderr']:.2f} ({c['n_origins']} origins)"
+             if c["slope"] is not None else "no dense labels")
+    return (f"held-out {c['system']} ({c['kind']}): Lambda_pred {c['lambda_pred']:.0f} against {c['lambda']:.0f} +- "
+            f"{c['lambda_error']:.0f} (z {c['z_lambda']:+.1f}, {100 * c['relative_error']:+.1f} %); {share}; {slope}; "
+            f"passes {c['passes']}")
 
 
 def train_field(config_path: str | Path, log=print) -> Path:
