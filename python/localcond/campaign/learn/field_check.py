@@ -223,18 +223,9 @@ def check_field(model_path: str | Path, dense_paths: list[Path], tau_lambda_ps: 
     return rows
 
 
-def calibration_plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Binned mean label against binned mean λ_i, one curve per system (held-out ones
-    marked), with the identity line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from localcond.io.files import atomic_path
-
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+def calibration_axes(ax, rows: list[dict], title: str = "") -> None:
+    """Binned mean label against binned mean λ_i on ``ax``, one curve per system (held-out
+    ones marked), with the identity line."""
     values = []
     for row in rows:
         bins = row["calibration"]["bins"]
@@ -254,6 +245,20 @@ def calibration_plot(rows: list[dict], path: str | Path, title: str = "") -> Pat
     ax.set_ylabel(f"mean label, window {lo:g}–{hi:g} ps (S cm²/mol)")
     ax.set_title(title or "per-ion calibration (held-out: stars; training: faint)")
     ax.legend(fontsize=7)
+
+
+def calibration_plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """:func:`calibration_axes` as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from localcond.io.files import atomic_path
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    calibration_axes(ax, rows, title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
