@@ -17,6 +17,17 @@ from localcond.engine.runtime import load_model
 ROOT = Path(__file__).resolve().parent
 
 
+def relative(value):
+    """The configuration with this checkout's absolute paths made relative to the repository."""
+    if isinstance(value, dict):
+        return {k: relative(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative(v) for v in value]
+    if isinstance(value, str):
+        return value.replace(str(ROOT.parent) + "/", "")
+    return value
+
+
 def main() -> None:
     model_path = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT.parent / "runs/train/field/model.pt")
     training = load_model(model_path).metadata.training
@@ -32,7 +43,7 @@ def main() -> None:
         "command": "PYTHONPATH=python .venv/bin/python -m localcond train training/configs/field.json "
                    "(about 25 min on 2 cores, most of it the features of 4 x 1984 dense origins; needs the dense "
                    "held-out set: README 'What lambda_i means'), then this script",
-        "config": training["config"], "penalties": training["penalties"], "leave_one_out": training["leave_one_out"],
+        "config": relative(training["config"]), "penalties": training["penalties"], "leave_one_out": training["leave_one_out"],
         "excluded": training["excluded"],
         "held_out_checks": [{**c, "structure_free_field_slope": free.get(c["system"])} for c in checks],
         "passes_all": all(v is not False for c in checks for v in c["passes"].values()),
