@@ -3,7 +3,9 @@ model that ``localcond train training/configs/field.json`` wrote (its metadata h
 beside the structure-free field's calibration slopes on the same dense labels
 (training/label_window_study_dense.json).
 
-Run: PYTHONPATH=python .venv/bin/python training/field_fit_summary.py [runs/train/field/model.pt]
+Run: PYTHONPATH=python .venv/bin/python training/field_fit_summary.py [MODEL [OUT]]
+(default runs/train/field/model.pt and training/field_fit_check.json; the ion-size variant:
+runs/train/field-sizes-R15/model.pt training/field_sizes_check.json)
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ def main() -> None:
             for r in window["systems"]}
     checks = training["held_out_checks"]
     out = {
-        "what": "the field fit of training/configs/field.json: its penalties chosen by leave-one-system-out, "
+        "what": f"the field fit of {training['command'].split()[-1].replace(str(ROOT.parent) + '/', '')}: "
+                "its penalties chosen by leave-one-system-out, "
                 "and its held-out checks (issue 24, item 5) on the dense held-out set of "
                 "training/replicas_heldout_dense.json; the model itself is not shipped",
-        "command": "PYTHONPATH=python .venv/bin/python -m localcond train training/configs/field.json "
-                   "(about 25 min on 2 cores, most of it the features of 4 x 1984 dense origins; needs the dense "
+        "command": f"PYTHONPATH=python .venv/bin/python -m {relative(training['command'])} "
+                   "(10-25 min on 2 cores, most of it the features of 4 x 1984 dense origins; needs the dense "
                    "held-out set: README 'What lambda_i means'), then this script",
         "config": relative(training["config"]), "penalties": training["penalties"], "leave_one_out": training["leave_one_out"],
         "excluded": training["excluded"],
@@ -50,7 +53,7 @@ def main() -> None:
         "structure_free_field": "lambda_i = 2 t_s Lambda with the card's own Lambda and share: the field with no "
                                 "structure at all, on the same labels (training/label_window_study.py)",
     }
-    path = ROOT / "field_fit_check.json"
+    path = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "field_fit_check.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 
