@@ -123,6 +123,9 @@ def main() -> None:
                         help="MODE[:N] cases (modes: plain ghost32 fix fix+reducers statistics)")
     parser.add_argument("--model", type=Path, help="time the fix with this model instead of the untrained "
                         "3-layer network (e.g. the shipped default model); its ghost cutoff is LAMMPS's default")
+    parser.add_argument("--ghost", type=float, help="with --model: the ghost cutoff (A) the runs with the fix and "
+                        "the 'ghost32' baseline set (comm_modify cutoff), for a model whose receptive field exceeds "
+                        "LAMMPS's default, e.g. 62 for a 60 A two-scale model")
     parser.add_argument("--types", nargs=2, default=["Li", "PF6"], metavar=("TYPE1", "TYPE2"),
                         help="the model's species for the demo's two atom types (with --model)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fix_overhead.json")
@@ -136,7 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if args.model is not None:
-            model, ghost, types = args.model.resolve(), None, " ".join(args.types)
+            model, ghost, types = args.model.resolve(), args.ghost, " ".join(args.types)
         else:
             model = save_model(*make_untrained_model(["Li", "PF6"], [1.0, -1.0], cutoff=10.0,
                                                      n_layers=3, n_features=64, dtype="float32"),
@@ -167,7 +170,9 @@ def main() -> None:
         "commit": commit(),
         "machine": machine(),
         "command": "python bench/fix_overhead.py " + " ".join(sys.argv[1:]),
-        "model": (f"{args.model} (species {' '.join(args.types)} for the two atom types), default ghost cutoff"
+        "model": (f"{args.model} (species {' '.join(args.types)} for the two atom types), "
+                  + (f"comm_modify cutoff {args.ghost:g} in the runs with the fix and in 'ghost32'" if args.ghost
+                     else "default ghost cutoff")
                   if args.model is not None else
                   "UNTRAINED message-passing network, 3 layers, 64 features, 10 A cutoff, float32, "
                   "random weights (stand-in for a trained model of realistic cost)"),
