@@ -179,8 +179,9 @@ def main() -> None:
         "system": "demo model electrolyte (lammps_inputs/demo), 1 M, lj/cut/coul/long 12 A + PPPM 1e-4, "
                   "Langevin, 2 fs; 1 MPI rank, OMP_NUM_THREADS=1",
         "modes": {"plain": "no fix, default ghost cutoff",
-                  "ghost32": "no fix, comm_modify cutoff 32 (what the 3-layer model needs)",
-                  "fix": "fix localcond every N steps, comm_modify cutoff 32",
+                  "ghost32": (f"no fix, comm_modify cutoff {ghost:g} (what the model needs)" if ghost
+                              else "no fix, default ghost cutoff"),
+                  "fix": "fix localcond every N steps" + (f", comm_modify cutoff {ghost:g}" if ghost else ""),
                   "fix+reducers": "the same with every reducer on (file, hist, tcorr 20, corr 12 A, eh 50 lags)",
                   "statistics": "the reference model (cheap) with every statistic at 1000 lags (file, hist, "
                                 "tcorr 1000, corr 12 A, eh 1000), timed after 1030 warm-up evaluations"},

@@ -194,7 +194,7 @@ def test_size_surrogate_and_held_out_classes_by_hand():
     state-point surrogate cannot follow the size. A mass-scaled system is a control, a
     size outside the training sizes an extrapolation."""
     from localcond.campaign.grid import SystemSpec, ions_description
-    from localcond.campaign.learn.evaluate import _classify, size_surrogate, surrogate
+    from localcond.campaign.learn.evaluate import classify_held_out, size_surrogate, surrogate
 
     def row(c, eps, role, **ions):
         description = ions_description(SystemSpec("x", role, c, eps, 1, tuple(sorted(ions.items()))))
@@ -208,7 +208,7 @@ def test_size_surrogate_and_held_out_classes_by_hand():
             row(0.6, 14, "heldout", mscale=4.0), row(0.6, 14, "heldout", sigp=6.0)]
     assert held[1]["ions"]["sigma_cation_mean"] == pytest.approx(3.5)
     rows += held
-    _classify(rows)
+    classify_held_out(rows)
     surrogate(rows)
     size_surrogate(rows)
     assert [r["held_out_kind"] for r in held] == ["interpolation", "interpolation", "control", "extrapolation"]

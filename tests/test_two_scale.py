@@ -96,14 +96,14 @@ def test_relabelling_the_species_keeps_the_relative_mean():
     assert not np.allclose(own2.numpy(), own.numpy())
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    module, metadata = make_two_scale_model(["Li", "PF6"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, members=2)
+@pytest.fixture(scope="module", params=["relative", "by_species"])
+def model(tmp_path_factory, request):
+    module, metadata = make_two_scale_model(["Li", "PF6"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, members=2,
+                                            around=request.param)
     rng = np.random.default_rng(0)
-    f = module.n_features
     module.set_weights(torch.as_tensor(rng.normal(size=(2, 2))),
-                       torch.as_tensor(rng.normal(scale=0.1, size=(2, 2, f))),
-                       torch.as_tensor(rng.normal(scale=0.1, size=(2, 2, f))))
+                       torch.as_tensor(rng.normal(scale=0.1, size=(2, 2, module.n_features))),
+                       torch.as_tensor(rng.normal(scale=0.1, size=(2, 2, module.n_around))))
     return str(save_model(module, metadata, tmp_path_factory.mktemp("m") / "two_scale.pt"))
 
 
@@ -111,7 +111,8 @@ def model(tmp_path_factory):
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_fix_equals_offline_prediction(tmp_path, model, nprocs):
     """Receptive field 2R = 14 Å: ghosts out to 14 Å + skin carry the spectra that enter
-    the local ions' means; the fix's λ equals `localcond predict` on the dumped frames."""
+    the local ions' means (both ways of averaging them); the fix's λ equals `localcond
+    predict` on the dumped frames."""
     from test_fix_lammps import SPECIES, assert_fix_matches_offline
 
     system = System(model=model, comm_cutoff=16.5, steps=60, nevery=20, box=26.0, n_per_type=40)

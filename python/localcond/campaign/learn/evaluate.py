@@ -129,7 +129,7 @@ def evaluate(model_path: str | Path, record_paths: list[Path], long_lag_errors: 
             ne = float(meta["nernst_einstein"]["value"])
             rows[-1]["nernst_einstein"] = {"value": ne, "relative_error": (ne - lam["value"]) / lam["value"],
                                            "definition": "Lambda_NE of the same run (self-diffusion only)"}
-    _classify(rows)
+    classify_held_out(rows)
     surrogate(rows)
     size_surrogate(rows)
     return {"model": str(Path(model_path).resolve()), "model_kind": model.metadata.kind,
@@ -197,7 +197,9 @@ def _role(meta: dict, trained_on: set[str]) -> str:
     return "heldout" if meta.get("role") == "heldout" else "excluded"
 
 
-def _classify(rows: list[dict]) -> None:
+def classify_held_out(rows: list[dict]) -> None:
+    """Set ``held_out_kind`` on each held-out row: control (other masses), interpolation
+    (inside the training rows' c, ε and cation sizes) or extrapolation."""
     train = [r for r in rows if r["role"] == "train"]
     if not train:
         return

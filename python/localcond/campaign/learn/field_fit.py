@@ -290,20 +290,23 @@ class FieldFit:
         cache = Path(self.config.out) / "features" / f"{record.metadata['system']}.{n_origins}.npy"
         if cache.exists():
             return np.load(cache)
-        species = torch.as_tensor(self.species_of[record.metadata["system"]])
-        out = []
-        with torch.no_grad():
-            for k in range(len(record.time_ps)):
-                ei, ev = periodic_edges(record.positions(k), record.cell, record.pbc, self.module.cutoff)
-                own, around = self.module.features(species, torch.as_tensor(ei),
-                                                   torch.as_tensor(ev, dtype=torch.float64), len(species))
-                out.append(torch.cat([own, around], dim=1).numpy().astype(np.float32))
-        values = np.array(out)
+        species = self.species_of[record.metadata["system"]]
+        values = np.array([self._frame_features(record.positions(k), record.cell, record.pbc, species)
+                           .astype(np.float32) for k in range(n_origins)])
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
             np.save(handle, values)
         self.log(f"features of {record.metadata['system']}: {values.shape[0]} origins")
         return values
+
+    def _frame_features(self, x: np.ndarray, cell: np.ndarray, pbc: tuple[bool, bool, bool],
+                        species: np.ndarray) -> np.ndarray:
+        """[N, F + F']: p and p̄ of every ion of one frame (positions in Å)."""
+        ei, ev = periodic_edges(x, cell, pbc, self.module.cutoff)
+        with torch.no_grad():
+            own, around = self.module.features(torch.as_tensor(species), torch.as_tensor(ei),
+                                               torch.as_tensor(ev, dtype=torch.float64), len(species))
+        return torch.cat([own, around], dim=1).numpy()
 
     def _standardise(self, raw: dict[str, np.ndarray]) -> None:
         """Per species, the mean and standard deviation of every feature over the training
@@ -349,16 +352,11 @@ class FieldFit:
             sums = np.load(cache)
         else:
             sums = np.zeros((len(self.species), self.module.n_features + self.module.n_around))
-            torch_species = torch.as_tensor(species)
-            with torch.no_grad():
-                for k in range(len(record["time_ps"])):
-                    ei, ev = periodic_edges(positions(record, k), record["cell"], tuple(bool(b) for b in record["pbc"]),
-                                            self.module.cutoff)
-                    own, around = self.module.features(torch_species, torch.as_tensor(ei),
-                                                       torch.as_tensor(ev, dtype=torch.float64), len(species))
-                    both = torch.cat([own, around], dim=1).numpy()
-                    for s in range(len(self.species)):
-                        sums[s] += both[species == s].sum(axis=0)
+            pbc = tuple(bool(b) for b in record["pbc"])
+            for k in range(len(record["time_ps"])):
+                both = self._frame_features(positions(record, k), record["cell"], pbc, species)
+                for s in range(len(self.species)):
+                    sums[s] += both[species == s].sum(axis=0)
             sums /= len(record["time_ps"])
             cache.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
@@ -376,14 +374,14 @@ class FieldFit:
         extrapolation (outside the training systems' c, ε or cation sizes) or control
         (other masses)."""
         from localcond.campaign.grid import ions_description, load_grid
-        from localcond.campaign.learn.evaluate import _classify
+        from localcond.campaign.learn.evaluate import classify_held_out
 
         ions = {spec.name: ions_description(spec) for g in self.config.grids for spec in load_grid(g).systems}
         rows = [{"system": n, "role": "train" if n in self.train else "heldout",
                  "concentration_mol_per_l": self.card[n]["concentration_nominal_mol_per_l"],
                  "dielectric_constant": self.card[n]["dielectric_constant"],
                  **({"ions": ions[n]} if n in ions else {})} for n in self.train + self.heldout]
-        _classify(rows)
+        classify_held_out(rows)
         return {r["system"]: r["held_out_kind"] for r in rows if "held_out_kind" in r}
 
     # -- fit ----------------------------------------------------------------------------------
