@@ -96,6 +96,48 @@ def test_relabelling_the_species_keeps_the_relative_mean():
     assert not np.allclose(own2.numpy(), own.numpy())
 
 
+@pytest.mark.parametrize("around", ["relative", "by_species"])
+def test_members_equal_the_formula_on_the_features(around):
+    """members() sums U · p̄_i pair by pair after projecting each spectrum on the weights;
+    it must equal b + W · p_i + U · p̄_i written out on features(), for every member."""
+    x, species, cell = salt(4)
+    module, _ = make_two_scale_model(["A", "B"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, members=3, around=around)
+    rng = np.random.default_rng(5)
+    bias = torch.as_tensor(rng.normal(size=(3, 2)))
+    w = torch.as_tensor(rng.normal(size=(3, 2, module.n_features)))
+    u = torch.as_tensor(rng.normal(size=(3, 2, module.n_around)))
+    module.set_weights(bias, w, u)
+    s = torch.as_tensor(species)
+    ei, ev = (torch.as_tensor(a) for a in periodic_edges(x, cell, (True,) * 3, R))
+    own, mean = module.features(s, ei, ev, len(x))
+    expected = np.array([[float(bias[k, species[i]] + w[k, species[i]] @ own[i] + u[k, species[i]] @ mean[i])
+                          for i in range(len(x))] for k in range(3)])
+    np.testing.assert_allclose(module.members(s, ei, ev, len(x)).numpy(), expected, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("around", ["relative", "by_species"])
+def test_nodes_beyond_the_outer_cutoff_change_nothing(around):
+    """Ghost-like nodes (with their own edges) farther than R from every output node are
+    not read: λ of the output nodes is the same with and without them (the model only
+    computes spectra of the nodes it needs)."""
+    rng = np.random.default_rng(6)
+    inside = rng.random((16, 3)) * 10.0  # output nodes
+    near = rng.random((20, 3)) * 24.0 - 7.0  # within R + rc of the output nodes
+    far = rng.random((40, 3)) * 10.0 + [40.0, 0.0, 0.0]  # beyond R of every output node
+    module, _ = make_two_scale_model(["A", "B"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, members=2, around=around)
+    module.set_weights(torch.as_tensor(rng.normal(size=(2, 2))),
+                       torch.as_tensor(rng.normal(size=(2, 2, module.n_features))),
+                       torch.as_tensor(rng.normal(size=(2, 2, module.n_around))))
+    cell = np.eye(3) * 1000.0
+    out = []
+    for x in (np.concatenate([inside, near]), np.concatenate([inside, near, far])):
+        species = torch.as_tensor(np.arange(len(x)) % 2)
+        ei, ev = (torch.as_tensor(a) for a in periodic_edges(x, cell, (False,) * 3, R))
+        assert len(x) == 36 or bool((ei[0] >= 36).any())  # the far nodes come with edges of their own
+        out.append(module.members(species, ei, ev, len(inside)).numpy())
+    np.testing.assert_array_equal(out[1], out[0])
+
+
 @pytest.fixture(scope="module", params=["relative", "by_species"])
 def model(tmp_path_factory, request):
     module, metadata = make_two_scale_model(["Li", "PF6"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, members=2,

@@ -90,48 +90,107 @@ class TwoScaleConductivity(torch.nn.Module):
         self.register_buffer("local_weights", torch.zeros(members, n_species, self.n_features, dtype=dtype))
         self.register_buffer("smooth_weights", torch.zeros(members, n_species, self.n_around, dtype=dtype))
 
+    def _neighbourhoods(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                        n_local: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                               torch.Tensor, torch.Tensor]:
+        """The spectra and the averaging pattern of p̄.
+
+        Spectra are computed only for the nodes that need them: the output nodes and
+        their neighbours within ``cutoff`` (whose edges within rc are read, so ghost
+        nodes need their edges: n_layers 2). A ghost shell out to 2R holds many times
+        more nodes (about 19 per owned node at 500 ions, 1 mol/L, R = 30 Å); their
+        edges are never read.
+
+        Returns p [M, F] of the M needed nodes (output nodes first, in their order), their
+        species [M], and per averaged pair (output node i with itself and with each node
+        j within R): i, the row of p of j, the averaging channel (i, or i·S + species of j
+        with ``by_species``) and 1 / (the number of pairs of that channel)."""
+        center = edge_index[0]
+        neighbor = edge_index[1]
+        r = torch.linalg.vector_norm(edge_vec, dim=1)
+        kept = torch.nonzero((center < n_local) & (r < self.cutoff)).squeeze(1)
+        needed = torch.zeros(species.shape[0], dtype=torch.bool, device=species.device)
+        needed[:n_local] = True
+        needed.index_fill_(0, neighbor[kept], True)
+        compact = torch.cumsum(needed.to(torch.int64), 0) - 1  # node -> row of p (output nodes keep theirs)
+        inner = torch.nonzero(needed[center] & (r < self.spectrum.cutoff)).squeeze(1)
+        p = self.spectrum.descriptors(species, torch.stack([compact[center[inner]], neighbor[inner]]),
+                                      edge_vec[inner], int(needed.sum().item()))
+        own = torch.arange(n_local, device=p.device)
+        centers = torch.cat([own, center[kept]])
+        columns = torch.cat([own, compact[neighbor[kept]]])
+        node_species = species[needed]
+        if self.by_species:
+            channels = centers * self.n_species + node_species[columns]
+            n_channels = n_local * self.n_species
+        else:
+            channels = centers
+            n_channels = n_local
+        counts = torch.zeros(n_channels, dtype=p.dtype, device=p.device)
+        counts.index_add_(0, channels, torch.ones(channels.shape[0], dtype=p.dtype, device=p.device))
+        return p, node_species, centers, columns, channels, 1.0 / counts[channels]
+
+    def _averaged(self, p: torch.Tensor, node_species: torch.Tensor) -> torch.Tensor:
+        """The rows of p in the channels that are averaged (relative channels with
+        ``around`` relative)."""
+        return p if self.by_species else torch.gather(p, 1, self.relative[node_species])
+
     @torch.jit.export
     def features(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                  n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(p [n_local, F], p̄ [n_local, F or S·F]): the output nodes' own spectra and the
         mean of the spectra of the nodes within ``cutoff`` of each, itself included (module
-        docstring: ``around``). Spectra of every node are computed, so ghost nodes need
-        their edges (n_layers 2)."""
-        n_nodes = species.shape[0]
-        p = self.spectrum.descriptors(species, edge_index, edge_vec, n_nodes)
-        center = edge_index[0]
-        r = torch.linalg.vector_norm(edge_vec, dim=1)
-        kept = torch.nonzero((center < n_local) & (r < self.cutoff)).squeeze(1)
-        if not self.by_species:
-            relative = torch.gather(p, 1, self.relative[species])
-            sums = relative[:n_local].clone()
-            sums.index_add_(0, center[kept], relative[edge_index[1][kept]])
-            counts = torch.ones(n_local, dtype=p.dtype, device=p.device)
-            counts.index_add_(0, center[kept], torch.ones(kept.shape[0], dtype=p.dtype, device=p.device))
-            return p[:n_local], sums / counts.unsqueeze(1)
-        # by species: row (node, neighbour species) of [n_local * S, F]
-        f = self.n_features
-        s = self.n_species
-        sums = torch.zeros(n_local * s, f, dtype=p.dtype, device=p.device)
-        counts = torch.zeros(n_local * s, dtype=p.dtype, device=p.device)
-        own = torch.arange(n_local, device=p.device) * s + species[:n_local]
-        sums.index_add_(0, own, p[:n_local])
-        counts.index_add_(0, own, torch.ones(n_local, dtype=p.dtype, device=p.device))
-        neighbour = edge_index[1][kept]
-        rows = center[kept] * s + species[neighbour]
-        sums.index_add_(0, rows, p[neighbour])
-        counts.index_add_(0, rows, torch.ones(kept.shape[0], dtype=p.dtype, device=p.device))
-        means = sums / counts.clamp(min=1.0).unsqueeze(1)
-        return p[:n_local], means.reshape(n_local, s * f)
+        docstring: ``around``)."""
+        p, node_species, _, columns, channels, weights = self._neighbourhoods(species, edge_index, edge_vec, n_local)
+        n_channels = n_local * (self.n_species if self.by_species else 1)
+        means = self._sum_rows(channels, columns, weights, self._averaged(p, node_species), n_channels)
+        return p[:n_local], means.reshape(n_local, self.n_around)
 
     @torch.jit.export
     def members(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> torch.Tensor:
-        """Every member's λ [K, n_local] in S cm² mol⁻¹."""
-        own, around = self.features(species, edge_index, edge_vec, n_local)
+        """Every member's λ [K, n_local] in S cm² mol⁻¹. The same numbers as the module
+        docstring's formula on :meth:`features`, summed in another order: U · p̄_i is the
+        weighted sum over the pairs of i of U · p_j, so each needed node's spectrum is
+        projected on the K members' weights of each centre species once (S·K numbers
+        instead of F to sum per pair)."""
+        p, node_species, centers, columns, _, weights = self._neighbourhoods(species, edge_index, edge_vec, n_local)
+        k = self.bias.shape[0]
+        s = self.n_species
+        f = self.n_features
+        values = self._averaged(p, node_species)
+        projected = torch.zeros(values.shape[0], s * k, dtype=p.dtype, device=p.device)  # column c·K + member
+        if self.by_species:
+            for t in range(s):  # neighbours of species t meet the weights of that species' block
+                nodes = torch.nonzero(node_species == t).squeeze(1)
+                block = self.smooth_weights[:, :, t * f:(t + 1) * f].permute(1, 0, 2).reshape(s * k, f)
+                projected[nodes] = values[nodes] @ block.T
+        else:
+            projected = values @ self.smooth_weights.permute(1, 0, 2).reshape(s * k, f).T
+        around = self._sum_rows(centers, columns, weights, projected, n_local)  # [n_local, S·K]
         local = species[:n_local]
-        return (self.bias[:, local] + torch.einsum("knf,nf->kn", self.local_weights[:, local], own)
-                + torch.einsum("knf,nf->kn", self.smooth_weights[:, local], around))
+        out = torch.zeros(k, n_local, dtype=p.dtype, device=p.device)
+        for c in range(s):  # one matrix product per species, not a weight copy per ion
+            nodes = torch.nonzero(local == c).squeeze(1)
+            out[:, nodes] = (self.bias[:, c].unsqueeze(1) + self.local_weights[:, c] @ p[nodes].T
+                             + around[nodes, c * k:(c + 1) * k].T)
+        return out
+
+    def _sum_rows(self, rows: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor, values: torch.Tensor,
+                  n_rows: int) -> torch.Tensor:
+        """[n_rows, F]: out[rows[e]] += weights[e] · values[columns[e]] over e, as a sparse
+        product (gathering a row of values per pair costs ten times as much)."""
+        index = torch.stack([rows, columns])
+        if torch.jit.is_scripting():
+            pattern = torch.sparse_coo_tensor(index, weights, [n_rows, values.shape[0]])
+        else:
+            pattern = self._eager_pattern(index, weights, n_rows, values.shape[0])
+        return torch.sparse.mm(pattern, values)
+
+    @torch.jit.unused
+    def _eager_pattern(self, index: torch.Tensor, weights: torch.Tensor, n_rows: int, n_columns: int) -> torch.Tensor:
+        # the same tensor; saying so keeps torch from warning that its checks are off
+        return torch.sparse_coo_tensor(index, weights, (n_rows, n_columns), check_invariants=False)
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> torch.Tensor:
