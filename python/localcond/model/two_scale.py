@@ -136,6 +136,13 @@ class TwoScaleConductivity(torch.nn.Module):
         return p if self.by_species else torch.gather(p, 1, self.relative[node_species])
 
     @torch.jit.export
+    def descriptors(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                    n_local: int) -> torch.Tensor:
+        """p [n_local, F]: the output nodes' own spectra within the inner cutoff, the
+        descriptors of the structure-domain check (:mod:`localcond.engine.domain`)."""
+        return self.spectrum.descriptors(species, edge_index, edge_vec, n_local)
+
+    @torch.jit.export
     def features(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                  n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(p [n_local, F], p̄ [n_local, F or S·F]): the output nodes' own spectra and the

@@ -29,6 +29,10 @@ checks a model must pass (issue 24, item 5): among the pairs whose pooled
 within-system calibration slope of the left-out systems' labels on their predictions
 lies in ``slope_range`` (0.8–1.2, the held-out criterion), the one with the smallest
 mean χ² of the left-out Λ and shares (the held-out systems play no part).
+The metadata also carry what the fix's domain checks read (:mod:`localcond.engine.domain`):
+the training runs' ``dynamics`` (from the configuration), each training system's members'
+Λ_pred (``ensemble_spread``) and the structure ``domain`` of the training systems' mean
+own spectra (:func:`localcond.campaign.learn.ridge.descriptor_domain`).
 Members: the jackknife of the fit over training systems (as
 :func:`localcond.campaign.learn.ridge.jackknife_members`), so that their mean is the
 fit and their spread its uncertainty from the finite set of systems. After the fit,
@@ -56,6 +60,8 @@ from localcond import __version__
 from localcond.campaign.dataset import positions, read_record, unusable_for_training
 from localcond.campaign.generate import cation_share
 from localcond.campaign.learn.field_check import DenseRecord, calibration, read_dense_systems
+from localcond.campaign.learn.ridge import descriptor_domain
+from localcond.engine.domain import dynamics_problem
 from localcond.engine.neighbors import periodic_edges
 from localcond.errors import LocalcondError
 from localcond.io.files import atomic_path, read_dataclass, read_json
@@ -82,6 +88,9 @@ class FieldConfig:
     share_tables: list[str] = field(default_factory=list)  # more replica tables whose shares are pooled
     records: list[str] = field(default_factory=list)  # training records (globs): the systems' mean features
     grids: list[str] = field(default_factory=list)  # the grids of the systems: held-out classes (sizes, masses)
+    # the training runs' dynamics, copied to the model's metadata for the live check
+    # (localcond.engine.domain.dynamics_note), as in the other solvers' configurations
+    dynamics: dict = field(default_factory=dict)
     solver: str = "field"
 
 
@@ -109,6 +118,10 @@ def load_field_config(path: str | Path) -> FieldConfig:
         raise LocalcondError(f"{path}: penalties must be positive numbers")
     if len(config.slope_range) != 2 or not config.slope_range[0] < config.slope_range[1]:
         raise LocalcondError(f"{path}: slope_range must be [low, high], got {config.slope_range}")
+    if config.dynamics:
+        problem = dynamics_problem(config.dynamics)
+        if problem:
+            raise LocalcondError(f"{path}: dynamics: {problem}")
     return config
 
 
@@ -246,6 +259,9 @@ class FieldFit:
                             for t in config.share_tables]
         self.species = ["cation", "anion"]
         self.charges = [1.0, -1.0]
+        unknown = sorted(set(config.dynamics.get("masses", {})) - set(self.species))
+        if unknown:
+            raise LocalcondError(f"dynamics: masses of {unknown}, which are not among the species {self.species}")
         options = {k: v for k, v in config.model.items() if k != "family"}
         self.module, self.template = make_two_scale_model(self.species, self.charges, **options)
         self.card, self.replicas = card, replicas
@@ -274,6 +290,12 @@ class FieldFit:
         self.train = [n for n in names if self.roles[n] == "train" and n not in self.excluded]
         self.heldout = [n for n in names if self.roles[n] == "heldout"]
         self._standardise(raw)
+        # per system, X of the structure-domain check: per species (1/N) Σ p_i of the ion's own
+        # spectrum, averaged over frames (the training record's where there is one)
+        f = self.module.n_features
+        self.descriptor_means = {n: np.stack([raw[n][:, self._of_species(n, k), :f].astype(np.float64).sum(axis=1)
+                                              .mean(axis=0) for k in range(len(self.species))]).reshape(-1)
+                                 / raw[n].shape[1] for n in raw}
         self.rows = {r.metadata["system"]: self._rows(r, raw[r.metadata["system"]]) for r in self.records}
         for name, path in training_records.items():
             self._record_rows(name, path)
@@ -363,6 +385,7 @@ class FieldFit:
                 np.save(handle, sums)
             self.log(f"mean features of {name}: {len(record['time_ps'])} frames of its training record")
         xbar, xfirst = means_from_sums(sums, species, self.scale)
+        self.descriptor_means[name] = sums[:, :self.module.n_features].reshape(-1) / len(species)
         if name in self.rows:
             self.rows[name].means = (xbar, xfirst)
             return
@@ -514,6 +537,13 @@ class FieldFit:
         module, _ = make_two_scale_model(self.species, self.charges, members=len(thetas), **options)
         module.set_weights(*self.raw_weights(thetas))
         t1, t2 = self.config.label_window_ps
+        spread = {}
+        for n in self.train:
+            values = thetas @ self.rows[n].mean_rows()[0]  # each member's Λ_pred: the fit is linear
+            spread[n] = {"members": values.tolist(), "std": float(np.std(values, ddof=1)), "lambda": self.rows[n].lam}
+        domain = descriptor_domain(np.array([self.descriptor_means[n] for n in self.train]), self.train)
+        domain["feature"] = ("X = per species s, (1/N) sum over the ions i of s of p_i (p the ion's own spectrum within "
+                             "the inner cutoff, the model's descriptors; N all evaluated ions), averaged over frames")
         share_ok = bool(checks) and all(c["passes"]["share"] for c in checks)
         validation = {"species_share": {"validated": share_ok, "held_out": [
             {k: c[k] for k in ("system", "share", "share_measured", "share_error", "z_share")} for c in checks],
@@ -526,10 +556,13 @@ class FieldFit:
                          f"over [{t1:g}, {t2:g}] ps, the Lambda and species shares of {len(self.train)} systems"),
             trained=True, temperature_k=self._temperature(), label_tau_ps=float(t1),
             training_systems=tuple(self.train),
-            training={"mode": "field", "solver": "field", "label_form": "slope", "label_window_ps": [t1, t2],
+            training={"mode": "field", "solver": "field", "label": f"per-ion, slope form over [{t1:g}, {t2:g}] ps",
+                      "label_form": "slope", "label_window_ps": [t1, t2],
                       "supervision": ["per-ion labels (within-frame contrasts)", "system Lambda (long-lag errors)",
                                       "first species' share of Lambda_EH (grid run and replica pooled)"],
                       "penalties": best, "leave_one_out": table, "excluded": self.excluded,
+                      "members": [{"left_out": n} for n in self.train], "ensemble_spread": spread, "domain": domain,
+                      **({"dynamics": self.config.dynamics} if self.config.dynamics else {}),
                       "held_out_checks": checks, "config": asdict(self.config), "command": command,
                       "localcond_version": __version__},
             validation=validation)
