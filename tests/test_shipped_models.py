@@ -105,10 +105,10 @@ def test_fix_with_the_default_model_equals_predict(tmp_path):
     summary = json.loads((tmp_path / "t.summary.json").read_text())
     lam = np.array([f.columns["f_lc"] for f in frames])
     assert summary["lambda_pred"]["value"] == pytest.approx(lam.mean(), rel=1e-8)
-    # the model uncertainty (f_lc[10], the summary): the spread of the 22 jackknife members'
+    # the model uncertainty (f_lc[10], the summary): the spread of the 28 jackknife members'
     # Λ_pred, each member's mean over the same frames as `predict` computes them offline
     members = np.load(tmp_path / "offline.npz")["frame_member_means"]
-    assert members.shape == (5, 22)
+    assert members.shape == (5, 28)
     expected = np.std(members.mean(axis=0), ddof=1)
     assert expected > 0
     assert summary["lambda_pred"]["model_uncertainty"] == pytest.approx(expected, rel=1e-5)
@@ -136,4 +136,7 @@ def test_default_model_dynamics_are_the_training_runs():
     assert dynamics["timestep_fs"] == grid["timestep_fs"]
     sigp = float(re.search(r"^variable\s+sigp\s+index\s+([\d.]+)", text, re.M).group(1))
     sigma_anion = float(re.search(r"^pair_coeff\s+2 2\s+[\d.]+\s+([\d.]+)", text, re.M).group(1))
-    assert dynamics["ion_sigma_A"] == {"cation": sigp, "anion": sigma_anion}
+    # the cation sizes seen in training: the input's default and the size family's training variants
+    sizes = json.loads((ROOT / "training" / "grid_sizes.json").read_text())
+    trained = {sigp} | {float(v["sigma_cation"]) for v in sizes["variants"] if v["role"] == "train"}
+    assert dynamics["ion_sigma_A"] == {"cation": sorted(trained), "anion": sigma_anion}

@@ -1,9 +1,9 @@
 """The README's figure for "What λ_i means": labels against λ_i on the dense held-out set,
-the shipped default model beside the field fit's candidate, from two ``localcond evaluate
-… --dense`` results.
+the previous default model (ridge, system fit) beside the shipped default model (the field
+fit on the extended grid), from two ``localcond evaluate … --dense`` results.
 
 Run (after the two evaluations in README "What λ_i means"):
-PYTHONPATH=python .venv/bin/python training/field_figure.py runs/eval/default_dense.json runs/eval/field_dense.json
+PYTHONPATH=python .venv/bin/python training/field_figure.py runs/eval/default_dense.json runs/train/default/eval.json
 (writes doc/figures/field_calibration.png)
 """
 
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    default, candidate = (json.loads(Path(p).read_text()) for p in sys.argv[1:3])
+    previous, shipped = (json.loads(Path(p).read_text()) for p in sys.argv[1:3])
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    calibration_axes(axes[0], default["field"], "shipped default model (system fit): λ_i says nothing")
-    calibration_axes(axes[1], candidate["field"], "field fit candidate (not shipped)")
+    calibration_axes(axes[0], previous["field"], "previous default (ridge, system fit): λ_i says nothing")
+    calibration_axes(axes[1], shipped["field"], "shipped default (field fit, extended grid)")
     fig.tight_layout()
     out = ROOT / "doc/figures/field_calibration.png"
     out.parent.mkdir(parents=True, exist_ok=True)

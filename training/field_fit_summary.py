@@ -4,8 +4,8 @@ beside the structure-free field's calibration slopes on the same dense labels
 (training/label_window_study_dense.json).
 
 Run: PYTHONPATH=python .venv/bin/python training/field_fit_summary.py [MODEL [OUT]]
-(default runs/train/field/model.pt and training/field_fit_check.json; the ion-size variant:
-runs/train/field-sizes-R15/model.pt training/field_sizes_check.json)
+(default runs/train/field/model.pt and training/field_fit_check.json; the ion-size variant,
+the shipped default model: runs/train/default/model.pt training/field_sizes_check.json)
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ def main() -> None:
     free = {r["system"]: {"slope": r["species_only_field_slope"], "stderr": r["species_only_field_slope_stderr"]}
             for r in window["systems"]}
     checks = training["held_out_checks"]
+    shipped = relative(training["config"]["out"]) == "runs/train/default"  # scripts/train_default_model.sh's
     out = {
         "what": f"the field fit of {training['command'].split()[-1].replace(str(ROOT.parent) + '/', '')}: "
                 "its penalties chosen by leave-one-system-out, "
                 "and its held-out checks (issue 24, item 5) on the dense held-out set of "
-                "training/replicas_heldout_dense.json; the model itself is not shipped",
+                "training/replicas_heldout_dense.json; " + ("the shipped default model (scripts/train_default_model.sh)"
+                                                            if shipped else "the model itself is not shipped"),
         "command": f"PYTHONPATH=python .venv/bin/python -m {relative(training['command'])} "
                    "(10-25 min on 2 cores, most of it the features of 4 x 1984 dense origins; needs the dense "
                    "held-out set: README 'What lambda_i means'), then this script",

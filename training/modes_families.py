@@ -8,7 +8,7 @@ apart), and the structure-free surrogate fitted to the same training systems.
 Wall time of each training is recorded (this project's 2-core machine).
 
     PYTHONPATH=python .venv/bin/python training/modes_families.py \
-        training/configs/default.json training/configs/table-*.json
+        training/configs/ridge-v2.json training/configs/table-*.json
 
 Models go to each configuration's ``out`` (runs/train/…, not committed; a
 rerun resumes from the trainer's checkpoints, so its recorded time is only
