@@ -64,12 +64,14 @@ CellList::CellList(const std::vector<double> &pos, double cutoff) : cutsq(cutoff
 }
 
 void build_edges_binned(const std::vector<double> &pos, const std::vector<int64_t> &point_node,
-                        const std::vector<char> &point_center, double cutoff, EdgeList &edges)
+                        const std::vector<char> &point_center, double cutoff, double inner_cutoff,
+                        EdgeList &edges)
 {
   edges.clear();
   CellList cells(pos, cutoff);
-  cells.for_each_pair(point_center, [&](int64_t i, int64_t j, double dx, double dy, double dz, double) {
-    edges.add(point_node[i], point_node[j], dx, dy, dz);
+  const double innersq = inner_cutoff * inner_cutoff;
+  cells.for_each_pair(point_center, [&](int64_t i, int64_t j, double dx, double dy, double dz, double rsq) {
+    if (point_center[i] == OUTPUT_CENTER || rsq < innersq) edges.add(point_node[i], point_node[j], dx, dy, dz);
   });
   edges.finalize();
 }

@@ -57,13 +57,19 @@ class CellList {
   int64_t bin(const double *x, int d) const;
 };
 
+// What a point's edges are: none, within the inner cutoff (nodes other than the
+// outputs, multi-layer models), within the cutoff (the output nodes).
+constexpr char INNER_CENTER = 1, OUTPUT_CENTER = 2;
+
 // Cell-list search over points (point k at pos[3k..3k+2], model node
 // point_node[k]): an edge (point_node[i], point_node[j]) with vector
 // pos[j] - pos[i] for every center point i (point_center[i] != 0) and every
-// other point j closer than cutoff. Several points may share a node (periodic
-// images of one atom); an atom's own image is a neighbor like any other.
+// other point j closer than cutoff (OUTPUT_CENTER) or inner_cutoff
+// (INNER_CENTER; inner_cutoff <= cutoff). Several points may share a node
+// (periodic images of one atom); an atom's own image is a neighbor like any other.
 void build_edges_binned(const std::vector<double> &pos, const std::vector<int64_t> &point_node,
-                        const std::vector<char> &point_center, double cutoff, EdgeList &edges);
+                        const std::vector<char> &point_center, double cutoff, double inner_cutoff,
+                        EdgeList &edges);
 
 inline int64_t CellList::bin(const double *x, int d) const
 {

@@ -45,7 +45,7 @@ double wall_seconds()
 /* ---------------------------------------------------------------------- */
 
 FixLocalCond::FixLocalCond(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), cutoff(0.0), receptive_field(0.0), n_layers(1),
+    Fix(lmp, narg, arg), cutoff(0.0), inner_cutoff(0.0), receptive_field(0.0), n_layers(1),
     neighbor_mode(NEIGH_AUTO), use_lammps_list(false), remap_ghosts(false), list(nullptr), corr_list(nullptr), lists_given(0), lambda(nullptr),
     global{0.0, 0.0, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN}, global_current(true), write_every(0), eh_on(false), molecules(false), corr_rmax(0.0), corr_bins(0),
     corr_on(false), corr_from_list(false), last_setup_step(-1), n_calls(0), t_edges(0.0), t_python(0.0), t_model(0.0),
@@ -158,6 +158,7 @@ void FixLocalCond::open_session()
   settings.keywords = keywords;
   LocalCond::ModelLayout layout = session->open(settings);
   cutoff = layout.cutoff;
+  inner_cutoff = layout.inner_cutoff;
   receptive_field = layout.receptive_field;
   n_layers = layout.n_layers;
   n_species = layout.n_species;
@@ -184,6 +185,7 @@ void FixLocalCond::open_session()
   graph_settings.type_node = type_node;
   graph_settings.groupbit = groupbit;
   graph_settings.cutoff = cutoff;
+  graph_settings.inner_cutoff = inner_cutoff;
   graph_settings.n_layers = n_layers;
   graph = std::make_unique<LocalCond::GraphAdaptor>(graph_settings);
   LocalCond::CorrelationSettings corr_settings;
@@ -400,9 +402,11 @@ void FixLocalCond::check_ghost_cutoff()
                          std::ceil(std::max(receptive_field, corr_rmax) + skin));
   }
   if (ghost - skin < receptive_field * (1.0 - 1e-12)) {
-    std::string field = n_layers > 1
+    std::string field = n_layers == 1 ? fmt::format("{:.6g} Å (its cutoff)", receptive_field)
+        : inner_cutoff == cutoff
         ? fmt::format("{:.6g} Å ({} layers x {:.6g} Å cutoff)", receptive_field, n_layers, cutoff)
-        : fmt::format("{:.6g} Å (its cutoff)", receptive_field);
+        : fmt::format("{:.6g} Å ({:.6g} Å cutoff + {} x {:.6g} Å for the other nodes' edges)",
+                      receptive_field, cutoff, n_layers - 1, inner_cutoff);
     error->all(FLERR,
                "fix localcond: the model's receptive field is {} but ghost atoms reach only "
                "{:.6g} Å ({} minus neighbor skin {:.6g} Å); add {} (or larger) before the run",

@@ -63,7 +63,7 @@ class FixLocalCond : public Fix {
   std::string neighbor_note;                // which neighbor path a run uses, and why (logged)
   std::string logged_neighbor_note;         // ... as last logged
   std::vector<double> type_charge;          // per type: the model's charge for its species
-  double cutoff, receptive_field;
+  double cutoff, inner_cutoff, receptive_field;    // Å: outputs' edges, other nodes' edges, reach
   int n_layers;
   int n_species;    // the model's species
   int neighbor_mode;

@@ -19,7 +19,8 @@ GraphAdaptor::GraphAdaptor(const GraphSettings &settings) : settings(settings), 
    node of its own: its edges lead to the owned atom (with the image's vector),
    so the graph is the periodic one, and a single rank needs no ghost nodes.
    Edges start at the output atoms (one-layer models) or at every owned atom
-   and every non-image ghost (message passing needs their neighborhoods).
+   and every non-image ghost (message passing needs their neighborhoods): those
+   of the outputs within the model's cutoff, the others' within its inner cutoff.
 ------------------------------------------------------------------------- */
 
 void GraphAdaptor::collect_nodes(const AtomArrays &atoms)
@@ -45,8 +46,10 @@ void GraphAdaptor::collect_nodes(const AtomArrays &atoms)
   n_outputs = (int) atom_of_node.size();
   for (int i = 0; i < nlocal; ++i)
     if (!(amask[i] & groupbit) && type_node[type[i]] >= 0) add(i);
+  // OUTPUT_CENTER: edges within the cutoff; INNER_CENTER: within the inner cutoff
   for (int i = 0; i < nlocal; ++i)
-    center_of_atom[i] = (node_of_atom[i] >= 0) && (n_layers > 1 || node_of_atom[i] < n_outputs);
+    if (node_of_atom[i] >= 0)
+      center_of_atom[i] = node_of_atom[i] < n_outputs ? OUTPUT_CENTER : (n_layers > 1 ? INNER_CENTER : 0);
 
   owned.clear();
   for (int i = 0; i < nlocal; ++i)
@@ -58,7 +61,7 @@ void GraphAdaptor::collect_nodes(const AtomArrays &atoms)
       node_of_atom[i] = node_of_atom[it->second];    // image of an owned atom
     } else {
       add(i);
-      center_of_atom[i] = (n_layers > 1);
+      center_of_atom[i] = (n_layers > 1) ? INNER_CENTER : 0;
     }
   }
 
@@ -82,7 +85,7 @@ void GraphAdaptor::edges_from_list(const AtomArrays &atoms, const NeighList *lis
 {
   edges.clear();
   double **x = atoms.x;
-  const double cutsq = settings.cutoff * settings.cutoff;
+  const double cutsq[3] = {0.0, settings.inner_cutoff * settings.inner_cutoff, settings.cutoff * settings.cutoff};
   const int nrows = list->inum + (settings.n_layers > 1 ? list->gnum : 0);
   for (int ii = 0; ii < nrows; ++ii) {
     const int i = list->ilist[ii];
@@ -96,7 +99,7 @@ void GraphAdaptor::edges_from_list(const AtomArrays &atoms, const NeighList *lis
       const double dx = x[j][0] - x[i][0];
       const double dy = x[j][1] - x[i][1];
       const double dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutsq) edges.add(ni, nj, dx, dy, dz);
+      if (dx * dx + dy * dy + dz * dz < cutsq[(int) center_of_atom[i]]) edges.add(ni, nj, dx, dy, dz);
     }
   }
   edges.finalize();
@@ -120,7 +123,7 @@ void GraphAdaptor::edges_by_binning(const AtomArrays &atoms)
     point_node.push_back(node_of_atom[i]);
     point_center.push_back(center_of_atom[i]);
   }
-  build_edges_binned(point_pos, point_node, point_center, settings.cutoff, edges);
+  build_edges_binned(point_pos, point_node, point_center, settings.cutoff, settings.inner_cutoff, edges);
 }
 
 /* ----------------------------------------------------------------------

@@ -41,7 +41,8 @@ struct AtomArrays {
 struct GraphSettings {
   std::vector<int> type_node;    // per type 1..ntypes: model species index, -1 = not a node
   int groupbit = 0;              // the fix's group: its owned atoms are the outputs
-  double cutoff = 0.0;           // model cutoff, Å
+  double cutoff = 0.0;           // model cutoff, Å: edges of the output nodes
+  double inner_cutoff = 0.0;     // Å: edges of every other node (multi-layer models; <= cutoff)
   int n_layers = 1;              // > 1: message passing needs the ghosts' neighborhoods too
 };
 
@@ -76,7 +77,7 @@ class GraphAdaptor {
 
   // work buffers reused between evaluations
   std::vector<int> node_of_atom;       // per local+ghost atom: model node, -1 = not mapped
-  std::vector<char> center_of_atom;    // per local+ghost atom: edges start here
+  std::vector<char> center_of_atom;    // per local+ghost atom: 0, INNER_CENTER or OUTPUT_CENTER
   std::unordered_map<LAMMPS_NS::tagint, int> owned;    // atom ID -> owned atom index
   std::vector<double> point_pos;    // binning: mapped local+ghost atoms
   std::vector<int64_t> point_node;

@@ -220,6 +220,7 @@ ModelLayout PythonSession::open(const SessionSettings &s)
     if (result) {
       const char *what = "FixSession.layout";
       layout.cutoff = field_double(result, "cutoff", what);
+      layout.inner_cutoff = field_double(result, "inner_cutoff", what);
       layout.receptive_field = field_double(result, "receptive_field", what);
       layout.n_layers = (int) field_long(result, "n_layers", what);
       layout.n_species = (int) field_long(result, "n_species", what);

@@ -48,7 +48,7 @@ struct KeywordSchema {
 
 // What the model, the type map and the validated keywords give the fix (read by name).
 struct ModelLayout {
-  double cutoff = 0.0, receptive_field = 0.0;
+  double cutoff = 0.0, inner_cutoff = 0.0, receptive_field = 0.0;    // Å: outputs' edges, other nodes'
   int n_layers = 1;
   int n_species = 0;
   std::vector<int> type_node;    // per type 1..ntypes: model species index, -1 = excluded

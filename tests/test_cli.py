@@ -110,7 +110,7 @@ def test_info_summarises_and_json_has_everything(tmp_path):
     full = json.loads(run("info", model, "--json").stdout)
     assert full["species"] == ["cation", "anion"]
     assert len(full["training"]["members"]) == len(full["training_systems"]) == 28  # a jackknife over 22 + 6 systems
-    assert any("comm_modify cutoff 62" in line for line in summary)  # what a LAMMPS input needs for 60 A
+    assert any("comm_modify cutoff 47" in line for line in summary)  # what a LAMMPS input needs for 45 A
 
 
 def test_user_mistakes_give_messages_not_tracebacks(tmp_path):

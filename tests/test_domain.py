@@ -207,7 +207,7 @@ pair_style lj/cut/coul/long 16.0
 pair_modify shift yes
 kspace_style pppm 1.0e-4
 dielectric 14
-comm_modify cutoff 62
+comm_modify cutoff 47
 fix lcr all localcond 1 {model_path()} types cation anion
 rerun t.dump dump x y z box yes label x xu label y yu label z zu
 """)

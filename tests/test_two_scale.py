@@ -9,6 +9,7 @@ import torch
 
 from helpers import System, run_lmp
 from localcond.engine.neighbors import periodic_edges
+from localcond.model.contract import read_metadata
 from localcond.model.export import save_model
 from localcond.model.two_scale import make_two_scale_model, relative_channels
 
@@ -138,6 +139,26 @@ def test_nodes_beyond_the_outer_cutoff_change_nothing(around):
     np.testing.assert_array_equal(out[1], out[0])
 
 
+def test_the_receptive_field_is_r_plus_rc():
+    """The metadata's receptive field R + rc is honest: an atom moved from just beyond
+    R + rc of node 0 to farther away leaves λ_0 unchanged (edges of every node given, as
+    offline); moved to within it, λ_0 changes."""
+    module, metadata = make_two_scale_model(["A", "B"], [1.0, -1.0], cutoff=R, inner_cutoff=RC)
+    assert metadata.receptive_field == R + RC and metadata.inner_cutoff == RC
+    rng = np.random.default_rng(8)
+    module.set_weights(torch.as_tensor(rng.normal(size=(1, 2))),
+                       torch.as_tensor(rng.normal(size=(1, 2, module.n_features))),
+                       torch.as_tensor(rng.normal(size=(1, 2, module.n_around))))
+    # a chain along x: node 0, a neighbour at 6 Å (within R), and a probe
+    def lam0(probe_x: float) -> float:
+        x = np.array([[0.0, 0, 0], [6.0, 0, 0], [probe_x, 0, 0]])
+        ei, ev = periodic_edges(x, np.eye(3) * 1000.0, (False,) * 3, R)
+        return float(module(torch.as_tensor([0, 1, 0]), torch.as_tensor(ei), torch.as_tensor(ev), 1)[0])
+
+    assert lam0(R + RC + 0.1) == lam0(R + RC + 3.0)
+    assert lam0(6.0 + RC - 0.1) != lam0(R + RC + 3.0)
+
+
 @pytest.fixture(scope="module", params=["relative", "by_species"])
 def model(tmp_path_factory, request):
     module, metadata = make_two_scale_model(["Li", "PF6"], [1.0, -1.0], cutoff=R, inner_cutoff=RC, members=2,
@@ -152,11 +173,13 @@ def model(tmp_path_factory, request):
 @pytest.mark.mpi
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_fix_equals_offline_prediction(tmp_path, model, nprocs):
-    """Receptive field 2R = 14 Å: ghosts out to 14 Å + skin carry the spectra that enter
-    the local ions' means (both ways of averaging them); the fix's λ equals `localcond
-    predict` on the dumped frames."""
+    """Receptive field R + rc = 11 Å: ghosts out to 11 Å + skin, whose edges the fix builds
+    only within rc (nodes other than the outputs), carry the spectra that enter the local
+    ions' means (both ways of averaging them); the fix's λ equals `localcond predict` on
+    the dumped frames, whose edges all reach R."""
     from test_fix_lammps import SPECIES, assert_fix_matches_offline
 
-    system = System(model=model, comm_cutoff=16.5, steps=60, nevery=20, box=26.0, n_per_type=40)
+    assert read_metadata(model).receptive_field == R + RC
+    system = System(model=model, comm_cutoff=R + RC + 2.0, steps=60, nevery=20, box=26.0, n_per_type=40)
     run_lmp(tmp_path, system.input_text(), nprocs=nprocs)
     assert_fix_matches_offline(tmp_path, model, SPECIES)

@@ -50,7 +50,8 @@ def describe(model: LoadedModel, indices: list[int]) -> str:
     elif not md.trained:
         lines.append("  WARNING: untrained model (random weights): its values mean nothing")
     lines.append(
-        f"  cutoff {md.cutoff:g} A, {md.n_layers} layer(s), receptive field {md.receptive_field:g} A, "
+        f"  cutoff {md.cutoff:g} A" + (f" (other nodes' edges {md.inner_cutoff:g} A)" if md.inner_cutoff else "")
+        + f", {md.n_layers} layer(s), receptive field {md.receptive_field:g} A, "
         f"{md.dtype}, contract v{md.contract_version}; output lambda in {md.units['output']}"
     )
     if not md.species_share_validated:
@@ -124,14 +125,16 @@ class FixSession:
         self.dynamics_logged: str | None = None
 
     def layout(self) -> dict[str, Any]:
-        """What the plugin needs once, by name: the model's cutoff and receptive field (Å)
+        """What the plugin needs once, by name: the model's cutoffs (the output nodes' edges,
+        the other nodes') and receptive field (Å)
         and layers, per-type species index (−1 excluded) and charge (e), the number of
         species, the description for the log, and the validated keywords the C++ side
         acts on (neighbour path, molecular ions, file prefix and write interval, corr's
         RMAX and bins — 0 when off —, whether eh is on)."""
         md, options = self.model.metadata, self.options
         corr = options.reducers.corr
-        return {"cutoff": float(md.cutoff), "receptive_field": float(md.receptive_field),
+        return {"cutoff": float(md.cutoff), "inner_cutoff": float(md.edge_cutoff_inner),
+                "receptive_field": float(md.receptive_field),
                 "n_layers": int(md.n_layers), "type_species_index": list(self.type_species_index),
                 "type_charge": list(self.type_charge), "summary": self.summary, "n_species": len(md.species),
                 "neighbors": options.neighbors, "molecules": options.molecules,

@@ -36,8 +36,13 @@ UNITS = {"length": "angstrom", "charge": "e", "output": "S cm^2 mol^-1"}
 class ModelMetadata:
     """What a caller can check before evaluating a model.
 
-    ``charges`` are in units of e, ``cutoff`` in Å; the receptive field is
-    ``n_layers * cutoff``: an output depends on atoms up to that distance.
+    ``charges`` are in units of e, ``cutoff`` in Å: the output nodes' edges. Every other
+    node's edges are read only within ``inner_cutoff`` (Å; None: the same ``cutoff``),
+    so the receptive field is ``cutoff + (n_layers - 1) * inner_cutoff``: an output
+    depends on atoms up to that distance. A message-passing model leaves
+    ``inner_cutoff`` None (``n_layers * cutoff``); the two-scale model reads its
+    neighbours' own spectra within R = ``cutoff`` and those within rc =
+    ``inner_cutoff`` (R + rc).
     ``temperature_k`` and ``label_tau_ps`` describe the labels a trained model
     learned from (None for models that were not trained on labels); ``training``
     holds the rest of a trained model's provenance (mode, label form and
@@ -64,6 +69,7 @@ class ModelMetadata:
     training: dict = field(default_factory=dict)  # provenance of a trained model (JSON-able)
     purpose: str = "conductivity"  # "test": an analytic test function, not a conductivity model
     validation: dict = field(default_factory=dict)  # outputs checked on held-out systems (JSON-able)
+    inner_cutoff: float | None = None  # Å: the edges read of nodes other than the outputs (None: cutoff)
     contract_version: int = CONTRACT_VERSION
     units: dict[str, str] = field(default_factory=lambda: dict(UNITS))
 
@@ -73,8 +79,13 @@ class ModelMetadata:
             raise ModelFileError("invalid model metadata: " + "; ".join(problems))
 
     @property
+    def edge_cutoff_inner(self) -> float:
+        """The cutoff of the edges of nodes other than the outputs, Å."""
+        return self.cutoff if self.inner_cutoff is None else self.inner_cutoff
+
+    @property
     def receptive_field(self) -> float:
-        return self.n_layers * self.cutoff
+        return self.cutoff + (self.n_layers - 1) * self.edge_cutoff_inner
 
     def problems(self) -> list[str]:
         out = []
@@ -97,6 +108,9 @@ class ModelMetadata:
             out.append(f"cutoff must be a positive length in Å, got {self.cutoff}")
         if self.n_layers < 1:
             out.append(f"n_layers must be >= 1, got {self.n_layers}")
+        if self.inner_cutoff is not None and not (math.isfinite(self.inner_cutoff)
+                                                  and 0 < self.inner_cutoff <= self.cutoff):
+            out.append(f"inner_cutoff must be a length in Å in (0, cutoff = {self.cutoff}], got {self.inner_cutoff}")
         if self.dtype not in DTYPES:
             out.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.purpose not in PURPOSES:
@@ -121,8 +135,9 @@ class ModelMetadata:
 
     def to_json(self) -> str:
         data = asdict(self)
-        if not data["validation"]:  # models from before the field keep their fingerprint
-            del data["validation"]
+        for key in ("validation", "inner_cutoff"):  # models from before these fields keep their fingerprint
+            if not data[key]:
+                del data[key]
         data["receptive_field"] = self.receptive_field
         return json.dumps(data, indent=2, sort_keys=True)
 

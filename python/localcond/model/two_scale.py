@@ -24,9 +24,10 @@ and carries what distinguishes state points (how paired the whole neighbourhood
 is). The fit (:mod:`localcond.campaign.learn.field_fit`) penalises the two
 differently.
 
-Contract (doc/design.md §3): ``cutoff`` = R (the edges it needs), ``n_layers`` =
-2, so the receptive field is 2R ≥ R + rc: every ion within R of an output node
-has its whole rc-neighbourhood among the nodes. The members share the
+Contract (doc/design.md §3): ``cutoff`` = R (the output nodes' edges),
+``inner_cutoff`` = rc (the other nodes' edges), ``n_layers`` = 2, so the receptive
+field is R + rc: every ion within R of an output node has its whole
+rc-neighbourhood among the nodes, and nothing farther is read. The members share the
 descriptors; ``members`` returns each member's λ [K, n_local] (their spread is
 the model's uncertainty from the finite set of training systems). The spectra come
 from a power-spectrum module of the inner cutoff, whose own readout is not used.
@@ -227,7 +228,7 @@ def make_two_scale_model(species: Sequence[str], charges: Sequence[float], cutof
     ``cutoff`` R and ``inner_cutoff`` rc in Å."""
     metadata = ModelMetadata(
         species=tuple(species), charges=tuple(float(q) for q in charges), cutoff=float(cutoff), n_layers=2,
-        dtype=dtype, kind=KIND,
+        inner_cutoff=float(inner_cutoff), dtype=dtype, kind=KIND,
         description=(f"UNTRAINED two-scale power-spectrum model (zero weights; rc {float(inner_cutoff)} A, "
                      f"R {float(cutoff)} A, n_max {n_max}, l_max {l_max}, neighbours averaged {around})"),
         trained=False)

@@ -551,7 +551,8 @@ class FieldFit:
                     "(grid run and replica pooled) on every held-out system"}} if checks else {}
         metadata = ModelMetadata(
             species=tuple(self.species), charges=tuple(self.charges), cutoff=self.template.cutoff,
-            n_layers=self.template.n_layers, dtype=self.template.dtype, kind=f"ensemble/{self.template.kind}",
+            n_layers=self.template.n_layers, inner_cutoff=self.template.inner_cutoff, dtype=self.template.dtype,
+            kind=f"ensemble/{self.template.kind}",
             description=(f"{len(thetas)}-member jackknife of a two-scale linear field fitted to per-ion labels "
                          f"over [{t1:g}, {t2:g}] ps, the Lambda and species shares of {len(self.train)} systems"),
             trained=True, temperature_k=self._temperature(), label_tau_ps=float(t1),
