@@ -46,6 +46,8 @@ def test_metadata_round_trip_and_read_without_torch(reference):
         (dict(charges=(1.0,)), "1 charges for 2 species"),
         (dict(cutoff=-1.0), "cutoff must be a positive length"),
         (dict(n_layers=0), "n_layers must be >= 1"),
+        (dict(inner_cutoff=1e3), r"inner_cutoff must be a length in Å in \(0, cutoff"),
+        (dict(inner_cutoff=0.0), r"inner_cutoff must be a length in Å in \(0, cutoff"),
         (dict(dtype="float16"), "dtype must be one of"),
         (dict(species=("Li", "Li")), "duplicate species"),
         (dict(species=("Li", "NULL")), "other than NULL"),
