@@ -312,3 +312,16 @@ def test_allreduce_over_ranks_equals_serial(tmp_path):
     for name in ("m", "h"):
         for key, value in results[1][name].state().items():
             np.testing.assert_allclose(results[2][name].state()[key], value, rtol=1e-12)
+
+
+def test_blocking_chi2_quantiles_are_the_tabulated_ones():
+    """Jonsson's test reads the 99 % quantiles of χ² (scipy.special.chdtri, imported with the
+    reducers): equal to scipy.stats' and to tables (6.635 for 1 degree of freedom, 15.086
+    for 5, 37.566 for 20)."""
+    from scipy.stats import chi2
+
+    from localcond.engine.reducers.blocking import _chi2_quantiles
+
+    q = _chi2_quantiles(64)
+    np.testing.assert_allclose(q, chi2.ppf(0.99, np.arange(1, 65)), rtol=1e-12)
+    np.testing.assert_allclose(q[[0, 4, 19]], [6.635, 15.086, 37.566], atol=5e-4)
