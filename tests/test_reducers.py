@@ -325,3 +325,21 @@ def test_blocking_chi2_quantiles_are_the_tabulated_ones():
     q = _chi2_quantiles(64)
     np.testing.assert_allclose(q, chi2.ppf(0.99, np.arange(1, 65)), rtol=1e-12)
     np.testing.assert_allclose(q[[0, 4, 19]], [6.635, 15.086, 37.566], atol=5e-4)
+
+
+def test_a_file_with_every_reducer_kind_loads_in_a_fresh_process(tmp_path):
+    """store.load registers the kinds it reads by importing their modules: a file holding
+    the ensemble members' means (an ensemble model's run) loads in a process that
+    imported nothing else, with the members' Λ_pred as written."""
+    from localcond.engine.reducers import store
+    from localcond.engine.reducers.members import MemberMeans
+
+    members = MemberMeans(3)
+    members.update(np.array([1.0, 2.0, 4.0]))
+    members.update(np.array([3.0, 2.0, 0.0]))
+    path = store.save(tmp_path / "r.reduce.npz", {"members": members}, {})
+    code = ("import sys; from localcond.engine.reducers.store import load; "
+            f"r, _ = load({str(path)!r}); print(*r['members'].member_lambda())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert [float(v) for v in out.stdout.split()] == [2.0, 2.0, 2.0]

@@ -51,7 +51,7 @@ def from_bytes(data: bytes, what: str) -> tuple[dict[str, Reducer], dict[str, An
 
 def load(path: str | Path | io.BytesIO, what: str | None = None) -> tuple[dict[str, Reducer], dict[str, Any]]:
     # importing the reducer modules registers their kinds
-    from localcond.engine.reducers import blocking, eh_live, histogram, moments, spatial, timecorr  # noqa: F401
+    from localcond.engine.reducers import blocking, eh_live, histogram, members, moments, spatial, timecorr  # noqa: F401
 
     name_of = what or f"'{path}'"
     try:
