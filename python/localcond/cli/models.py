@@ -62,9 +62,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     lines = [
         f"{args.model}: {md.kind} ({md.purpose}), contract v{md.contract_version}, {md.dtype}",
         f"  species  {', '.join(f'{s} ({q:+g} e)' for s, q in zip(md.species, md.charges))}",
-        f"  cutoff   {md.cutoff:g} A" + (f" (other nodes' edges {md.inner_cutoff:g} A)" if md.inner_cutoff else "")
-        + f", {md.n_layers} layer(s): receptive field {md.receptive_field:g} A "
-        f"(in LAMMPS: comm_modify cutoff {md.receptive_field + 2:g} with a 2 A neighbor skin)",
+        f"  {md.reach()} (in LAMMPS: comm_modify cutoff {md.receptive_field + 2:g} with a 2 A neighbor skin)",
         f"  trained  {md.trained}" + (f": mode {training.get('mode')}, label {training.get('label')}, "
                                      f"{len(training.get('members', []))} ensemble member(s), "
                                      f"{len(md.training_systems)} training system(s)" if md.trained else ""),

@@ -50,8 +50,7 @@ def describe(model: LoadedModel, indices: list[int]) -> str:
     elif not md.trained:
         lines.append("  WARNING: untrained model (random weights): its values mean nothing")
     lines.append(
-        f"  cutoff {md.cutoff:g} A" + (f" (other nodes' edges {md.inner_cutoff:g} A)" if md.inner_cutoff else "")
-        + f", {md.n_layers} layer(s), receptive field {md.receptive_field:g} A, "
+        f"  {md.reach()}, "
         f"{md.dtype}, contract v{md.contract_version}; output lambda in {md.units['output']}"
     )
     if not md.species_share_validated:

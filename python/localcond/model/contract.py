@@ -87,6 +87,11 @@ class ModelMetadata:
     def receptive_field(self) -> float:
         return self.cutoff + (self.n_layers - 1) * self.edge_cutoff_inner
 
+    def reach(self) -> str:
+        """The cutoffs, layers and receptive field in words (the fix's log, ``localcond info``)."""
+        inner = f" (other nodes' edges {self.inner_cutoff:g} A)" if self.inner_cutoff else ""
+        return f"cutoff {self.cutoff:g} A{inner}, {self.n_layers} layer(s), receptive field {self.receptive_field:g} A"
+
     def problems(self) -> list[str]:
         out = []
         if self.contract_version != CONTRACT_VERSION:
