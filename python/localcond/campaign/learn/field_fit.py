@@ -20,11 +20,18 @@ per species block:
   share only;
 - **the first species' share** — the mean over origins of (1/N) Σ_{i of species 0} φ_i
   against t Λ, t the measured share of Λ_EH pooled over the grid's run, the replica
-  and the tables of ``share_tables`` (inverse variance), error σ_t Λ ⊕ t σ_Λ.
+  and the tables of ``share_tables`` (inverse variance), error σ_t Λ ⊕ t σ_Λ;
+- **a prior on that share** (optional, ``share_prior_widths``): the same mean against
+  t₀ Λ_pred, error w Λ, with t₀ the ideal share of uncorrelated ions under the training
+  runs' Langevin thermostat (:func:`ideal_share`: D₀ ∝ 1/m, 0.75 for masses 20/60) and
+  w a width in share (null: no prior). The measured shares of single systems carry
+  errors of ±0.004–0.15; the prior keeps the fit from reading their scatter as structure.
+  Whether it does better is the leave-one-out's call (the share χ² of each width is in
+  the model's metadata, ``training.leave_one_out``).
 
 Weighted least squares with a ridge penalty α_own on the weights of p (which vary
 ion to ion) and α_around on those of p̄ (which vary little within a system),
-intercepts free. The penalties are chosen by leave-one-training-system-out, by the
+intercepts free. The penalties and the prior's width are chosen by leave-one-training-system-out, by the
 checks a model must pass (issue 24, item 5): among the pairs whose pooled
 within-system calibration slope of the left-out systems' labels on their predictions
 lies in ``slope_range`` (0.8–1.2, the held-out criterion), the one with the smallest
@@ -84,6 +91,9 @@ class FieldConfig:
     alphas_own: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])
     alphas_around: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3])
     slope_range: list[float] = field(default_factory=lambda: list(SLOPE_RANGE))
+    # widths of the prior on each training system's first-species share around the ideal
+    # share (null: no prior), chosen by leave-one-out with the penalties; needs ``dynamics``
+    share_prior_widths: list[float | None] = field(default_factory=lambda: [None])
     heldout_dense: list[str] = field(default_factory=list)  # held-out records for the checks (globs)
     share_tables: list[str] = field(default_factory=list)  # more replica tables whose shares are pooled
     records: list[str] = field(default_factory=list)  # training records (globs): the systems' mean features
@@ -122,7 +132,30 @@ def load_field_config(path: str | Path) -> FieldConfig:
         problem = dynamics_problem(config.dynamics)
         if problem:
             raise LocalcondError(f"{path}: dynamics: {problem}")
+    widths = config.share_prior_widths
+    if not widths or any(w is not None and not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)
+                         for w in widths):
+        raise LocalcondError(f"{path}: share_prior_widths must be a list of positive numbers or null (no prior), "
+                             f"got {widths}")
+    if any(w is not None for w in widths):
+        thermostat = config.dynamics.get("thermostat") or {}
+        if not config.dynamics.get("masses") or thermostat.get("style") != "langevin":
+            raise LocalcondError(f"{path}: a share prior needs dynamics with the species' masses and a langevin "
+                                 "thermostat (the ideal share assumes one damping time: D0 proportional to 1/m)")
     return config
+
+
+def ideal_share(counts: dict[str, int], charges: dict[str, float], masses: dict[str, float], first: str) -> float:
+    """The share of ``first`` in the conductivity of uncorrelated ions under a Langevin
+    thermostat with one damping time for all species (D0_s = k_B T damp / m_s):
+    n_first q_first² / m_first divided by Σ_s n_s q_s² / m_s (counts n, charges q in e,
+    masses m in g/mol; the share is dimensionless). For a 1:1 salt of masses 20 and 60 it is
+    60 / 80 = 0.75."""
+    missing = sorted(set(counts) - set(masses))
+    if missing:
+        raise LocalcondError(f"ideal share: no masses for {missing}")
+    weight = {s: counts[s] * charges[s] ** 2 / masses[s] for s in counts}
+    return weight[first] / sum(weight.values())
 
 
 @dataclass
@@ -300,6 +333,10 @@ class FieldFit:
         for name, path in training_records.items():
             self._record_rows(name, path)
         self.kinds = self._held_out_kinds()
+        masses = config.dynamics.get("masses") or {}
+        self.ideal = ({n: ideal_share({s: int((self.rows[n].species == k).sum()) for k, s in enumerate(self.species)},
+                                      dict(zip(self.species, self.charges)), masses, self.species[0])
+                       for n in self.train} if masses else {})
         self.blocks = {n: (self.rows[n].label_blocks() if self.rows[n].labels is not None else None,
                            self.rows[n].mean_blocks()) for n in self.train}
 
@@ -413,7 +450,16 @@ class FieldFit:
         one = np.r_[0.0, np.full(self.module.n_features, alpha_own), np.full(self.module.n_around, alpha_around)]
         return np.diag(np.tile(one, len(self.species)))
 
-    def solve(self, names: list[str], alpha_own: float, alpha_around: float) -> np.ndarray:
+    def prior_block(self, name: str, width: float) -> np.ndarray:
+        """The share prior of one training system as a block of the normal equations:
+        ((x̄_first − t₀ x̄)·θ)² / (w Λ)², the first species' part of Λ_pred minus t₀ times the
+        whole, for its ideal share t₀ (:func:`ideal_share`) and the prior's width w in share."""
+        row = self.rows[name]
+        xbar, xfirst = row.mean_rows()
+        v = xfirst - self.ideal[name] * xbar
+        return np.outer(v, v) / (width * row.lam) ** 2
+
+    def solve(self, names: list[str], alpha_own: float, alpha_around: float, width: float | None = None) -> np.ndarray:
         a = self._penalty(alpha_own, alpha_around)
         b = np.zeros(self.n_params)
         for n in names:
@@ -421,15 +467,17 @@ class FieldFit:
             a, b = a + am, b + bm
             if labels is not None:
                 a, b = a + labels[0], b + labels[1]
+            if width is not None:
+                a = a + self.prior_block(n, width)
         return np.linalg.solve(a, b)
 
-    def leave_one_out(self, alpha_own: float, alpha_around: float) -> dict:
+    def leave_one_out(self, alpha_own: float, alpha_around: float, width: float | None = None) -> dict:
         """The left-out training systems' pooled within-system calibration slope, and the χ²
-        of their Λ and shares."""
+        of their Λ and shares (the left-out system's own share prior left out too)."""
         num = den = 0.0
         chi_lam, chi_share = [], []
         for name in self.train:
-            theta = self.solve([m for m in self.train if m != name], alpha_own, alpha_around)
+            theta = self.solve([m for m in self.train if m != name], alpha_own, alpha_around, width)
             row = self.rows[name]
             labels, _ = self.blocks[name]
             if labels is not None:
@@ -440,15 +488,17 @@ class FieldFit:
             chi_lam.append(((lam - row.lam) / row.lam_error) ** 2)
             if row.share is not None and row.share_error:
                 chi_share.append(((float(xfirst @ theta) / lam - row.share) / row.share_error) ** 2)
-        return {"alpha_own": alpha_own, "alpha_around": alpha_around,
+        return {"alpha_own": alpha_own, "alpha_around": alpha_around, "share_prior_width": width,
                 "within_slope": num / den if den > 0 else float("nan"),
                 "chi2_lambda": float(np.mean(chi_lam)), "chi2_share": float(np.mean(chi_share))}
 
     def choose(self) -> tuple[dict, list[dict]]:
-        table = [self.leave_one_out(a, b) for a, b in itertools.product(self.config.alphas_own,
-                                                                           self.config.alphas_around)]
+        table = [self.leave_one_out(a, b, w) for a, b, w in itertools.product(
+            self.config.alphas_own, self.config.alphas_around, self.config.share_prior_widths)]
         for row in table:
-            self.log(f"alpha_own {row['alpha_own']:g} alpha_around {row['alpha_around']:g}: leave-one-out "
+            width = row["share_prior_width"]
+            self.log(f"alpha_own {row['alpha_own']:g} alpha_around {row['alpha_around']:g} share prior "
+                     f"{'none' if width is None else format(width, 'g')}: leave-one-out "
                      f"slope {row['within_slope']:.2f}, chi2 Lambda {row['chi2_lambda']:.2f}, "
                      f"share {row['chi2_share']:.2f}")
         low, high = self.config.slope_range
@@ -459,17 +509,17 @@ class FieldFit:
             best = min(table, key=lambda r: abs(r["within_slope"] - 1.0))
             self.log(f"WARNING: no penalties give a leave-one-out slope in [{low:g}, {high:g}]; "
                      f"taking the one closest to 1 ({best['within_slope']:.2f})")
-        for key in ("alpha_own", "alpha_around"):
-            values = getattr(self.config, key.replace("alpha_", "alphas_"))
+        for key, values in (("alpha_own", self.config.alphas_own), ("alpha_around", self.config.alphas_around),
+                            ("share_prior_width", [w for w in self.config.share_prior_widths if w is not None])):
             if len(values) > 1 and best[key] in (min(values), max(values)):
-                self.log(f"WARNING: {key} {best[key]:g} is at the edge of the penalties tried; extend the grid")
+                self.log(f"WARNING: {key} {best[key]:g} is at the edge of the values tried; extend the grid")
         return best, table
 
-    def members(self, alpha_own: float, alpha_around: float) -> np.ndarray:
+    def members(self, alpha_own: float, alpha_around: float, width: float | None = None) -> np.ndarray:
         """[n, P]: jackknife members whose mean is the fit to all training systems."""
         n = len(self.train)
-        full = self.solve(self.train, alpha_own, alpha_around)
-        thetas = np.array([self.solve([m for m in self.train if m != name], alpha_own, alpha_around)
+        full = self.solve(self.train, alpha_own, alpha_around, width)
+        thetas = np.array([self.solve([m for m in self.train if m != name], alpha_own, alpha_around, width)
                            for name in self.train])
         return full + (n - 1) / math.sqrt(n) * (thetas - thetas.mean(axis=0))
 
@@ -529,7 +579,7 @@ class FieldFit:
 
     def run(self, command: str) -> Path:
         best, table = self.choose()
-        thetas = self.members(best["alpha_own"], best["alpha_around"])
+        thetas = self.members(best["alpha_own"], best["alpha_around"], best["share_prior_width"])
         checks = [self.check(n, thetas) for n in self.heldout]
         for c in checks:
             self.log(describe_check(c))
@@ -560,7 +610,11 @@ class FieldFit:
             training={"mode": "field", "solver": "field", "label": f"per-ion, slope form over [{t1:g}, {t2:g}] ps",
                       "label_form": "slope", "label_window_ps": [t1, t2],
                       "supervision": ["per-ion labels (within-frame contrasts)", "system Lambda (long-lag errors)",
-                                      "first species' share of Lambda_EH (grid run and replica pooled)"],
+                                      "first species' share of Lambda_EH (grid run and replica pooled)"]
+                      + ([f"prior: first species' share of Lambda_pred around the ideal share "
+                          f"{sorted(set(round(v, 6) for v in self.ideal.values()))} (uncorrelated ions, Langevin "
+                          f"D0 proportional to 1/m), width {best['share_prior_width']:g}"]
+                         if best["share_prior_width"] is not None else []),
                       "penalties": best, "leave_one_out": table, "excluded": self.excluded,
                       "members": [{"left_out": n} for n in self.train], "ensemble_spread": spread, "domain": domain,
                       **({"dynamics": self.config.dynamics} if self.config.dynamics else {}),
