@@ -214,3 +214,15 @@ rerun t.dump dump x y z box yes label x xu label y yu label z zu
     log = (tmp_path / "log.lammps").read_text()
     assert log.count(DYNAMICS) == 1 and "WARNING: WARNING" not in log
     assert "type 1 (cation) have mass 80" in log and "no fix langevin" not in log
+
+
+def test_a_dynamics_block_names_only_the_models_species():
+    """The training configurations' dynamics block (both solvers read it through
+    dynamics_problem): masses must be positive and, once the species are known, of them."""
+    from localcond.engine.domain import dynamics_problem
+
+    block = {"masses": {"cation": 20.0, "anion": 60.0}, "thermostat": {"style": "langevin"}}
+    assert dynamics_problem(block) is None and dynamics_problem(block, ["cation", "anion"]) is None
+    assert "['anion']" in dynamics_problem(block, ["cation"])
+    assert "positive" in dynamics_problem({**block, "masses": {"cation": -1.0}})
+    assert "thermostat" in dynamics_problem({"masses": {"cation": 20.0}})

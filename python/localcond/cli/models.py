@@ -62,7 +62,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     lines = [
         f"{args.model}: {md.kind} ({md.purpose}), contract v{md.contract_version}, {md.dtype}",
         f"  species  {', '.join(f'{s} ({q:+g} e)' for s, q in zip(md.species, md.charges))}",
-        f"  {md.reach()} (in LAMMPS: comm_modify cutoff {md.receptive_field + 2:g} with a 2 A neighbor skin)",
+        f"  {md.reach()} (in LAMMPS: comm_modify cutoff of at least {md.receptive_field:g} A plus the run's "
+        f"neighbor skin, {md.receptive_field + 2:g} with skin 2)",
         f"  trained  {md.trained}" + (f": mode {training.get('mode')}, label {training.get('label')}, "
                                      f"{len(training.get('members', []))} ensemble member(s), "
                                      f"{len(md.training_systems)} training system(s)" if md.trained else ""),

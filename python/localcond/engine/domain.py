@@ -62,12 +62,16 @@ def outside_note(metadata: ModelMetadata, lambda_pred: float) -> str | None:
 MASS_TOLERANCE = 1e-3  # relative
 
 
-def dynamics_problem(dynamics: dict) -> str | None:
-    """What is wrong with a ``dynamics`` block (training configuration), or None."""
+def dynamics_problem(dynamics: dict, species: Sequence[str] | None = None) -> str | None:
+    """What is wrong with a ``dynamics`` block (training configuration), or None;
+    ``species``: the model's species, when known, which the masses must name."""
     masses = dynamics.get("masses", {})
     if not isinstance(masses, dict) or not masses or any(
             not isinstance(v, (int, float)) or not v > 0 for v in masses.values()):
         return "'masses' must map species names to positive masses (amu)"
+    unknown = sorted(set(masses) - set(species)) if species is not None else []
+    if unknown:
+        return f"masses of {unknown}, which are not among the species {list(species)}"
     thermostat = dynamics.get("thermostat", {})
     if not isinstance(thermostat, dict) or not isinstance(thermostat.get("style"), str):
         return "'thermostat' must name the LAMMPS fix style of the training runs ({\"style\": \"langevin\", ...})"

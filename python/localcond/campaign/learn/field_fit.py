@@ -292,9 +292,9 @@ class FieldFit:
                             for t in config.share_tables]
         self.species = ["cation", "anion"]
         self.charges = [1.0, -1.0]
-        unknown = sorted(set(config.dynamics.get("masses", {})) - set(self.species))
-        if unknown:
-            raise LocalcondError(f"dynamics: masses of {unknown}, which are not among the species {self.species}")
+        problem = config.dynamics and dynamics_problem(config.dynamics, self.species)
+        if problem:
+            raise LocalcondError(f"dynamics: {problem}")
         options = {k: v for k, v in config.model.items() if k != "family"}
         self.module, self.template = make_two_scale_model(self.species, self.charges, **options)
         self.card, self.replicas = card, replicas

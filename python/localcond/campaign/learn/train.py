@@ -306,6 +306,9 @@ class Trainer:
 
         self.digest = config.digest("".join(sha256(p) for p in self.paths))
         self.species, self.charges = species_of(self.paths)
+        problem = config.dynamics and dynamics_problem(config.dynamics, self.species)
+        if problem:
+            raise LocalcondError(f"dynamics: {problem}")
         _, template = make_model(config.model["family"], self.species, self.charges,
                                  **self._options(config.model))
         self.cutoff = template.cutoff
@@ -489,9 +492,6 @@ class Trainer:
             infos.append(info)
             self.log(f"member {m + 1}/{count} done: {json.dumps(info)[:200]}")
         ensemble = self._ensemble(members)
-        unknown = sorted(set(self.config.dynamics.get("masses", {})) - set(self.species))
-        if unknown:
-            raise LocalcondError(f"dynamics: masses of {unknown}, which are not among the species {self.species}")
         spread = self._ensemble_spread(members)
         windows = sorted({tuple(s.metadata["tau_window_ps"]) for s in self.systems})
         temperatures = sorted({s.metadata["temperature_k"] for s in self.systems})
