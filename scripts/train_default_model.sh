@@ -35,6 +35,7 @@ fi
     --grids training/grid.json training/grid_sizes.json --long-lag-errors training/replica_systems.json \
     --dense "$DENSE"/*.npz \
     --shares training/systems.json training/systems_sizes.json training/replica_systems.json runs/dense/table.json \
+        training/replica_systems_heldout_shares.json \
     --json "$OUT/eval.json" --plot training/default_model_parity.png
 "$VENV/bin/python" - "$OUT" <<'PY'
 import json, shutil, subprocess, sys

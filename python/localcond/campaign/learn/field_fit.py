@@ -584,6 +584,8 @@ class FieldFit:
         for c in checks:
             self.log(describe_check(c))
         options = {k: v for k, v in self.config.model.items() if k != "family"}
+        torch.manual_seed(0)  # the spectrum's readout layers, which the two-scale model never calls, are
+        # initialised at random: a fixed seed makes the exported file the same on every run
         module, _ = make_two_scale_model(self.species, self.charges, members=len(thetas), **options)
         module.set_weights(*self.raw_weights(thetas))
         t1, t2 = self.config.label_window_ps
