@@ -110,7 +110,9 @@ def test_info_summarises_and_json_has_everything(tmp_path):
     full = json.loads(run("info", model, "--json").stdout)
     assert full["species"] == ["cation", "anion"]
     assert len(full["training"]["members"]) == len(full["training_systems"]) == 28  # a jackknife over 22 + 6 systems
-    assert any("comm_modify cutoff 47" in line for line in summary)  # what a LAMMPS input needs for 45 A
+    # what a LAMMPS input needs for a 45 A receptive field: 45 A plus the run's neighbor skin
+    assert any("comm_modify cutoff of at least 45 A plus the run's neighbor skin, 47 with skin 2" in line
+               for line in summary)
 
 
 def test_user_mistakes_give_messages_not_tracebacks(tmp_path):
