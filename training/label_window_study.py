@@ -14,6 +14,8 @@ the slope-form labels over [2, 5], [5, 10] and [10, 20] ps of the dense records
   pooled over the training systems, relative to the pooled Λ, with a block error;
   and the same *within each species* (each frame's species mean removed, so the
   cation/anion split does not enter), pooled over all systems by inverse variance;
+- the cations' share of the labels' sum (the species split at this window, to set beside
+  the long-time share of Λ_EH), with a block-bootstrap error;
 - the power of the per-system calibration test: the slope of the labels on the
   field that has no structure at all, λ_i = 2 t_s Λ (the card's own Λ and
   species share t_s), on every held-out system, with its block-bootstrap error
@@ -121,6 +123,10 @@ def main() -> None:
             w = within_species(labels, p, cation) / lam["value"]
             w_err = bootstrap(lambda o: within_species(labels[o], p[o], cation), len(labels), block) / lam["value"]
             within.append((w, w_err))
+            def label_share(o, labels=labels, cation=cation):
+                return float(labels[o][:, cation].sum() / labels[o].sum())
+
+            label_share_err = bootstrap(lambda o: label_share(o), len(labels), block)
             share = card[name]["species_share_of_conductivity"]["1"]["value"]
             oracle = np.where(cation, 2 * share * lam["value"], 2 * (1 - share) * lam["value"])
             fit = calibration(np.broadcast_to(oracle, labels.shape).copy(), labels, record.metadata["stride_ps"], t2)
@@ -129,7 +135,9 @@ def main() -> None:
                          "z": zs, "paired_fraction": float(p.mean()),
                          "paired_minus_free": float(np.nanmean(per_origin)),
                          "within_species_paired_minus_free_relative": w, "within_species_stderr": w_err,
-                         "species_only_field_slope": fit["slope"], "species_only_field_slope_stderr": fit["slope_stderr"]})
+                         "species_only_field_slope": fit["slope"], "species_only_field_slope_stderr": fit["slope_stderr"],
+                         "cation_share_of_labels": label_share(np.arange(len(labels))),
+                         "cation_share_of_labels_stderr": label_share_err})
             z.append(zs)
             if record.metadata["role"] == "train":
                 relative = per_origin / lam["value"]
