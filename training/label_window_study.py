@@ -81,6 +81,11 @@ def within_species(labels: np.ndarray, pairs: np.ndarray, cation: np.ndarray) ->
     return float(np.mean(out)) if out else float("nan")
 
 
+def label_share(labels: np.ndarray, cation: np.ndarray) -> float:
+    """The cations' share of the labels' sum ([origins, ions] labels, ``cation`` [ions] bool)."""
+    return float(labels[:, cation].sum() / labels.sum())
+
+
 def bootstrap(stat, n_origins: int, block: int, draws: int = 300, seed: int = 0) -> float:
     """Standard deviation of ``stat(origins)`` over resamples of blocks of consecutive origins."""
     rng = np.random.default_rng(seed)
@@ -123,10 +128,7 @@ def main() -> None:
             w = within_species(labels, p, cation) / lam["value"]
             w_err = bootstrap(lambda o: within_species(labels[o], p[o], cation), len(labels), block) / lam["value"]
             within.append((w, w_err))
-            def label_share(o, labels=labels, cation=cation):
-                return float(labels[o][:, cation].sum() / labels[o].sum())
-
-            label_share_err = bootstrap(lambda o: label_share(o), len(labels), block)
+            label_share_err = bootstrap(lambda o: label_share(labels[o], cation), len(labels), block)
             share = card[name]["species_share_of_conductivity"]["1"]["value"]
             oracle = np.where(cation, 2 * share * lam["value"], 2 * (1 - share) * lam["value"])
             fit = calibration(np.broadcast_to(oracle, labels.shape).copy(), labels, record.metadata["stride_ps"], t2)
@@ -136,7 +138,7 @@ def main() -> None:
                          "paired_minus_free": float(np.nanmean(per_origin)),
                          "within_species_paired_minus_free_relative": w, "within_species_stderr": w_err,
                          "species_only_field_slope": fit["slope"], "species_only_field_slope_stderr": fit["slope_stderr"],
-                         "cation_share_of_labels": label_share(np.arange(len(labels))),
+                         "cation_share_of_labels": label_share(labels, cation),
                          "cation_share_of_labels_stderr": label_share_err})
             z.append(zs)
             if record.metadata["role"] == "train":
