@@ -600,7 +600,8 @@ class FieldFit:
         validation = {"species_share": {"validated": share_ok, "held_out": [
             {k: c[k] for k in ("system", "share", "share_measured", "share_error", "z_share")} for c in checks],
             "rule": "first species' share of Lambda_pred within 2 sigma of the measured share of Lambda_EH "
-                    "(grid run and replica pooled) on every held-out system"}} if checks else {}
+                    "(every independent run in the card, replica and share tables, inverse-variance pooled) "
+                    "on every held-out system"}} if checks else {}
         metadata = ModelMetadata(
             species=tuple(self.species), charges=tuple(self.charges), cutoff=self.template.cutoff,
             n_layers=self.template.n_layers, inner_cutoff=self.template.inner_cutoff, dtype=self.template.dtype,
@@ -612,7 +613,8 @@ class FieldFit:
             training={"mode": "field", "solver": "field", "label": f"per-ion, slope form over [{t1:g}, {t2:g}] ps",
                       "label_form": "slope", "label_window_ps": [t1, t2],
                       "supervision": ["per-ion labels (within-frame contrasts)", "system Lambda (long-lag errors)",
-                                      "first species' share of Lambda_EH (grid run and replica pooled)"]
+                                      "first species' share of Lambda_EH (every independent run in the card, replica and share "
+                                      "tables, inverse-variance pooled)"]
                       + ([f"prior: first species' share of Lambda_pred around the ideal share "
                           f"{sorted(set(round(v, 6) for v in self.ideal.values()))} (uncorrelated ions, Langevin "
                           f"D0 proportional to 1/m), width {best['share_prior_width']:g}"]
